@@ -1,0 +1,1 @@
+"""asynctask: an asyncio-native distributed job queue."""

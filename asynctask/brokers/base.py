@@ -1,0 +1,135 @@
+"""The broker protocol: the one seam between asynctask and a storage backend.
+
+It is small and batch-shaped so a backend can serve each call in one round trip. Every
+backend passes the same contract suite (``tests/contract``); where backends differ they say so
+through :class:`Capabilities`, never through skipped tests.
+
+Semantics every backend implements:
+
+* **Leases and fencing.** :meth:`Broker.claim` moves ready jobs to ``running``, bumps their
+  fencing ``token`` and sets ``lease_expires_at = now + lease``. :meth:`Broker.complete`,
+  :meth:`Broker.save` and :meth:`Broker.extend_leases` apply only while the job is ``running``
+  with the same token, so a zombie worker can never overwrite the new owner's outcome.
+* **Ready set.** A job is claimable when it is ``queued``, or ``scheduled`` with
+  ``run_at <= now``. Claim order: highest ``priority`` first, then earliest ``run_at``, then
+  publish order.
+* **Idempotent enqueue.** A job whose id already exists is not enqueued again.
+* **Rescue.** :meth:`Broker.rescue_expired` re-queues ``running`` jobs whose lease expired
+  (the attempt stays counted) or fails them when no retries are left.
+* **Expiry.** Finished jobs carry ``expires_at``; once it has passed, reads treat the job as
+  gone and :meth:`Broker.prune` may delete it.
+* **Time** comes from the injected ``clock`` (a zero-argument callable returning POSIX seconds)
+  so tests can drive expiry with a fake clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+
+__all__ = ["Broker", "Capabilities", "Clock"]
+
+#: A zero-argument callable returning the current time as POSIX seconds.
+Clock = Callable[[], float]
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend can do beyond the common contract."""
+
+    #: Jobs survive a restart of the process that holds the broker object.
+    durable: bool = True
+    #: Several processes can share the queue.
+    shared: bool = True
+    #: ``enqueue(..., connection=...)`` joins the caller's database transaction.
+    transactional_publish: bool = False
+    #: Idle workers are woken by the broker instead of polling.
+    push_wakeups: bool = False
+
+
+class Broker(Protocol):
+    """A storage backend for jobs. See the module docstring for the semantics."""
+
+    capabilities: Capabilities
+
+    #: The broker's URL with any password redacted, for logs and reprs.
+    @property
+    def display_url(self) -> str: ...
+
+    async def open(self) -> None:
+        """Connect. Raises :class:`~asynctask.errors.BrokerUnavailable` naming the host."""
+
+    async def close(self) -> None:
+        """Disconnect; safe to call twice."""
+
+    async def enqueue(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[bool]:
+        """Store jobs; for each, ``True`` if it was created, ``False`` if its id existed."""
+        ...
+
+    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+        """Claim up to ``limit`` ready jobs of ``queue`` in priority order."""
+        ...
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes; for each, ``False`` if its token was stale (nothing written)."""
+        ...
+
+    async def extend_leases(self, leases: Sequence[Lease], *, lease: float) -> list[LeaseState]:
+        """Push lease expiry to ``now + lease`` for jobs still held with these tokens."""
+        ...
+
+    async def save(
+        self, job_id: str, token: int, *, state: bytes | None = None, result: bytes | None = None
+    ) -> bool:
+        """Persist a running job's state and/or result now, fenced by ``token``."""
+        ...
+
+    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+        """Return when a job of ``queue`` may be ready, or after ``timeout`` seconds."""
+
+    async def promote_due(self, limit: int) -> int:
+        """Move ``scheduled`` jobs whose time has come to ``queued``; returns how many."""
+        ...
+
+    async def rescue_expired(self, limit: int) -> int:
+        """Re-queue (or fail, with no retries left) running jobs whose lease expired."""
+        ...
+
+    async def prune(self, limit: int) -> int:
+        """Delete finished jobs past ``expires_at``; returns how many."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or ``None`` if it does not exist or has expired."""
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every given filter, newest first."""
+        ...
+
+    async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
+        """Cancel a job that has not finished.
+
+        ``scheduled``/``queued``/``paused``/``waiting`` become ``cancelled`` at once; a
+        ``running`` job gets ``cancel_requested`` (its worker learns at the next heartbeat).
+        Returns the job after the change, or ``None`` if it does not exist.
+        """
+        ...
+
+    async def retry(self, job_id: str) -> Job | None:
+        """Queue a ``failed`` or ``cancelled`` job again with a fresh attempt count."""
+        ...
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a job in any status; ``False`` if it did not exist."""
+        ...

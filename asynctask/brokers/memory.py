@@ -1,0 +1,338 @@
+"""The in-memory broker: every semantic of the protocol, in one process, with no server.
+
+It is the broker of ``asynctask demo`` and of fast unit tests. Jobs live in this process only;
+``MemoryBroker(path=...)`` (URL ``memory:///path/to/file.json``) loads a snapshot on open and
+writes one on close, so a worker can be stopped and started again without losing its queue.
+Two processes must never use the same snapshot file at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from asynctask.brokers.base import Capabilities, Clock
+from asynctask.errors import ConfigurationError
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind
+
+__all__ = ["MemoryBroker"]
+
+_replace = msgspec.structs.replace
+_WAITABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED})
+_CANCELLABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.WAITING})
+
+
+class MemoryBroker:
+    """A broker that keeps jobs in a dict; see the module docstring."""
+
+    def __init__(self, *, path: str | os.PathLike[str] | None = None, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self.path = Path(path) if path else None
+        self.capabilities = Capabilities(durable=self.path is not None, shared=False, push_wakeups=True)
+        self._jobs: dict[str, Job] = {}
+        # Per queue: ready heap of (-priority, run_at, seq, id) and scheduled heap of
+        # (run_at, seq, id). Entries go stale when a job changes; ``_seq`` tells which is live.
+        self._ready: dict[str, list[tuple[int, float, int, str]]] = {}
+        self._scheduled: dict[str, list[tuple[float, int, str]]] = {}
+        self._seq: dict[str, int] = {}
+        self._counter = 0
+        self._events: dict[str, anyio.Event] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = time.time) -> MemoryBroker:
+        rest = url.removeprefix("memory://")
+        if rest.startswith("/") or rest == "":
+            return cls(path=rest or None, clock=clock)
+        raise ConfigurationError(f"memory broker URL must be memory:// or memory:///absolute/path, got {url!r}")
+
+    @property
+    def display_url(self) -> str:
+        return f"memory://{self.path}" if self.path else "memory://"
+
+    def __repr__(self) -> str:
+        return f"<MemoryBroker {self.display_url} jobs={len(self._jobs)}>"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path is not None and self.path.exists() and not self._jobs:
+            jobs = msgspec.json.decode(self.path.read_bytes(), type=list[Job])
+            for job in sorted(jobs, key=lambda j: j.created_at):
+                self._store(job)
+
+    async def close(self) -> None:
+        if self.path is not None:
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            tmp.write_bytes(msgspec.json.encode(list(self._jobs.values())))
+            tmp.replace(self.path)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _store(self, job: Job) -> Job:
+        """Save ``job`` and index it by status; returns it."""
+        self._jobs[job.id] = job
+        self._counter += 1
+        seq = self._seq[job.id] = self._counter
+        if job.status is JobStatus.QUEUED:
+            heapq.heappush(self._ready.setdefault(job.queue, []), (-job.priority, job.run_at, seq, job.id))
+            self._wake(job.queue)
+        elif job.status is JobStatus.SCHEDULED:
+            heapq.heappush(self._scheduled.setdefault(job.queue, []), (job.run_at, seq, job.id))
+            self._wake(job.queue)
+        return job
+
+    def _wake(self, queue: str) -> None:
+        event = self._events.pop(queue, None)
+        if event is not None:
+            event.set()
+
+    def _live(self, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is not None and job.expires_at is not None and job.expires_at <= self.clock():
+            return None
+        return job
+
+    def _held(self, job_id: str, token: int) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not JobStatus.RUNNING or job.token != token:
+            return None
+        return job
+
+    def _move_due(self, queue: str, now: float) -> None:
+        scheduled = self._scheduled.get(queue)
+        while scheduled and scheduled[0][0] <= now:
+            _, seq, job_id = heapq.heappop(scheduled)
+            job = self._jobs.get(job_id)
+            if job is not None and self._seq.get(job_id) == seq and job.status is JobStatus.SCHEDULED:
+                self._store(_replace(job, status=JobStatus.QUEUED))
+
+    def _has_ready(self, queue: str) -> bool:
+        ready = self._ready.get(queue)
+        while ready:
+            _, _, seq, job_id = ready[0]
+            job = self._jobs.get(job_id)
+            if job is not None and self._seq.get(job_id) == seq and job.status is JobStatus.QUEUED:
+                return True
+            heapq.heappop(ready)
+        return False
+
+    # --- publishing and claiming -----------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[bool]:
+        if connection is not None:
+            raise ConfigurationError("the memory broker does not support transactional publish (connection=)")
+        now = self.clock()
+        created: list[bool] = []
+        for new in jobs:
+            if self._live(new.id) is not None:
+                created.append(False)
+                continue
+            status = JobStatus.SCHEDULED if new.run_at > now else JobStatus.QUEUED
+            self._store(
+                Job(
+                    id=new.id,
+                    task=new.task,
+                    queue=new.queue,
+                    payload=new.payload,
+                    status=status,
+                    priority=new.priority,
+                    max_retries=new.max_retries,
+                    timeout=new.timeout,
+                    run_at=new.run_at,
+                    created_at=now,
+                )
+            )
+            created.append(True)
+        return created
+
+    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+        now = self.clock()
+        self._move_due(queue, now)
+        claimed: list[Job] = []
+        while len(claimed) < limit and self._has_ready(queue):
+            _, _, _, job_id = heapq.heappop(self._ready[queue])
+            job = self._jobs[job_id]
+            claimed.append(
+                self._store(
+                    _replace(
+                        job,
+                        status=JobStatus.RUNNING,
+                        attempts=job.attempts + 1,
+                        token=job.token + 1,
+                        started_at=now,
+                        lease_expires_at=now + lease,
+                    )
+                )
+            )
+        return claimed
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        now = self.clock()
+        applied: list[bool] = []
+        for outcome in outcomes:
+            job = self._held(outcome.job_id, outcome.token)
+            if job is None:
+                applied.append(False)
+                continue
+            kind = outcome.kind
+            if kind is OutcomeKind.SUCCEEDED:
+                result = outcome.result if outcome.result is not None else job.result
+                job = _replace(job, status=JobStatus.SUCCEEDED, result=result)
+            elif kind is OutcomeKind.FAILED:
+                job = _replace(job, status=JobStatus.FAILED, error=outcome.error)
+            elif kind is OutcomeKind.CANCELLED:
+                job = _replace(job, status=JobStatus.CANCELLED, error=outcome.error)
+            elif kind is OutcomeKind.RETRY:
+                run_at = outcome.run_at if outcome.run_at is not None else now
+                status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
+                job = _replace(job, status=status, run_at=run_at, error=outcome.error, lease_expires_at=None)
+            else:  # RELEASE: the attempt does not count
+                job = _replace(
+                    job, status=JobStatus.QUEUED, attempts=job.attempts - 1, lease_expires_at=None
+                )
+            if job.status.finished:
+                job = _replace(job, finished_at=now, lease_expires_at=None, expires_at=outcome.expires_at)
+            self._store(job)
+            applied.append(True)
+        return applied
+
+    async def extend_leases(self, leases: Sequence[Lease], *, lease: float) -> list[LeaseState]:
+        now = self.clock()
+        states: list[LeaseState] = []
+        for held in leases:
+            job = self._held(held.job_id, held.token)
+            if job is None:
+                states.append(LeaseState.LOST)
+                continue
+            self._jobs[job.id] = _replace(job, lease_expires_at=now + lease)
+            states.append(LeaseState.CANCEL if job.cancel_requested else LeaseState.OK)
+        return states
+
+    async def save(
+        self, job_id: str, token: int, *, state: bytes | None = None, result: bytes | None = None
+    ) -> bool:
+        job = self._held(job_id, token)
+        if job is None:
+            return False
+        self._jobs[job_id] = _replace(
+            job,
+            state=state if state is not None else job.state,
+            result=result if result is not None else job.result,
+        )
+        return True
+
+    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+        now = self.clock()
+        self._move_due(queue, now)
+        if self._has_ready(queue):
+            return
+        scheduled = self._scheduled.get(queue)
+        if scheduled:
+            timeout = min(timeout, max(scheduled[0][0] - now, 0.0))
+        event = self._events.get(queue)
+        if event is None:
+            event = self._events[queue] = anyio.Event()
+        with anyio.move_on_after(timeout):
+            await event.wait()
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    async def promote_due(self, limit: int) -> int:
+        now = self.clock()
+        due = [j for j in self._jobs.values() if j.status is JobStatus.SCHEDULED and j.run_at <= now]
+        for job in due[:limit]:
+            self._store(_replace(job, status=JobStatus.QUEUED))
+        return min(len(due), limit)
+
+    async def rescue_expired(self, limit: int) -> int:
+        now = self.clock()
+        expired = [
+            j
+            for j in self._jobs.values()
+            if j.status is JobStatus.RUNNING and j.lease_expires_at is not None and j.lease_expires_at <= now
+        ][:limit]
+        for job in expired:
+            error = f"lease expired at {job.lease_expires_at:.3f}: the worker running attempt {job.attempts} was lost"
+            if job.attempts > job.max_retries:
+                self._store(
+                    _replace(job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None)
+                )
+            else:
+                self._store(_replace(job, status=JobStatus.QUEUED, error=error, lease_expires_at=None))
+        return len(expired)
+
+    async def prune(self, limit: int) -> int:
+        now = self.clock()
+        gone = [j.id for j in self._jobs.values() if j.expires_at is not None and j.expires_at <= now][:limit]
+        for job_id in gone:
+            del self._jobs[job_id]
+            self._seq.pop(job_id, None)
+        return len(gone)
+
+    # --- inspection ------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._live(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        now = self.clock()
+        found = [
+            j
+            for j in self._jobs.values()
+            if (status is None or j.status is status)
+            and (queue is None or j.queue == queue)
+            and (task is None or j.task == task)
+            and (j.expires_at is None or j.expires_at > now)
+        ]
+        found.sort(key=lambda j: (j.created_at, self._seq.get(j.id, 0)), reverse=True)
+        return found[:limit]
+
+    async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
+        job = self._live(job_id)
+        if job is None:
+            return None
+        if job.status in _CANCELLABLE:
+            job = self._store(
+                _replace(job, status=JobStatus.CANCELLED, finished_at=self.clock(), expires_at=expires_at)
+            )
+        elif job.status is JobStatus.RUNNING:
+            job = self._jobs[job_id] = _replace(job, cancel_requested=True)
+        return job
+
+    async def retry(self, job_id: str) -> Job | None:
+        job = self._live(job_id)
+        if job is None:
+            return None
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            job = self._store(
+                _replace(
+                    job,
+                    status=JobStatus.QUEUED,
+                    attempts=0,
+                    run_at=self.clock(),
+                    finished_at=None,
+                    expires_at=None,
+                    cancel_requested=False,
+                )
+            )
+        return job
+
+    async def delete(self, job_id: str) -> bool:
+        self._seq.pop(job_id, None)
+        return self._jobs.pop(job_id, None) is not None
+
+

@@ -1,0 +1,118 @@
+"""Exceptions.
+
+Two families, kept apart on purpose:
+
+* :class:`AsyncTaskError` and its subclasses are *library* errors: bad input, broker trouble,
+  a failed job seen from the client. Each class's docstring is its default message.
+* :class:`Retry`, :class:`Fail` and :class:`Cancel` are *control flow* a handler raises to tell
+  the worker what to do with the current job. They are not errors of the library.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncTaskError",
+    "BrokerError",
+    "BrokerUnavailable",
+    "Cancel",
+    "ConfigurationError",
+    "Fail",
+    "InvalidName",
+    "JobFailed",
+    "JobNotFound",
+    "JobTimeout",
+    "MissingExtra",
+    "PayloadDecodeError",
+    "PayloadTooLarge",
+    "Retry",
+    "SchemaOutdated",
+    "UnknownTask",
+]
+
+
+class AsyncTaskError(Exception):
+    """An asynctask error occurred."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigurationError(AsyncTaskError, ValueError):
+    """The configuration is invalid."""
+
+
+class InvalidName(ConfigurationError):
+    """The name is not valid."""
+
+
+class UnknownTask(AsyncTaskError, LookupError):
+    """No task is registered under this name."""
+
+
+class PayloadTooLarge(AsyncTaskError, ValueError):
+    """The encoded payload is larger than the configured limit."""
+
+
+class PayloadDecodeError(AsyncTaskError, ValueError):
+    """The payload does not match the handler's declared type."""
+
+
+class MissingExtra(AsyncTaskError, ImportError):
+    """An optional dependency is not installed."""
+
+
+class BrokerError(AsyncTaskError):
+    """The broker reported an error."""
+
+
+class BrokerUnavailable(BrokerError, ConnectionError):
+    """The broker cannot be reached."""
+
+
+class SchemaOutdated(BrokerError):
+    """The broker's schema is missing or older than this version of asynctask; run `asynctask migrate`."""
+
+
+class JobNotFound(AsyncTaskError, LookupError):
+    """No job with this id exists (it may have expired and been pruned)."""
+
+
+class JobTimeout(AsyncTaskError, TimeoutError):
+    """The job did not finish within the time waited."""
+
+
+class JobFailed(AsyncTaskError):
+    """The job failed."""
+
+    def __init__(self, job_id: str, status: str, error: str | None) -> None:
+        first = (error or "").strip().splitlines()
+        summary = first[-1] if first else "no error recorded"
+        super().__init__(f"job {job_id} {status}: {summary}")
+        self.job_id = job_id
+        self.status = status
+        #: The full error text recorded for the job, traceback included.
+        self.error = error
+
+
+# --- control flow raised by handlers -------------------------------------------------------
+
+
+class Retry(Exception):  # noqa: N818 - control flow, not an error
+    """Raise from a handler to run the job again later.
+
+    The attempt counts against ``max_retries``; once retries are exhausted the job fails.
+
+    >>> raise Retry(delay=30)  # doctest: +SKIP
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Fail(Exception):  # noqa: N818 - control flow, not an error
+    """Raise from a handler to fail the job now, with no further attempts."""
+
+
+class Cancel(Exception):  # noqa: N818 - control flow, not an error
+    """Raise from a handler to mark the job cancelled."""

@@ -1,0 +1,130 @@
+"""The records that cross the broker boundary.
+
+Jobs are immutable :class:`msgspec.Struct` values: a broker returns a fresh ``Job`` for every
+read, and a worker reports what happened with an :class:`Outcome` instead of mutating the job.
+Times are POSIX timestamps (``float`` seconds) taken from the app's injected clock.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+__all__ = ["Job", "JobStatus", "Lease", "LeaseState", "NewJob", "Outcome", "OutcomeKind"]
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life.
+
+    ``scheduled`` → ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``.
+    A failed job is the dead-letter: it is kept (until its expiry) for inspection and
+    :meth:`App.retry <asynctask.App.retry>`.
+    """
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    WAITING = "waiting"
+    PAUSED = "paused"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as it is handed to :meth:`Broker.enqueue`; the broker sets status and times."""
+
+    id: str
+    task: str
+    queue: str
+    payload: bytes
+    priority: int = 0
+    max_retries: int = 0
+    timeout: float | None = None
+    run_at: float
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored job, as read back from a broker."""
+
+    id: str
+    task: str
+    queue: str
+    payload: bytes
+    status: JobStatus
+    priority: int = 0
+    #: Attempts started so far (the running one included).
+    attempts: int = 0
+    #: Attempts allowed after the first one fails.
+    max_retries: int = 0
+    timeout: float | None = None
+    run_at: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires_at: float | None = None
+    #: Fencing token: bumped by every claim; writes carrying an older token are rejected.
+    token: int = 0
+    #: The last error, with its traceback text.
+    error: str | None = None
+    state: bytes | None = None
+    result: bytes | None = None
+    #: When a finished job may be pruned; reads after this time treat it as gone.
+    expires_at: float | None = None
+    cancel_requested: bool = False
+
+    @property
+    def has_result(self) -> bool:
+        return self.result is not None
+
+
+class OutcomeKind(enum.StrEnum):
+    """What a worker reports at the end of an attempt."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: Run again at ``Outcome.run_at``; the attempt counts.
+    RETRY = "retry"
+    #: Hand the lease back (graceful shutdown): queued again, the attempt does not count.
+    RELEASE = "release"
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The end of one attempt, applied only while ``token`` is still the job's token."""
+
+    job_id: str
+    token: int
+    kind: OutcomeKind
+    result: bytes | None = None
+    error: str | None = None
+    #: For ``RETRY``: when to run next.
+    run_at: float | None = None
+    #: For finished kinds: when the job record expires.
+    expires_at: float | None = None
+
+
+class Lease(msgspec.Struct, frozen=True):
+    """A job held by a worker, as sent with a heartbeat."""
+
+    job_id: str
+    token: int
+
+
+class LeaseState(enum.StrEnum):
+    """A broker's answer for one lease in :meth:`Broker.extend_leases`."""
+
+    #: Extended.
+    OK = "ok"
+    #: Extended, and a cancel was requested: stop the handler.
+    CANCEL = "cancel"
+    #: The job is no longer ours (rescued, deleted or finished): stop the handler, write nothing.
+    LOST = "lost"
