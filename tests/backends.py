@@ -7,6 +7,7 @@ separated) narrows the list, e.g. ``ASYNCTASK_TEST_BROKERS=memory pytest``.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -28,6 +29,17 @@ async def memory_broker(clock: Clock) -> AsyncIterator[Broker]:
 
 
 FACTORIES: dict[str, BrokerFactory] = {"memory": memory_broker}
+
+# Each server-backed broker registers its factory from its own module,
+# ``tests/backend_<name>.py``, defining ``factory: BrokerFactory``.
+for _name in ("postgres", "redis", "mongo", "nats"):
+    try:
+        _module = importlib.import_module(f"tests.backend_{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"tests.backend_{_name}":
+            raise
+        continue
+    FACTORIES[_name] = _module.factory
 
 
 def selected() -> list[str]:
