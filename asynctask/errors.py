@@ -21,6 +21,7 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "JobTimeout",
+    "LeaseLost",
     "MissingExtra",
     "PayloadDecodeError",
     "PayloadTooLarge",
@@ -116,3 +117,7 @@ class Fail(Exception):  # noqa: N818 - control flow, not an error
 
 class Cancel(Exception):  # noqa: N818 - control flow, not an error
     """Raise from a handler to mark the job cancelled."""
+
+
+class LeaseLost(AsyncTaskError):
+    """The job's lease was lost: another worker owns it now, so this attempt may write nothing."""

@@ -1,0 +1,127 @@
+"""Reading a ``postgresql://`` URL: our options out, the rest for asyncpg, the password hidden.
+
+>>> cfg = parse_url("postgresql://app:s3cret@db.internal/jobs?schema=work&notify=false")
+>>> cfg.display_url
+'postgresql://app:***@db.internal/jobs?schema=work&notify=false'
+>>> cfg.target, cfg.schema, cfg.notify
+('db.internal:5432/jobs', 'work', False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from asynctask.errors import ConfigurationError
+
+__all__ = ["PostgresOptions", "parse_url", "redact_url"]
+
+_SCHEMES = frozenset({"postgresql", "postgres"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+# Query parameters that are secrets in libpq URLs.
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+@dataclass(frozen=True)
+class PostgresOptions:
+    """What a URL says, split into the broker's options and the DSN handed to asyncpg."""
+
+    #: The URL for asyncpg, with the broker's own query parameters removed. Holds the password.
+    dsn: str = field(repr=False)
+    #: The URL with its password redacted, for logs, reprs and errors.
+    display_url: str
+    #: ``host:port/database``, for error messages.
+    target: str
+    schema: str = "asynctask"
+    notify: bool = True
+    auto_migrate: bool = False
+    poll_interval: float = 1.0
+    #: Extra keyword arguments for ``asyncpg.create_pool`` (sizes, statement cache).
+    pool_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"URL option {name}={value!r} must be true or false")
+
+
+def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ConfigurationError(f"URL option {name}={value!r} must be a number") from None
+    if number < 0:
+        raise ConfigurationError(f"URL option {name}={value!r} must not be negative")
+    return number
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (in the netloc or the query string) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hosts = netloc.rpartition("@")
+            user, sep, _password = userinfo.partition(":")
+            netloc = f"{user}:***@{hosts}" if sep else f"{user}@{hosts}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        # An unparseable URL may hold a password anywhere: show only its scheme.
+        return url.partition("://")[0] + "://***"
+
+
+def parse_url(url: str) -> PostgresOptions:
+    """Split a ``postgresql://`` URL into :class:`PostgresOptions`.
+
+    The broker's own query parameters are ``schema``, ``notify``, ``auto_migrate``,
+    ``poll_interval``, ``pool_min_size``, ``pool_max_size`` and ``statement_cache_size``;
+    every other parameter (``sslmode``, ``connect_timeout``, ...) is passed on to asyncpg.
+    """
+    display = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError:
+        raise ConfigurationError(f"invalid Postgres URL: {display}") from None
+    if parts.scheme.lower() not in _SCHEMES:
+        raise ConfigurationError(f"not a Postgres URL (postgresql:// or postgres://): {display}")
+    options: dict[str, Any] = {}
+    pool_options: dict[str, Any] = {}
+    passed_on: list[tuple[str, str]] = []
+    host_param = ""
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "schema":
+            options["schema"] = value
+        elif key in ("notify", "auto_migrate"):
+            options[key] = _flag(key, value)
+        elif key == "poll_interval":
+            options[key] = _number(key, value, float)
+        elif key in ("pool_min_size", "pool_max_size"):
+            pool_options[key.removeprefix("pool_")] = _number(key, value, int)
+        elif key == "statement_cache_size":
+            pool_options[key] = _number(key, value, int)
+        else:
+            if key == "host":
+                host_param = value
+            passed_on.append((key, value))
+    host = parts.hostname or host_param or "localhost"
+    user = unquote(parts.username) if parts.username else ""
+    database = unquote(parts.path.lstrip("/")) or user or "postgres"
+    dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(passed_on, quote_via=quote), ""))
+    return PostgresOptions(
+        dsn=dsn,
+        display_url=display,
+        target=f"{host}:{port}/{database}",
+        pool_options=pool_options,
+        **options,
+    )

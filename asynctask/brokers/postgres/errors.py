@@ -1,0 +1,70 @@
+"""Translating asyncpg's exceptions into asynctask's, at the broker boundary.
+
+Callers of the broker see :class:`~asynctask.errors.BrokerUnavailable` (cannot reach or log in
+to the server), :class:`~asynctask.errors.SchemaOutdated` (tables missing: run
+``asynctask migrate``) or :class:`~asynctask.errors.BrokerError` (anything else the server
+reported), never a driver exception. Messages name ``host:port/database``, never a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import asyncpg
+
+from asynctask.errors import BrokerError, BrokerUnavailable, SchemaOutdated
+
+__all__ = ["schema_outdated", "translate_errors"]
+
+# Cannot connect, cannot log in, or the connection went away.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError included
+    asyncpg.InvalidAuthorizationSpecificationError,  # class 28: bad user or password
+    asyncpg.InvalidCatalogNameError,  # the database does not exist
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    OSError,  # refused, unreachable, DNS
+    TimeoutError,  # connect_timeout
+)
+# The tables or schema are not there (or not as this version expects).
+_OUTDATED: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.UndefinedColumnError,
+)
+
+
+def schema_outdated(schema: str, target: str, found: int | None, expected: int) -> SchemaOutdated:
+    """The error for a schema that is missing (``found is None``) or at an older version."""
+    state = f"does not exist in {target}" if found is None else f"is at version {found} in {target}"
+    return SchemaOutdated(
+        f"the asynctask schema {schema!r} {state}; this version of asynctask needs version "
+        f"{expected}. Run `asynctask migrate --broker <url>` (or open the broker with auto_migrate=True)."
+    )
+
+
+def _reason(exc: BaseException, secret: str | None) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # Driver messages do not echo passwords today; make sure it stays that way.
+    if secret:
+        text = text.replace(secret, "***")
+    return text
+
+
+@contextmanager
+def translate_errors(target: str, *, schema: str, secret: str | None = None) -> Iterator[None]:
+    """Re-raise driver errors from the body as asynctask errors naming ``target``."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise BrokerUnavailable(f"cannot reach PostgreSQL at {target}: {_reason(exc, secret)}") from exc
+    except _OUTDATED as exc:
+        raise SchemaOutdated(
+            f"the asynctask schema {schema!r} in {target} is missing or outdated "
+            f"({_reason(exc, secret)}); run `asynctask migrate --broker <url>`"
+        ) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise BrokerError(f"PostgreSQL at {target}: {_reason(exc, secret)}") from exc

@@ -1,0 +1,55 @@
+-- 001: the jobs table and the indexes of the hot paths.
+--
+-- Times are double precision POSIX seconds taken from the application's injected clock (never
+-- SQL now()), so they round-trip exactly; use to_timestamp(run_at) to read them as timestamps.
+-- __schema__ is replaced by the validated, quoted schema name when the file is loaded.
+
+CREATE TABLE __schema__.jobs (
+    id               text PRIMARY KEY,
+    -- Publish order: the last tie-breaker of the claim order.
+    seq              bigserial NOT NULL,
+    task             text NOT NULL,
+    queue            text NOT NULL,
+    status           text NOT NULL,
+    priority         integer NOT NULL DEFAULT 0,
+    attempts         integer NOT NULL DEFAULT 0,
+    max_retries      integer NOT NULL DEFAULT 0,
+    timeout          double precision,
+    run_at           double precision NOT NULL,
+    created_at       double precision NOT NULL,
+    started_at       double precision,
+    finished_at      double precision,
+    lease_expires_at double precision,
+    -- Fencing token: bumped by every claim, never reset, so a stale owner can never match.
+    token            bigint NOT NULL DEFAULT 0,
+    -- The worker holding (or that last held) the lease; for operators only.
+    worker           text,
+    cancel_requested boolean NOT NULL DEFAULT false,
+    expires_at       double precision,
+    error            text,
+    payload          bytea NOT NULL,
+    state            bytea,
+    result           bytea,
+    CONSTRAINT jobs_status_check CHECK (
+        status IN ('scheduled', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'waiting', 'paused')
+    )
+-- Every job is updated several times in its life; free space on each page lets many of those
+-- updates stay on the page.
+) WITH (fillfactor = 75);
+
+-- The ready set, in claim order. Scheduled jobs are included because a claim also takes
+-- scheduled jobs whose time has come (before the promoter gets to them).
+CREATE INDEX jobs_ready_idx ON __schema__.jobs (queue, priority DESC, run_at, seq)
+    WHERE status IN ('queued', 'scheduled');
+
+-- promote_due and the next wake-up time of an idle queue.
+CREATE INDEX jobs_scheduled_idx ON __schema__.jobs (run_at) WHERE status = 'scheduled';
+
+-- rescue_expired.
+CREATE INDEX jobs_lease_idx ON __schema__.jobs (lease_expires_at) WHERE status = 'running';
+
+-- prune.
+CREATE INDEX jobs_expires_idx ON __schema__.jobs (expires_at) WHERE expires_at IS NOT NULL;
+
+-- list_jobs: newest first.
+CREATE INDEX jobs_created_idx ON __schema__.jobs (created_at DESC, seq DESC);

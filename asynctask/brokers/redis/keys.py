@@ -1,0 +1,82 @@
+"""Every Redis key the broker uses, built in this one module.
+
+Layout, for prefix ``P`` and queue ``q``::
+
+    P:ids              hash   job id -> queue name (the only way to find a job by id)
+    P:queues           set    every queue ever published to (for maintenance and listing)
+    P:{q}:job:<id>     hash   one job record (see ``codec.py`` for its fields)
+    P:{q}:ready        zset   claimable jobs; all scores 0, the member encodes the claim order
+    P:{q}:scheduled    zset   delayed jobs, scored by ``run_at``
+    P:{q}:leased       zset   running jobs, scored by ``lease_expires_at``
+    P:{q}:finished     zset   finished jobs that expire, scored by ``expires_at``
+    P:{q}:all          zset   every job of the queue, scored by ``created_at`` (for listing)
+    P:{q}:wake         list   wake-up signals for idle workers (``BLPOP``), trimmed
+    P:{q}:seq          string counter behind publish order
+
+The ``{q}`` hash tag puts every key of a queue in one Redis Cluster slot, so each per-queue
+script touches a single slot. ``P:ids`` and ``P:queues`` live outside any queue's slot and are
+only ever touched by commands (and the tiny ``unindex`` script) of their own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from asynctask.errors import InvalidName
+
+__all__ = ["DEFAULT_PREFIX", "Keys", "QueueKeys"]
+
+DEFAULT_PREFIX = "asynctask"
+
+# A brace would move or break the hash tag, and the tag is what keeps a queue in one slot.
+_FORBIDDEN = frozenset("{}")
+
+
+class QueueKeys(NamedTuple):
+    """The keys of one queue, in the order the Lua scripts expect them as ``KEYS``."""
+
+    ready: str
+    scheduled: str
+    leased: str
+    finished: str
+    all: str
+    wake: str
+    seq: str
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of the queue's job hashes; the scripts append the job id."""
+        return self.ready.removesuffix("ready") + "job:"
+
+    def job(self, job_id: str) -> str:
+        """The key of one job's hash."""
+        return self.job_prefix + job_id
+
+
+class Keys:
+    """Builds the keys under one prefix.
+
+    >>> Keys("asynctask").queue("emails").ready
+    'asynctask:{emails}:ready'
+    """
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not prefix or _FORBIDDEN & set(prefix):
+            raise InvalidName(f"Redis key prefix must be non-empty and contain no braces: {prefix!r}")
+        self.prefix = prefix
+        #: job id -> queue name.
+        self.ids = f"{prefix}:ids"
+        #: Set of queue names.
+        self.queues = f"{prefix}:queues"
+
+    def queue(self, queue: str) -> QueueKeys:
+        """The keys of ``queue``, all sharing its hash tag."""
+        if not queue or _FORBIDDEN & set(queue):
+            raise InvalidName(f"queue name must be non-empty and contain no braces: {queue!r}")
+        base = f"{self.prefix}:{{{queue}}}:"
+        return QueueKeys(*(base + name for name in QueueKeys._fields))
+
+    def pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern for every key under the prefix (used by test cleanup)."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        return escaped + ":*"

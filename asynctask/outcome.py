@@ -1,0 +1,78 @@
+"""The pure decision at the end of an attempt: what happened, and what to do with the job.
+
+Kept free of I/O so every branch is tested directly (``tests/unit/test_outcome.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+
+import msgspec
+
+from asynctask.errors import Cancel, Fail, PayloadDecodeError, Retry
+from asynctask.models import OutcomeKind
+from asynctask.retry import RetryPolicy
+
+__all__ = ["Decision", "Interruption", "decide", "format_error"]
+
+
+class Interruption(enum.Enum):
+    """Why the worker cancelled a running handler, if it did."""
+
+    SHUTDOWN = "shutdown"
+    CANCEL_REQUESTED = "cancel requested"
+    LEASE_LOST = "lease lost"
+
+
+class Decision(msgspec.Struct, frozen=True):
+    kind: OutcomeKind | None  # None: write nothing (the lease is someone else's now)
+    delay: float = 0.0
+    error: str | None = None
+
+
+def decide(
+    exc: BaseException | None,
+    *,
+    attempt: int,
+    max_retries: int,
+    policy: RetryPolicy,
+    retry_after: float | None = None,
+    interruption: Interruption | None = None,
+) -> Decision:
+    """Classify one finished attempt.
+
+    * interrupted by shutdown → hand the lease back; by a cancel request → cancelled;
+      by a lost lease → write nothing.
+    * no exception → succeeded; ``Cancel`` → cancelled; ``Fail`` or an undecodable payload →
+      failed now (no retry can fix it).
+    * any other exception (``Retry`` and timeouts included) → retry after ``Retry.delay``,
+      ``ctx.retry_after`` or the policy's delay, while attempts remain; failed after that.
+    """
+    if interruption is Interruption.SHUTDOWN:
+        return Decision(OutcomeKind.RELEASE)
+    if interruption is Interruption.LEASE_LOST:
+        return Decision(None)
+    if interruption is Interruption.CANCEL_REQUESTED:
+        return Decision(OutcomeKind.CANCELLED, error="cancelled on request")
+    if exc is None:
+        return Decision(OutcomeKind.SUCCEEDED)
+    error = format_error(exc)
+    if isinstance(exc, Cancel):
+        return Decision(OutcomeKind.CANCELLED, error=error)
+    if isinstance(exc, Fail | PayloadDecodeError):
+        return Decision(OutcomeKind.FAILED, error=error)
+    if attempt > max_retries:
+        return Decision(OutcomeKind.FAILED, error=error)
+    if isinstance(exc, Retry) and exc.delay is not None:
+        delay = exc.delay
+    elif retry_after is not None:
+        delay = retry_after
+    else:
+        delay = policy.delay(attempt)
+    return Decision(OutcomeKind.RETRY, delay=max(delay, 0.0), error=error)
+
+
+def format_error(exc: BaseException) -> str:
+    """The traceback text kept with the job."""
+    return "".join(traceback.format_exception(exc)).rstrip()
