@@ -129,7 +129,7 @@ class App:
 
     def task(
         self,
-        fn: Callable[[JobCtx, P], Awaitable[R]] | None = None,
+        fn: Callable[[JobCtx, Any], Awaitable[Any]] | None = None,
         /,
         *,
         name: str | None = None,
@@ -143,7 +143,7 @@ class App:
         on_success: Hook | None = None,
         on_retrying: Hook | None = None,
         on_failed: Hook | None = None,
-    ) -> Task[P, R] | Callable[[Callable[[JobCtx, P], Awaitable[R]]], Task[P, R]]:
+    ) -> Any:
         """Register an async handler ``(ctx, payload) -> result`` as a task.
 
         ``concurrency`` caps how many jobs of this task one worker runs at once; ``timeout``
@@ -153,8 +153,8 @@ class App:
             on_processing=on_processing, on_success=on_success, on_retrying=on_retrying, on_failed=on_failed
         )
 
-        def register(handler: Callable[[JobCtx, P], Awaitable[R]]) -> Task[P, R]:
-            task: Task[P, R] = Task(
+        def register(handler: Callable[[JobCtx, Any], Awaitable[Any]]) -> Task[Any, Any]:
+            task: Task[Any, Any] = Task(
                 self,
                 handler,
                 name=name,
@@ -385,5 +385,3 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App broker={self._broker.display_url} tasks={len(self.tasks)}>"
-
-

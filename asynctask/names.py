@@ -21,7 +21,8 @@ _JOB_ID = re.compile(r"[\x21-\x7e]{1,255}")
 def validate_queue(name: str) -> str:
     if not isinstance(name, str) or not _QUEUE.fullmatch(name):
         raise InvalidName(
-            f"invalid queue name {name!r}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+            f"invalid queue name {name!r}: "
+            "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
         )
     return name
 

@@ -37,5 +37,5 @@ async def wait_until(
 ) -> None:
     """Poll ``predicate`` until it is true; raise :class:`TimeoutError` after ``timeout`` seconds."""
     with anyio.fail_after(timeout):
-        while not await predicate():
+        while not await predicate():  # noqa: ASYNC110 - polls broker state, which has no event
             await anyio.sleep(interval)

@@ -189,7 +189,10 @@ class Worker:
                 services.cancel_scope.cancel()
             jobs_receive.close()
             log.info(
-                "worker %s stopped: %s", self.id, msgspec.structs.asdict(self.stats), extra={"action": "worker_stopped"}
+                "worker %s stopped: %s",
+                self.id,
+                msgspec.structs.asdict(self.stats),
+                extra={"action": "worker_stopped"},
             )
 
     # --- fetching --------------------------------------------------------------------------
@@ -266,7 +269,9 @@ class Worker:
         async for job in receive:
             try:
                 if self._stopping:
-                    outcome: Outcome | None = Outcome(job_id=job.id, token=job.token, kind=OutcomeKind.RELEASE)
+                    outcome: Outcome | None = Outcome(
+                        job_id=job.id, token=job.token, kind=OutcomeKind.RELEASE
+                    )
                 else:
                     attempt = Attempt(self.app, job, worker_id=self.id, limiter=self._limiters.get(job.task))
                     self._attempts[job.id] = attempt
@@ -323,7 +328,12 @@ class Worker:
                 break
             except Exception as exc:
                 if self._immediate:
-                    log.error("could not report %d outcome(s): %s", len(batch), exc, extra={"action": "complete_error"})
+                    log.error(
+                        "could not report %d outcome(s): %s",
+                        len(batch),
+                        exc,
+                        extra={"action": "complete_error"},
+                    )
                     return
                 log.warning(
                     "reporting %d outcome(s) failed (%s); retrying in %.2fs",
@@ -368,7 +378,9 @@ class Worker:
             try:
                 states = await self.app.broker.extend_leases(leases, lease=self.lease)
             except Exception as exc:
-                log.warning("extending %d lease(s) failed: %s", len(leases), exc, extra={"action": "heartbeat_error"})
+                log.warning(
+                    "extending %d lease(s) failed: %s", len(leases), exc, extra={"action": "heartbeat_error"}
+                )
                 continue
             for lease, state in zip(leases, states, strict=True):
                 if state is LeaseState.OK:
@@ -398,9 +410,7 @@ class Worker:
                     "rescued %d job(s) whose lease expired", rescued, extra={"action": "leases_rescued"}
                 )
             if promoted or pruned:
-                log.debug(
-                    "promoted %d, pruned %d", promoted, pruned, extra={"action": "maintenance"}
-                )
+                log.debug("promoted %d, pruned %d", promoted, pruned, extra={"action": "maintenance"})
 
     async def _signal_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

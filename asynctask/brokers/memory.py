@@ -50,7 +50,9 @@ class MemoryBroker:
         rest = url.removeprefix("memory://")
         if rest.startswith("/") or rest == "":
             return cls(path=rest or None, clock=clock)
-        raise ConfigurationError(f"memory broker URL must be memory:// or memory:///absolute/path, got {url!r}")
+        raise ConfigurationError(
+            f"memory broker URL must be memory:// or memory:///absolute/path, got {url!r}"
+        )
 
     @property
     def display_url(self) -> str:
@@ -194,9 +196,7 @@ class MemoryBroker:
                 status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
                 job = _replace(job, status=status, run_at=run_at, error=outcome.error, lease_expires_at=None)
             else:  # RELEASE: the attempt does not count
-                job = _replace(
-                    job, status=JobStatus.QUEUED, attempts=job.attempts - 1, lease_expires_at=None
-                )
+                job = _replace(job, status=JobStatus.QUEUED, attempts=job.attempts - 1, lease_expires_at=None)
             if job.status.finished:
                 job = _replace(job, finished_at=now, lease_expires_at=None, expires_at=outcome.expires_at)
             self._store(job)
@@ -259,10 +259,15 @@ class MemoryBroker:
             if j.status is JobStatus.RUNNING and j.lease_expires_at is not None and j.lease_expires_at <= now
         ][:limit]
         for job in expired:
-            error = f"lease expired at {job.lease_expires_at:.3f}: the worker running attempt {job.attempts} was lost"
+            error = (
+                f"lease expired at {job.lease_expires_at:.3f}: "
+                f"the worker running attempt {job.attempts} was lost"
+            )
             if job.attempts > job.max_retries:
                 self._store(
-                    _replace(job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None)
+                    _replace(
+                        job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None
+                    )
                 )
             else:
                 self._store(_replace(job, status=JobStatus.QUEUED, error=error, lease_expires_at=None))
@@ -334,5 +339,3 @@ class MemoryBroker:
     async def delete(self, job_id: str) -> bool:
         self._seq.pop(job_id, None)
         return self._jobs.pop(job_id, None) is not None
-
-

@@ -173,7 +173,9 @@ async def test_success_stores_result_until_expiry(broker: Broker, clock: FakeClo
     await broker.enqueue([new(clock, "a")])
     [job] = await claim(broker)
     clock.advance(1)
-    assert await broker.complete([outcome(job, OutcomeKind.SUCCEEDED, result=b"42", expires_at=clock() + 100)]) == [True]
+    assert await broker.complete(
+        [outcome(job, OutcomeKind.SUCCEEDED, result=b"42", expires_at=clock() + 100)]
+    ) == [True]
     done = await get(broker, "a")
     assert done.status is JobStatus.SUCCEEDED
     assert done.result == b"42" and done.has_result
@@ -343,7 +345,9 @@ async def test_saved_result_is_kept_when_completion_has_none(broker: Broker, clo
     a, b = sorted(await claim(broker), key=lambda j: j.id)
     assert await broker.save("a", a.token, result=b'"saved"') is True
     assert await broker.save("b", b.token, result=b'"saved"') is True
-    await broker.complete([outcome(a, OutcomeKind.SUCCEEDED), outcome(b, OutcomeKind.SUCCEEDED, result=b'"returned"')])
+    await broker.complete(
+        [outcome(a, OutcomeKind.SUCCEEDED), outcome(b, OutcomeKind.SUCCEEDED, result=b'"returned"')]
+    )
     assert (await get(broker, "a")).result == b'"saved"'
     assert (await get(broker, "b")).result == b'"returned"'
 

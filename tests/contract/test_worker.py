@@ -14,7 +14,18 @@ import anyio
 import msgspec
 import pytest
 
-from asynctask import App, Backoff, Fail, Fixed, JobCtx, JobFailed, JobStatus, PayloadDecodeError, Retry, Worker
+from asynctask import (
+    App,
+    Backoff,
+    Fail,
+    Fixed,
+    JobCtx,
+    JobFailed,
+    JobStatus,
+    PayloadDecodeError,
+    Retry,
+    Worker,
+)
 from asynctask.brokers import Broker
 from asynctask.models import Job, NewJob
 from asynctask.testing import FakeClock, wait_until
@@ -304,8 +315,16 @@ async def test_bad_payload_fails_the_job_and_the_worker_survives(app: App, clock
     async with running(app):
         # A producer that bypassed validation (another version, another language).
         await app.broker.enqueue(
-            [NewJob(id="bad", task=place.name, queue="default", payload=b'{"sku":"x","quantity":"many"}',
-                    max_retries=3, run_at=clock())]
+            [
+                NewJob(
+                    id="bad",
+                    task=place.name,
+                    queue="default",
+                    payload=b'{"sku":"x","quantity":"many"}',
+                    max_retries=3,
+                    run_at=clock(),
+                )
+            ]
         )
         with pytest.raises(JobFailed) as info:
             await app.result("bad", timeout=10)
@@ -322,9 +341,18 @@ async def test_unknown_task_at_run_time_is_kept_with_its_error(app: App, clock: 
 
     async with running(app):
         await app.broker.enqueue(
-            [NewJob(id="ghost", task="not.registered", queue="default", payload=b"null", max_retries=0, run_at=clock())]
+            [
+                NewJob(
+                    id="ghost",
+                    task="not.registered",
+                    queue="default",
+                    payload=b"null",
+                    max_retries=0,
+                    run_at=clock(),
+                )
+            ]
         )
-        with pytest.raises(JobFailed, match="not.registered"):
+        with pytest.raises(JobFailed, match=r"not\.registered"):
             await app.result("ghost", timeout=10)
         assert await (await known.publish(None)).result(timeout=10) == "fine"
 
@@ -440,8 +468,13 @@ async def test_hooks_and_middleware(app: App) -> None:
 
     app.add_middleware(timing)
 
-    @app.task(max_retries=1, on_processing=on_processing, on_success=on_success, on_retrying=on_retrying,
-              on_failed=on_failed)
+    @app.task(
+        max_retries=1,
+        on_processing=on_processing,
+        on_success=on_success,
+        on_retrying=on_retrying,
+        on_failed=on_failed,
+    )
     async def hooked(ctx: JobCtx, fail: bool) -> int:
         if fail or ctx.attempt == 1:
             raise ValueError("x")
@@ -452,7 +485,13 @@ async def test_hooks_and_middleware(app: App) -> None:
         with pytest.raises(JobFailed):
             await (await hooked.publish(True)).result(timeout=10)
     assert events[:7] == [
-        "processing 1", "mw before", "retrying x", "processing 2", "mw before", "mw after", "success 5",
+        "processing 1",
+        "mw before",
+        "retrying x",
+        "processing 2",
+        "mw before",
+        "mw after",
+        "success 5",
     ]
     assert events[-1] == "failed x"
 

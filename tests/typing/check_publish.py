@@ -1,0 +1,38 @@
+"""Checked by ``mypy --strict`` (``nox -s types``), never run: typed publish catches mistakes.
+
+Every ``type: ignore`` below must be needed; ``warn_unused_ignores`` (part of --strict) fails the
+check if typed publish ever stops rejecting the bad call.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from asynctask import App, JobCtx, JobHandle
+
+app = App("memory://")
+
+
+class Email(msgspec.Struct):
+    to: str
+
+
+@app.task(queue="emails")
+async def send_email(ctx: JobCtx, email: Email) -> bool:
+    return True
+
+
+async def publish_ok() -> bool:
+    handle: JobHandle[bool] = await send_email.publish(Email(to="a@example.com"), delay=5)
+    result: bool = await handle.result()
+    return result
+
+
+async def publish_wrong_payload() -> None:
+    await send_email.publish("not an email")  # type: ignore[arg-type]
+
+
+async def wrong_result_type() -> None:
+    handle = await send_email.publish(Email(to="a@example.com"))
+    text: str = await handle.result()  # type: ignore[assignment]
+    del text
