@@ -23,6 +23,7 @@ from asynctask.app import App
 from asynctask.errors import AsyncTaskError
 from asynctask.log import configure_logging
 from asynctask.models import Job, JobStatus
+from asynctask.task import JobHandle
 
 __all__ = ["main"]
 
@@ -95,7 +96,9 @@ def main() -> None:
 @click.option("-q", "--queue", "queues", multiple=True, help="Queue to consume (repeatable; default: all).")
 @click.option("-c", "--concurrency", default=10, show_default=True, help="Jobs run at once.")
 @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
-@click.option("--shutdown-grace", default=30.0, show_default=True, help="Seconds running jobs get on SIGTERM.")
+@click.option(
+    "--shutdown-grace", default=30.0, show_default=True, help="Seconds running jobs get on SIGTERM."
+)
 @click.option("--lease", default=30.0, show_default=True, help="Seconds a claim lasts without a heartbeat.")
 @click.option("--poll-interval", default=1.0, show_default=True, help="Longest wait between claims.")
 @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
@@ -155,26 +158,33 @@ def publish(
 
     async def go() -> None:
         async with app:
-            handle = await app.publish(task, value, delay=delay, job_id=job_id, queue=queue, priority=priority)
+            handle = await app.publish(
+                task, value, delay=delay, job_id=job_id, queue=queue, priority=priority
+            )
         click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
 
     run_async(go)
 
 
 @main.group()
-def jobs() -> None:
-    """Inspect and manage jobs."""
+@click.argument("app_path", metavar="APP")
+@click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
+@click.pass_context
+def jobs(ctx: click.Context, app_path: str, broker: str | None) -> None:
+    """Inspect and manage the jobs of APP: list, show, retry, cancel, delete."""
+    ctx.obj = (app_path, broker)
 
 
 def _jobs_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     """A ``jobs`` subcommand: load APP, open it, run ``fn(app, ...)``."""
 
-    @click.argument("app_path", metavar="APP")
-    @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
+    @click.option("--broker", help="Broker URL (overrides the app's).")
+    @click.pass_obj
     @friendly
     @functools.wraps(fn)
-    def command(app_path: str, broker: str | None, **kwargs: Any) -> None:
-        app = load_app(app_path, broker)
+    def command(obj: tuple[str, str | None], /, broker: str | None, **kwargs: Any) -> None:
+        app_path, group_broker = obj
+        app = load_app(app_path, broker or group_broker)
 
         async def go() -> None:
             async with app:

@@ -92,7 +92,7 @@ async def run_demo(*, count: int = 300, concurrency: int = 10) -> None:
                 jobs = await app.list_jobs(limit=count)
                 counts = Counter(j.status.value for j in jobs)
                 _progress(counts, worker.stats.retried, count, final=False)
-                if counts[JobStatus.SUCCEEDED] + counts[JobStatus.FAILED] + counts[JobStatus.CANCELLED] == count:
+                if sum(counts[s] for s in ("succeeded", "failed", "cancelled")) == count:
                     break
                 await anyio.sleep(0.1)
             worker.stop()
@@ -105,7 +105,7 @@ async def run_demo(*, count: int = 300, concurrency: int = 10) -> None:
         failed_jobs = [j for j in jobs if j.status is JobStatus.FAILED]
         if failed_jobs:
             last = (failed_jobs[0].error or "").strip().splitlines()[-1]
-            print(f"failed jobs are kept for inspection and `app.retry(id)`; e.g. {failed_jobs[0].id}: {last}")
+            print(f"failed jobs are kept for inspection and `app.retry(id)`; {failed_jobs[0].id}: {last}")
 
 
 def _progress(counts: Counter[str], retried: int, total: int, *, final: bool) -> None:

@@ -1,0 +1,3 @@
+from asynctask.cli import main
+
+main()
