@@ -158,7 +158,7 @@ def publish(
 
     async def go() -> None:
         async with app:
-            handle = await app.publish(
+            handle: JobHandle[Any] = await app.publish(
                 task, value, delay=delay, job_id=job_id, queue=queue, priority=priority
             )
         click.echo(handle.id if handle.created else f"{handle.id} (already existed)")

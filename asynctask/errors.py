@@ -98,7 +98,7 @@ class JobFailed(AsyncTaskError):
 # --- control flow raised by handlers -------------------------------------------------------
 
 
-class Retry(Exception):  # noqa: N818 - control flow, not an error
+class Retry(Exception):
     """Raise from a handler to run the job again later.
 
     The attempt counts against ``max_retries``; once retries are exhausted the job fails.
@@ -111,11 +111,11 @@ class Retry(Exception):  # noqa: N818 - control flow, not an error
         self.delay = delay
 
 
-class Fail(Exception):  # noqa: N818 - control flow, not an error
+class Fail(Exception):
     """Raise from a handler to fail the job now, with no further attempts."""
 
 
-class Cancel(Exception):  # noqa: N818 - control flow, not an error
+class Cancel(Exception):
     """Raise from a handler to mark the job cancelled."""
 
 

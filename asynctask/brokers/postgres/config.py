@@ -34,6 +34,8 @@ class PostgresOptions:
     display_url: str
     #: ``host:port/database``, for error messages.
     target: str
+    #: The password, if the URL has one: scrubbed from any error text.
+    secret: str | None = field(default=None, repr=False)
     schema: str = "asynctask"
     notify: bool = True
     auto_migrate: bool = False
@@ -120,6 +122,7 @@ def parse_url(url: str) -> PostgresOptions:
     dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(passed_on, quote_via=quote), ""))
     return PostgresOptions(
         dsn=dsn,
+        secret=unquote(parts.password) if parts.password else None,
         display_url=display,
         target=f"{host}:{port}/{database}",
         pool_options=pool_options,
