@@ -1,6 +1,6 @@
 """Publish a few jobs and run a worker in one process, on the in-memory broker.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from __future__ import annotations
