@@ -278,7 +278,9 @@ class Worker:
                     try:
                         outcome = await attempt.run()
                     finally:
-                        del self._attempts[job.id]
+                        # A rescued job may have been claimed again by this very worker.
+                        if self._attempts.get(job.id) is attempt:
+                            del self._attempts[job.id]
                 if outcome is None:
                     self._held.pop(job.id, None)
                     self.stats.lost += 1
