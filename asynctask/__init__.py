@@ -31,8 +31,10 @@ from asynctask.errors import (
 )
 from asynctask.models import Job, JobStatus
 from asynctask.retry import Backoff, Fixed, RetryPolicy
+from asynctask.schedule import Cron, Daily, Interval, InvalidSchedule, Monthly
 from asynctask.task import JobHandle, JobSpec, Task
 from asynctask.worker import Worker, WorkerStats
+from asynctask.workflows import ChainInfo, Done, GroupInfo, LinkInfo, Step, reentrant
 
 __version__ = "0.1.0"
 
@@ -45,10 +47,17 @@ __all__ = [
     "BrokerUnavailable",
     "Cancel",
     "Capabilities",
+    "ChainInfo",
     "ConfigurationError",
+    "Cron",
+    "Daily",
+    "Done",
     "Fail",
     "Fixed",
+    "GroupInfo",
+    "Interval",
     "InvalidName",
+    "InvalidSchedule",
     "Job",
     "JobCtx",
     "JobFailed",
@@ -58,18 +67,22 @@ __all__ = [
     "JobStatus",
     "JobTimeout",
     "LeaseLost",
+    "LinkInfo",
     "MemoryBroker",
     "Middleware",
     "MissingExtra",
+    "Monthly",
     "PayloadDecodeError",
     "PayloadTooLarge",
     "Retry",
     "RetryPolicy",
     "SchemaOutdated",
+    "Step",
     "Task",
     "UnknownTask",
     "Worker",
     "WorkerStats",
     "broker_from_url",
     "current_ctx",
+    "reentrant",
 ]

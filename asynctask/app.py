@@ -6,16 +6,19 @@ handlers itself, so a web service can import the same module and only publish.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
+import typing
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import anyio
+import msgspec
 
 from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
@@ -31,8 +34,25 @@ from asynctask.errors import (
 )
 from asynctask.models import Job, JobStatus, NewJob
 from asynctask.names import validate_job_id, validate_queue
+from asynctask.periodic import Missed, Periodic
 from asynctask.retry import Backoff, RetryPolicy
+from asynctask.schedule import Schedule
 from asynctask.task import Hook, Hooks, JobHandle, JobSpec, Task
+from asynctask.workflows import (
+    CHAIN_TASK,
+    GROUP_TASK,
+    ChainInfo,
+    Done,
+    GroupInfo,
+    Meta,
+    Step,
+    chain_finisher,
+    chain_info,
+    group_finisher,
+    incremental_handler,
+    overall_status,
+    pipeline_handler,
+)
 
 if TYPE_CHECKING:
     from asynctask.worker import Worker
@@ -41,6 +61,20 @@ __all__ = ["App", "Middleware"]
 
 P = TypeVar("P")
 R = TypeVar("R")
+S = TypeVar("S")
+
+_BUILTIN = frozenset({GROUP_TASK, CHAIN_TASK})
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: registers a ``(ctx)`` or ``(ctx, payload)`` handler."""
+
+    @overload
+    def __call__(self, fn: Callable[[JobCtx], Awaitable[R]], /) -> Task[None, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[JobCtx, P], Awaitable[R]], /) -> Task[P, R]: ...
+
 
 #: ``async def mw(ctx, call_next) -> result``: wraps every handler call in the worker.
 Middleware = Callable[[JobCtx, Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -84,6 +118,10 @@ class App:
         self.max_retries = max_retries
         self.retry_policy: RetryPolicy = retry or Backoff()
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.periodic_tasks: dict[str, Periodic] = {}
+        # The containers of groups and chains run these in their finish phase.
+        self.task(name=GROUP_TASK, max_retries=3)(group_finisher)
+        self.task(name=CHAIN_TASK, max_retries=3)(chain_finisher)
         self.middleware: list[Middleware] = []
         self._opened = 0
         self._open_lock: anyio.Lock | None = None
@@ -108,11 +146,16 @@ class App:
         return self.broker.display_url
 
     @overload
+    def task(self, fn: Callable[[JobCtx], Awaitable[R]], /) -> Task[None, R]: ...
+
+    @overload
     def task(self, fn: Callable[[JobCtx, P], Awaitable[R]], /) -> Task[P, R]: ...
 
     @overload
     def task(
         self,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         queue: str = "default",
@@ -125,11 +168,11 @@ class App:
         on_success: Hook | None = None,
         on_retrying: Hook | None = None,
         on_failed: Hook | None = None,
-    ) -> Callable[[Callable[[JobCtx, P], Awaitable[R]]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(
         self,
-        fn: Callable[[JobCtx, Any], Awaitable[Any]] | None = None,
+        fn: Any = None,
         /,
         *,
         name: str | None = None,
@@ -173,6 +216,114 @@ class App:
 
         return register(fn) if fn is not None else register
 
+    def periodic(
+        self,
+        schedule: Schedule,
+        *,
+        payload: Any = None,
+        missed: Missed = "latest",
+        name: str | None = None,
+        queue: str = "default",
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[[JobCtx, Any], Awaitable[R]]], Task[Any, R]]:
+        """Register a task that runs on ``schedule`` (``Cron``, ``Interval``, ``Daily``, ``Monthly``).
+
+        Every worker process runs the scheduler; each tick still runs exactly once (see
+        :mod:`asynctask.periodic`). ``missed="latest"`` runs the most recent missed tick once
+        after downtime, ``"skip"`` runs none. The handler takes ``(ctx)`` or ``(ctx, payload)``.
+
+        >>> @app.periodic(Cron("*/5 * * * *"))          # doctest: +SKIP
+        ... async def refresh(ctx: JobCtx) -> None: ...
+        """
+
+        def register(handler: Callable[[JobCtx, Any], Awaitable[R]]) -> Task[Any, R]:
+            task: Task[Any, R] = self.task(
+                name=name,
+                queue=queue,
+                max_retries=max_retries,
+                retry=retry,
+                timeout=timeout,
+                priority=priority,
+            )(handler)
+            periodic = Periodic(task, schedule, payload=payload, missed=missed)
+            # Keep finished ticks for two periods, so a restart can tell a tick that ran from one
+            # that was missed (the id is deterministic, so a kept record blocks a re-run).
+            task.min_ttl = 2 * periodic.period(datetime.now(UTC)) + 60
+            self.periodic_tasks[task.name] = periodic
+            return task
+
+        return register
+
+    def pipeline(
+        self,
+        name: str,
+        steps: Sequence[Step | Callable[[JobCtx, Any], Awaitable[Any]]],
+        *,
+        queue: str = "default",
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Task[Any, Any]:
+        """A task made of steps, each one's output the next one's input (gotasks' chained handlers).
+
+        Wrap a step in :func:`~asynctask.reentrant` to retry it in place; a plain step's failure
+        fails the attempt. Progress is saved after every step, so a retried or re-claimed job
+        resumes at the step that failed; ``job.state`` holds the step index and a log of failures.
+
+        >>> resize = app.pipeline("resize", [download, reentrant(convert, times=3, sleep=0.1), upload])
+        ...                                                           # doctest: +SKIP
+        """
+        if not steps:
+            raise ValueError("a pipeline needs at least one step")
+        chain = [step if isinstance(step, Step) else Step(step) for step in steps]
+        handler = pipeline_handler(chain)
+        handler.__annotations__ = {"ctx": JobCtx, "value": chain[0].input_type, "return": Any}
+        return self.task(
+            name=name, queue=queue, max_retries=max_retries, retry=retry, timeout=timeout, priority=priority
+        )(handler)
+
+    def incremental(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[[JobCtx, S], Awaitable[S | Done[R]]]], Task[S, R]]:
+        """A task whose handler is a step function ``(ctx, state) -> state | Done(result)`` (Stater).
+
+        The payload is the first state. The step is called again and again; the state is saved
+        after each call (fenced by the lease), so a retry or another worker resumes from it.
+        ``await app.pause(id)`` stops it after the current step; ``await app.resume(id)``
+        continues from the saved state. ``timeout`` applies to each attempt.
+        """
+
+        def register(step: Callable[[JobCtx, S], Awaitable[S | Done[R]]]) -> Task[S, R]:
+            params = list(inspect.signature(step).parameters.values())
+            if len(params) != 2:
+                raise TypeError(f"incremental step {step.__name__} must take (ctx, state)")
+            state_type = typing.get_type_hints(step).get(params[1].name, Any)
+            handler = incremental_handler(step, state_type)
+            handler.__name__ = step.__name__
+            handler.__annotations__ = {"ctx": JobCtx, "initial": state_type, "return": Any}
+            task: Task[S, R] = self.task(
+                name=name or step.__name__,
+                queue=queue,
+                max_retries=max_retries,
+                retry=retry,
+                timeout=timeout,
+                priority=priority,
+            )(handler)
+            return task
+
+        return register
+
     def add_middleware(self, middleware: Middleware) -> Middleware:
         """Wrap every handler call: ``async def mw(ctx, call_next): ... return await call_next()``."""
         self.middleware.append(middleware)
@@ -182,7 +333,7 @@ class App:
         try:
             return self.tasks[name]
         except KeyError:
-            known = ", ".join(sorted(self.tasks)) or "none"
+            known = ", ".join(sorted(set(self.tasks) - _BUILTIN)) or "none"
             raise UnknownTask(f"no task named {name!r} is registered (known: {known})") from None
 
     def result_codec(self, task_name: str) -> Codec:
@@ -192,7 +343,8 @@ class App:
     @property
     def queues(self) -> list[str]:
         """The queues of the registered tasks, in registration order."""
-        return list(dict.fromkeys(t.queue for t in self.tasks.values())) or ["default"]
+        user = [t.queue for name, t in self.tasks.items() if name not in _BUILTIN]
+        return list(dict.fromkeys(user)) or ["default"]
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -317,7 +469,11 @@ class App:
 
     def decode_result(self, job: Job) -> Any:
         """The decoded result of a job record (``None`` when it has none)."""
-        return None if job.result is None else self.result_codec(job.task).decode(job.result)
+        if job.result is None:
+            return None
+        # A waiting parent holds its first phase's result; the task's codec is its on_finish's.
+        codec = _ANY if job.status is JobStatus.WAITING else self.result_codec(job.task)
+        return codec.decode(job.result)
 
     async def result(self, job_id: str, *, timeout: float | None = None) -> Any:
         """Wait until the job finishes and return its decoded result.
@@ -371,6 +527,79 @@ class App:
     async def delete(self, job_id: str) -> bool:
         return await self.broker.delete(job_id)
 
+    async def pause(self, job_id: str) -> Job:
+        """Park a queued job, or stop a running incremental task after its current step."""
+        job = await self.broker.pause(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job
+
+    async def resume(self, job_id: str) -> Job:
+        """Queue a paused job again; it continues from its saved state."""
+        job = await self.broker.resume(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job
+
+    # --- groups and chains ---------------------------------------------------------------------
+
+    async def group(self, specs: Sequence[JobSpec], *, group_id: str | None = None) -> str:
+        """Publish jobs as a group (tasqueue's Group); returns the group id.
+
+        The group succeeds only if every job does; :meth:`get_group` shows its progress.
+        """
+        jobs = [self.build_job(spec) for spec in specs]
+        if not jobs:
+            raise ConfigurationError("a group needs at least one job")
+        gid = validate_job_id(group_id) if group_id is not None else f"group-{uuid.uuid4().hex}"
+        members = [msgspec.structs.replace(job, id=f"{gid}:{i}", parent_id=gid) for i, job in enumerate(jobs)]
+        container = self._container(GROUP_TASK, gid, jobs[0].queue, b"null", pending=len(members))
+        await self.broker.enqueue([container, *members])
+        return gid
+
+    async def chain(self, specs: Sequence[JobSpec], *, chain_id: str | None = None) -> str:
+        """Publish jobs to run one after another (tasqueue's Chain); returns the chain id.
+
+        Each link sees the previous link's result as ``ctx.prev_result``; a failed link stops the
+        chain, and :meth:`get_chain` says which link failed and why.
+        """
+        jobs = [self.build_job(spec) for spec in specs]
+        if not jobs:
+            raise ConfigurationError("a chain needs at least one job")
+        cid = validate_job_id(chain_id) if chain_id is not None else f"chain-{uuid.uuid4().hex}"
+        links = [msgspec.structs.replace(job, id=f"{cid}:{i}", parent_id=cid) for i, job in enumerate(jobs)]
+        container = self._container(CHAIN_TASK, cid, jobs[0].queue, msgspec.json.encode(links), pending=1)
+        first = msgspec.structs.replace(links[0], meta=Meta(chain=cid, index=0).encode())
+        await self.broker.enqueue([container, first])
+        return cid
+
+    def _container(self, task: str, job_id: str, queue: str, payload: bytes, *, pending: int) -> NewJob:
+        return NewJob(
+            id=job_id,
+            task=task,
+            queue=queue,
+            payload=payload,
+            max_retries=3,
+            run_at=self.clock(),
+            pending=pending,
+        )
+
+    async def get_group(self, group_id: str) -> GroupInfo:
+        """The group's overall status and each member job."""
+        container = await self.broker.get(group_id)
+        if container is None or container.task != GROUP_TASK:
+            raise JobNotFound(f"no group with id {group_id!r}")
+        members = await self.broker.list_jobs(parent_id=group_id, limit=100_000)
+        members.sort(key=lambda j: int(j.id.rsplit(":", 1)[1]))
+        return GroupInfo(id=group_id, status=overall_status(container), jobs=members)
+
+    async def get_chain(self, chain_id: str) -> ChainInfo:
+        """The chain's overall status, each link's status, and which link failed."""
+        container = await self.broker.get(chain_id)
+        if container is None or container.task != CHAIN_TASK:
+            raise JobNotFound(f"no chain with id {chain_id!r}")
+        return await chain_info(self, container)
+
     # --- running -----------------------------------------------------------------------------
 
     def worker(self, **options: Any) -> Worker:
@@ -384,4 +613,4 @@ class App:
         await self.worker(**options).run()
 
     def __repr__(self) -> str:
-        return f"<App broker={self._broker.display_url} tasks={len(self.tasks)}>"
+        return f"<App broker={self._broker.display_url} tasks={len(set(self.tasks) - _BUILTIN)}>"

@@ -171,7 +171,7 @@ def publish(
 @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
 @click.pass_context
 def jobs(ctx: click.Context, app_path: str, broker: str | None) -> None:
-    """Inspect and manage the jobs of APP: list, show, retry, cancel, delete."""
+    """Inspect and manage the jobs of APP: list, show, retry, cancel, pause, resume, delete."""
     ctx.obj = (app_path, broker)
 
 
@@ -255,6 +255,25 @@ async def jobs_cancel(app: App, job_id: str) -> None:
     click.echo(f"{job.id} {job.status.value}{note}")
 
 
+@jobs.command("pause")
+@click.argument("job_id")
+@_jobs_command
+async def jobs_pause(app: App, job_id: str) -> None:
+    """Pause a queued job, or an incremental task after its current step."""
+    job = await app.pause(job_id)
+    note = " (pause requested)" if job.pause_requested and job.status is JobStatus.RUNNING else ""
+    click.echo(f"{job.id} {job.status.value}{note}")
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@_jobs_command
+async def jobs_resume(app: App, job_id: str) -> None:
+    """Resume a paused job from its saved state."""
+    job = await app.resume(job_id)
+    click.echo(f"{job.id} {job.status.value}")
+
+
 @jobs.command("delete")
 @click.argument("job_id")
 @_jobs_command
@@ -326,6 +345,9 @@ def _job_dict(app: App, job: Job) -> dict[str, Any]:
         "finished": _when(job.finished_at),
         "expires": _when(job.expires_at),
         "cancel_requested": job.cancel_requested,
+        "parent": job.parent_id or "-",
+        "pending_children": job.pending,
+        "state": job.state.decode(errors="replace") if job.state is not None else "-",
         "result": json.dumps(msgspec.to_builtins(result)) if job.has_result else "-",
         "error": job.error,
     }

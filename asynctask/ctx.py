@@ -11,7 +11,8 @@ from asynctask.errors import LeaseLost
 
 if TYPE_CHECKING:
     from asynctask.app import App
-    from asynctask.models import Job
+    from asynctask.models import Job, NewJob
+    from asynctask.task import Task
 
 __all__ = ["JobCtx", "current_ctx"]
 
@@ -37,7 +38,16 @@ class JobCtx:
     ...     return page
     """
 
-    __slots__ = ("_retry_after", "_state", "app", "deadline", "job", "worker_id")
+    __slots__ = (
+        "_retry_after",
+        "_spawned",
+        "_state",
+        "app",
+        "deadline",
+        "job",
+        "pause_requested",
+        "worker_id",
+    )
 
     def __init__(self, app: App, job: Job, *, worker_id: str, deadline: float | None) -> None:
         self.app = app
@@ -47,6 +57,9 @@ class JobCtx:
         self.deadline = deadline
         self._retry_after: float | None = None
         self._state: Any = _UNSET
+        self._spawned: list[NewJob] = []
+        #: Set when ``app.pause(id)`` asked this job to stop after its current step.
+        self.pause_requested = False
 
     # --- facts about the job ---------------------------------------------------------------
 
@@ -83,6 +96,45 @@ class JobCtx:
     def previous_error(self) -> str | None:
         """The error of the previous attempt, if it failed."""
         return self.job.error
+
+    @property
+    def parent_id(self) -> str | None:
+        """The job waiting for this one: a subtask's parent, or the group or chain it belongs to."""
+        return self.job.parent_id
+
+    @property
+    def prev_result(self) -> Any:
+        """In a chain: the previous link's result (decoded JSON); ``None`` for the first link."""
+        from asynctask.workflows import read_meta
+
+        return read_meta(self.job).prev
+
+    # --- subtasks ----------------------------------------------------------------------------
+
+    async def spawn(self, task: Task[T, Any] | str, payload: Any = None, **options: Any) -> str:
+        """Run ``task`` as a subtask of this job; returns the child's id.
+
+        Children are enqueued only when this attempt succeeds, atomically with its completion;
+        this job then waits for them and, when the last one finishes, runs its ``on_finish``
+        handler. ``options`` are those of ``publish`` (``queue``, ``priority``, ``delay``, ...).
+        """
+        from asynctask.task import JobSpec
+
+        name = task if isinstance(task, str) else task.name
+        child_id = f"{self.job.id}:{len(self._spawned)}"
+        spec = JobSpec(task=name, payload=payload, job_id=child_id, **options)
+        job = self.app.build_job(spec)
+        self._spawned.append(msgspec.structs.replace(job, parent_id=self.job.id))
+        return child_id
+
+    async def spawn_subtask(self, payload: Any = None, **options: Any) -> str:
+        """Spawn this task's own ``.subtask`` handler (see :meth:`Task.subtask`)."""
+        return await self.spawn(f"{self.job.task}.subtask", payload, **options)
+
+    async def children(self) -> list[Job]:
+        """This job's subtasks (in the finish phase: all finished), oldest first."""
+        found = await self.app.broker.list_jobs(parent_id=self.job.id, limit=100_000)
+        return sorted(found, key=lambda j: int(j.id.rsplit(":", 1)[-1]) if j.id[-1].isdigit() else 0)
 
     # --- talking back ------------------------------------------------------------------------
 

@@ -50,6 +50,12 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     max_retries: int = 0
     timeout: float | None = None
     run_at: float
+    #: The job that waits for this one (its subtask parent, group or chain).
+    parent_id: str | None = None
+    #: Children still to finish before this job may run; > 0 stores it as ``waiting``.
+    pending: int = 0
+    #: Opaque workflow data; brokers store and return it, never read it.
+    meta: bytes | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +86,13 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     #: When a finished job may be pruned; reads after this time treat it as gone.
     expires_at: float | None = None
     cancel_requested: bool = False
+    pause_requested: bool = False
+    #: The job that waits for this one (its subtask parent, group or chain).
+    parent_id: str | None = None
+    #: Children of this job that have not finished yet (while it is ``waiting``).
+    pending: int = 0
+    #: Opaque workflow data; brokers store and return it, never read it.
+    meta: bytes | None = None
 
     @property
     def has_result(self) -> bool:
@@ -96,6 +109,8 @@ class OutcomeKind(enum.StrEnum):
     RETRY = "retry"
     #: Hand the lease back (graceful shutdown): queued again, the attempt does not count.
     RELEASE = "release"
+    #: Stop after this step on request: ``paused`` until resumed; the attempt does not count.
+    PAUSE = "pause"
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +125,10 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     run_at: float | None = None
     #: For finished kinds: when the job record expires.
     expires_at: float | None = None
+    #: Jobs enqueued atomically with this outcome, only if it applies (subtasks, next chain link).
+    spawn: tuple[NewJob, ...] = ()
+    #: Replaces the job's ``meta`` when given.
+    meta: bytes | None = None
 
 
 class Lease(msgspec.Struct, frozen=True):
@@ -126,5 +145,7 @@ class LeaseState(enum.StrEnum):
     OK = "ok"
     #: Extended, and a cancel was requested: stop the handler.
     CANCEL = "cancel"
+    #: Extended, and a pause was requested: stop after the current step.
+    PAUSE = "pause"
     #: The job is no longer ours (rescued, deleted or finished): stop the handler, write nothing.
     LOST = "lost"

@@ -13,6 +13,7 @@ import msgspec
 from asynctask.errors import Cancel, Fail, PayloadDecodeError, Retry
 from asynctask.models import OutcomeKind
 from asynctask.retry import RetryPolicy
+from asynctask.workflows import Paused
 
 __all__ = ["Decision", "Interruption", "decide", "format_error"]
 
@@ -57,6 +58,8 @@ def decide(
         return Decision(OutcomeKind.CANCELLED, error="cancelled on request")
     if exc is None:
         return Decision(OutcomeKind.SUCCEEDED)
+    if isinstance(exc, Paused):
+        return Decision(OutcomeKind.PAUSE)
     error = format_error(exc)
     if isinstance(exc, Cancel):
         return Decision(OutcomeKind.CANCELLED, error=error)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 
 from asynctask.ctx import JobCtx, _current
 from asynctask.errors import Fail, UnknownTask
 from asynctask.models import Job, Outcome, OutcomeKind
 from asynctask.outcome import Interruption, decide
+from asynctask.workflows import Meta, next_link, read_meta
 
 if TYPE_CHECKING:
     from asynctask.app import App
@@ -27,7 +30,7 @@ log = logging.getLogger("asynctask.worker")
 class Attempt:
     """One attempt of a claimed job; the worker may :meth:`interrupt` it from outside."""
 
-    __slots__ = ("app", "interruption", "job", "limiter", "scope", "worker_id")
+    __slots__ = ("app", "ctx", "interruption", "job", "limiter", "scope", "worker_id")
 
     def __init__(self, app: App, job: Job, *, worker_id: str, limiter: anyio.CapacityLimiter | None) -> None:
         self.app = app
@@ -36,6 +39,12 @@ class Attempt:
         self.limiter = limiter
         self.scope = anyio.CancelScope()
         self.interruption: Interruption | None = None
+        self.ctx: JobCtx | None = None
+
+    def request_pause(self) -> None:
+        """Ask the handler to stop after its current step (incremental tasks check this)."""
+        if self.ctx is not None:
+            self.ctx.pause_requested = True
 
     def interrupt(self, why: Interruption) -> None:
         if self.interruption is None:
@@ -48,14 +57,17 @@ class Attempt:
         task = app.tasks.get(job.task)
         now = app.clock()
         timeout = job.timeout
-        ctx = JobCtx(app, job, worker_id=self.worker_id, deadline=now + timeout if timeout else None)
+        ctx = self.ctx = JobCtx(
+            app, job, worker_id=self.worker_id, deadline=now + timeout if timeout else None
+        )
+        meta = read_meta(job)
         exc: BaseException | None = None
         result: Any = None
         reset = _current.set(ctx)
         try:
             with self.scope:
                 try:
-                    result = await self._call(task, ctx, timeout)
+                    result = await self._call(task, ctx, timeout, finishing=meta.phase == "finish")
                 except asyncio.CancelledError as cancelled:
                     # A cancellation aimed at this task (a scope, shutdown) must propagate; a
                     # handler that raised CancelledError on its own merely failed.
@@ -91,11 +103,31 @@ class Attempt:
             return None
         if task is not None:
             await self._after(task, ctx, decision.kind, result, exc)
-        return self._outcome(decision.kind, encoded, decision.error, decision.delay)
+        outcome = self._outcome(decision.kind, encoded, decision.error, decision.delay)
+        if decision.kind is OutcomeKind.SUCCEEDED:
+            outcome = await self._continue(outcome, ctx, meta)
+        return outcome
 
-    async def _call(self, task: Task[Any, Any] | None, ctx: JobCtx, timeout: float | None) -> Any:
+    async def _continue(self, outcome: Outcome, ctx: JobCtx, meta: Meta) -> Outcome:
+        """Attach what a success sets off: spawned subtasks, or the next link of a chain."""
+        if ctx._spawned:
+            # The children run first; this job waits, then runs its finish phase.
+            finish = msgspec.structs.replace(meta, phase="finish").encode()
+            return msgspec.structs.replace(outcome, spawn=tuple(ctx._spawned), meta=finish, expires_at=None)
+        if meta.chain is not None:
+            result = outcome.result if outcome.result is not None else self.job.result
+            link = await next_link(self.app, self.job, meta, result)
+            if link is not None:
+                return msgspec.structs.replace(outcome, spawn=(link,))
+        return outcome
+
+    async def _call(
+        self, task: Task[Any, Any] | None, ctx: JobCtx, timeout: float | None, *, finishing: bool
+    ) -> Any:
         if task is None:
             raise UnknownTask(f"no task named {ctx.task!r} is registered in this worker")
+        if finishing:
+            return await self._finish(task, ctx, timeout)
         payload = task.payload_codec.decode(self.job.payload) if task.takes_payload else None
         async with AsyncExitStack() as stack:
             if self.limiter is not None:
@@ -112,6 +144,14 @@ class Attempt:
             for middleware in reversed(self.app.middleware):
                 call = _bind(middleware, ctx, call)
             return await call()
+
+    async def _finish(self, task: Task[Any, Any], ctx: JobCtx, timeout: float | None) -> Any:
+        """The finish phase: every subtask is done; run the task's ``on_finish`` handler."""
+        if task.finish_handler is None:
+            return None
+        children = await ctx.children()
+        with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
+            return await task.finish_handler(ctx, children)
 
     async def _after(
         self, task: Task[Any, Any], ctx: JobCtx, kind: OutcomeKind, result: Any, exc: BaseException | None
@@ -146,6 +186,9 @@ class Attempt:
     def _outcome(self, kind: OutcomeKind, result: bytes | None, error: str | None, delay: float) -> Outcome:
         app, now = self.app, self.app.clock()
         ttl = app.failed_ttl if kind is OutcomeKind.FAILED else app.result_ttl
+        task = app.tasks.get(self.job.task)
+        if ttl is not None and task is not None and task.min_ttl is not None:
+            ttl = max(ttl, task.min_ttl)
         return Outcome(
             job_id=self.job.id,
             token=self.job.token,

@@ -116,6 +116,10 @@ class Task(Generic[P, R]):
         self.priority = priority
         self.concurrency = concurrency
         self.hooks = hooks or Hooks()
+        #: Keep finished jobs of this task at least this many seconds (periodic ticks need it).
+        self.min_ttl: float | None = None
+        #: Runs once all subtasks spawned by a job of this task have finished.
+        self.finish_handler: Callable[[JobCtx, list[Job]], Awaitable[Any]] | None = None
         payload_type, result_type, self.takes_payload = _signature(fn)
         self.payload_codec = Codec(payload_type)
         self.result_codec = Codec(result_type)
@@ -172,6 +176,27 @@ class Task(Generic[P, R]):
             timeout=timeout,
             priority=priority,
         )
+
+    def on_finish(
+        self, fn: Callable[[JobCtx, list[Job]], Awaitable[Any]]
+    ) -> Callable[[JobCtx, list[Job]], Awaitable[Any]]:
+        """Register ``async def fn(ctx, children: list[Job])``: runs once, as its own attempt, after
+        every subtask spawned by a job of this task has finished (failed ones included).
+
+        Its return value becomes the parent job's result (``None`` keeps the first phase's).
+        """
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("on_finish handler must be an async function (ctx, children)")
+        self.finish_handler = fn
+        # The job's final result is the finish handler's, so results decode as its return type.
+        result_type = typing.get_type_hints(fn).get("return", Any)
+        self.result_codec = Codec(Any if result_type is type(None) else result_type)
+        return fn
+
+    def subtask(self, fn: Callable[[JobCtx, Any], Awaitable[Any]]) -> Task[Any, Any]:
+        """Register ``fn`` as this task's own subtask handler (Stepper's ``SubtaskHandler``),
+        named ``<task>.subtask``; spawn it with ``ctx.spawn_subtask(payload)``."""
+        return self.app.task(name=f"{self.name}.subtask", queue=self.queue)(fn)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.queue}>"

@@ -32,9 +32,11 @@ import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from asynctask.lifecycle import concurrence
 from asynctask.models import Job, Lease, LeaseState, Outcome, OutcomeKind
 from asynctask.names import validate_queue
 from asynctask.outcome import Interruption
+from asynctask.periodic import PeriodicScheduler
 from asynctask.runner import Attempt
 
 if TYPE_CHECKING:
@@ -69,7 +71,8 @@ class Worker:
     ``queue_concurrency`` (per-queue caps), ``lease`` (seconds a claim lasts without a heartbeat),
     ``heartbeat`` (default ``lease / 3``), ``poll_interval`` (longest wait between claims when the
     broker gives no wake-up), ``batch_size`` (most jobs per claim), ``shutdown_grace``,
-    ``maintenance_interval``, ``handle_signals`` (install SIGINT/SIGTERM handlers).
+    ``maintenance_interval``, ``handle_signals`` (install SIGINT/SIGTERM handlers), ``scheduler``
+    (publish the ticks of periodic tasks; safe to leave on in every worker).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         maintenance_interval: float = 5.0,
         handle_signals: bool = False,
+        scheduler: bool = True,
         worker_id: str | None = None,
     ) -> None:
         if concurrency < 1:
@@ -103,6 +107,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.maintenance_interval = maintenance_interval
         self.handle_signals = handle_signals
+        self.scheduler = scheduler
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
         self._free = concurrency
@@ -171,23 +176,29 @@ class Worker:
             )
             jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency)
             out_send, out_receive = anyio.create_memory_object_stream[Outcome](max(2 * self.concurrency, 64))
-            async with anyio.create_task_group() as services:
-                services.start_soon(self._heartbeat_loop)
-                services.start_soon(self._maintenance_loop)
-                if self.handle_signals:
-                    await services.start(self._signal_loop)
-                async with anyio.create_task_group() as core:
-                    core.start_soon(self._complete_loop, out_receive)
-                    async with out_send, anyio.create_task_group() as work:
-                        async with jobs_send:
-                            for queue in self.queues:
-                                work.start_soon(self._fetch_loop, queue, jobs_send.clone())
-                        for _ in range(self.concurrency):
-                            work.start_soon(self._executor, jobs_receive, out_send)
-                        work.start_soon(self._shutdown_watch)
-                        task_status.started()
-                services.cancel_scope.cancel()
-            jobs_receive.close()
+            # Every stream is closed on the way out, even when the worker is cancelled outright.
+            with jobs_send, jobs_receive, out_send, out_receive:
+                background = [self._heartbeat_loop, self._maintenance_loop]
+                if self.scheduler and self.app.periodic_tasks:
+                    background.append(PeriodicScheduler(self.app).run)
+                async with anyio.create_task_group() as services:
+                    # The background services run until the work is done, then are cancelled.
+                    services.start_soon(concurrence(*background))
+                    if self.handle_signals:
+                        await services.start(self._signal_loop)
+                    async with anyio.create_task_group() as core:
+                        core.start_soon(self._complete_loop, out_receive.clone())
+                        async with out_send.clone() as outcomes, anyio.create_task_group() as work:
+                            async with jobs_send.clone() as jobs:
+                                for queue in self.queues:
+                                    work.start_soon(self._fetch_loop, queue, jobs.clone())
+                            jobs_send.close()
+                            for _ in range(self.concurrency):
+                                work.start_soon(self._executor, jobs_receive, outcomes)
+                            work.start_soon(self._shutdown_watch)
+                            task_status.started()
+                        out_send.close()
+                    services.cancel_scope.cancel()
             log.info(
                 "worker %s stopped: %s",
                 self.id,
@@ -392,6 +403,8 @@ class Worker:
                     continue
                 if state is LeaseState.CANCEL:
                     attempt.interrupt(Interruption.CANCEL_REQUESTED)
+                elif state is LeaseState.PAUSE:
+                    attempt.request_pause()
                 else:
                     attempt.interrupt(Interruption.LEASE_LOST)
 

@@ -18,6 +18,21 @@ Semantics every backend implements:
   (the attempt stays counted) or fails them when no retries are left.
 * **Expiry.** Finished jobs carry ``expires_at``; once it has passed, reads treat the job as
   gone and :meth:`Broker.prune` may delete it.
+* **Workflows** (subtasks, groups, chains) rest on one counter. A job with ``pending > 0`` is
+  ``waiting`` and is not claimable. ``NewJob.pending`` sets it at enqueue (a group waits for its
+  members). An outcome's ``spawn`` jobs are enqueued atomically with it (only if it applies;
+  ids that exist already are skipped) and each one with a ``parent_id`` adds 1 to that parent's
+  ``pending``. A ``SUCCEEDED`` outcome whose job then has ``pending > 0`` leaves it ``waiting``
+  instead. Whenever a job with a ``parent_id`` enters a finished status (``succeeded``,
+  ``failed``, ``cancelled``: by ``complete``, ``rescue_expired`` or ``cancel``) its parent's
+  ``pending`` drops by 1, and a ``waiting`` parent that reaches 0 becomes ``queued`` again with
+  ``attempts = 0`` and ``run_at = now`` (its on-finish phase). ``retry`` of a finished child whose
+  parent is ``waiting`` adds 1 back. ``meta`` is opaque: stored from ``NewJob.meta`` and replaced
+  by ``Outcome.meta``.
+* **Pause.** :meth:`Broker.pause` parks a ``scheduled``/``queued`` job as ``paused`` and asks a
+  running one to stop (``pause_requested``, seen as ``LeaseState.PAUSE`` by the heartbeat);
+  a ``PAUSE`` outcome parks it without counting the attempt. :meth:`Broker.resume` queues a
+  ``paused`` job again.
 * **Time** comes from the injected ``clock`` (a zero-argument callable returning POSIX seconds)
   so tests can drive expiry with a fake clock.
 """
@@ -112,9 +127,18 @@ class Broker(Protocol):
         status: JobStatus | None = None,
         queue: str | None = None,
         task: str | None = None,
+        parent_id: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
         """Jobs matching every given filter, newest first."""
+        ...
+
+    async def pause(self, job_id: str) -> Job | None:
+        """Park a waiting-to-run job as ``paused``, or ask a running one to pause after its step."""
+        ...
+
+    async def resume(self, job_id: str) -> Job | None:
+        """Queue a ``paused`` job again; other statuses are left as they are."""
         ...
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:

@@ -131,28 +131,49 @@ class MemoryBroker:
         if connection is not None:
             raise ConfigurationError("the memory broker does not support transactional publish (connection=)")
         now = self.clock()
-        created: list[bool] = []
-        for new in jobs:
-            if self._live(new.id) is not None:
-                created.append(False)
-                continue
+        return [self._create(new, now) for new in jobs]
+
+    def _create(self, new: NewJob, now: float) -> bool:
+        if self._live(new.id) is not None:
+            return False
+        if new.pending > 0:
+            status = JobStatus.WAITING
+        else:
             status = JobStatus.SCHEDULED if new.run_at > now else JobStatus.QUEUED
-            self._store(
-                Job(
-                    id=new.id,
-                    task=new.task,
-                    queue=new.queue,
-                    payload=new.payload,
-                    status=status,
-                    priority=new.priority,
-                    max_retries=new.max_retries,
-                    timeout=new.timeout,
-                    run_at=new.run_at,
-                    created_at=now,
-                )
+        self._store(
+            Job(
+                id=new.id,
+                task=new.task,
+                queue=new.queue,
+                payload=new.payload,
+                status=status,
+                priority=new.priority,
+                max_retries=new.max_retries,
+                timeout=new.timeout,
+                run_at=new.run_at,
+                created_at=now,
+                parent_id=new.parent_id,
+                pending=new.pending,
+                meta=new.meta,
             )
-            created.append(True)
-        return created
+        )
+        return True
+
+    def _add_pending(self, job_id: str, delta: int) -> None:
+        """Count a child in (+1) or out (-1); a waiting parent at 0 is queued for its finish phase."""
+        parent = self._jobs.get(job_id)
+        if parent is None:
+            return
+        pending = max(parent.pending + delta, 0)
+        if parent.status is JobStatus.WAITING and pending == 0:
+            self._store(_replace(parent, pending=0, status=JobStatus.QUEUED, attempts=0, run_at=self.clock()))
+        else:
+            self._jobs[job_id] = _replace(parent, pending=pending)
+
+    def _finished(self, job: Job) -> None:
+        """Bookkeeping for a job that just entered a finished status."""
+        if job.parent_id is not None:
+            self._add_pending(job.parent_id, -1)
 
     async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
         now = self.clock()
@@ -179,14 +200,20 @@ class MemoryBroker:
         now = self.clock()
         applied: list[bool] = []
         for outcome in outcomes:
-            job = self._held(outcome.job_id, outcome.token)
-            if job is None:
+            if self._held(outcome.job_id, outcome.token) is None:
                 applied.append(False)
                 continue
+            for child in outcome.spawn:
+                if self._create(child, now) and child.parent_id is not None:
+                    self._add_pending(child.parent_id, +1)
+            job = self._jobs[outcome.job_id]  # re-read: spawning may have raised its pending
+            if outcome.meta is not None:
+                job = _replace(job, meta=outcome.meta)
             kind = outcome.kind
             if kind is OutcomeKind.SUCCEEDED:
                 result = outcome.result if outcome.result is not None else job.result
-                job = _replace(job, status=JobStatus.SUCCEEDED, result=result)
+                status = JobStatus.WAITING if job.pending > 0 else JobStatus.SUCCEEDED
+                job = _replace(job, status=status, result=result, lease_expires_at=None)
             elif kind is OutcomeKind.FAILED:
                 job = _replace(job, status=JobStatus.FAILED, error=outcome.error)
             elif kind is OutcomeKind.CANCELLED:
@@ -195,11 +222,21 @@ class MemoryBroker:
                 run_at = outcome.run_at if outcome.run_at is not None else now
                 status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
                 job = _replace(job, status=status, run_at=run_at, error=outcome.error, lease_expires_at=None)
+            elif kind is OutcomeKind.PAUSE:
+                job = _replace(
+                    job,
+                    status=JobStatus.PAUSED,
+                    attempts=job.attempts - 1,
+                    lease_expires_at=None,
+                    pause_requested=False,
+                )
             else:  # RELEASE: the attempt does not count
                 job = _replace(job, status=JobStatus.QUEUED, attempts=job.attempts - 1, lease_expires_at=None)
             if job.status.finished:
                 job = _replace(job, finished_at=now, lease_expires_at=None, expires_at=outcome.expires_at)
             self._store(job)
+            if job.status.finished:
+                self._finished(job)
             applied.append(True)
         return applied
 
@@ -212,7 +249,10 @@ class MemoryBroker:
                 states.append(LeaseState.LOST)
                 continue
             self._jobs[job.id] = _replace(job, lease_expires_at=now + lease)
-            states.append(LeaseState.CANCEL if job.cancel_requested else LeaseState.OK)
+            if job.cancel_requested:
+                states.append(LeaseState.CANCEL)
+            else:
+                states.append(LeaseState.PAUSE if job.pause_requested else LeaseState.OK)
         return states
 
     async def save(
@@ -264,11 +304,10 @@ class MemoryBroker:
                 f"the worker running attempt {job.attempts} was lost"
             )
             if job.attempts > job.max_retries:
-                self._store(
-                    _replace(
-                        job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None
-                    )
+                failed = _replace(
+                    job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None
                 )
+                self._finished(self._store(failed))
             else:
                 self._store(_replace(job, status=JobStatus.QUEUED, error=error, lease_expires_at=None))
         return len(expired)
@@ -292,6 +331,7 @@ class MemoryBroker:
         status: JobStatus | None = None,
         queue: str | None = None,
         task: str | None = None,
+        parent_id: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
         now = self.clock()
@@ -301,6 +341,7 @@ class MemoryBroker:
             if (status is None or j.status is status)
             and (queue is None or j.queue == queue)
             and (task is None or j.task == task)
+            and (parent_id is None or j.parent_id == parent_id)
             and (j.expires_at is None or j.expires_at > now)
         ]
         found.sort(key=lambda j: (j.created_at, self._seq.get(j.id, 0)), reverse=True)
@@ -314,8 +355,29 @@ class MemoryBroker:
             job = self._store(
                 _replace(job, status=JobStatus.CANCELLED, finished_at=self.clock(), expires_at=expires_at)
             )
+            self._finished(job)
         elif job.status is JobStatus.RUNNING:
             job = self._jobs[job_id] = _replace(job, cancel_requested=True)
+        return job
+
+    async def pause(self, job_id: str) -> Job | None:
+        job = self._live(job_id)
+        if job is None:
+            return None
+        if job.status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
+            job = self._store(_replace(job, status=JobStatus.PAUSED))
+        elif job.status is JobStatus.RUNNING:
+            job = self._jobs[job_id] = _replace(job, pause_requested=True)
+        return job
+
+    async def resume(self, job_id: str) -> Job | None:
+        job = self._live(job_id)
+        if job is None:
+            return None
+        if job.status is JobStatus.PAUSED:
+            job = self._store(
+                _replace(job, status=JobStatus.QUEUED, run_at=self.clock(), pause_requested=False)
+            )
         return job
 
     async def retry(self, job_id: str) -> Job | None:
@@ -323,6 +385,9 @@ class MemoryBroker:
         if job is None:
             return None
         if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            parent = self._jobs.get(job.parent_id) if job.parent_id is not None else None
+            if parent is not None and parent.status is JobStatus.WAITING:
+                self._add_pending(parent.id, +1)
             job = self._store(
                 _replace(
                     job,

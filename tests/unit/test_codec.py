@@ -24,7 +24,9 @@ class TD(TypedDict):
     a: int
 
 
-@pytest.mark.parametrize(("type_", "value"), [(S, S(1)), (D, D(1)), (TD, {"a": 1}), (list[int], [1, 2]), (Any, {"x": None})])
+@pytest.mark.parametrize(
+    ("type_", "value"), [(S, S(1)), (D, D(1)), (TD, {"a": 1}), (list[int], [1, 2]), (Any, {"x": None})]
+)
 def test_round_trip(type_: Any, value: Any) -> None:
     codec = Codec(type_)
     assert codec.decode(codec.encode(value)) == value
@@ -39,7 +41,9 @@ def test_bytes_pass_through_untouched() -> None:
 
 
 def test_decode_errors_name_the_field() -> None:
-    with pytest.raises(PayloadDecodeError, match=r"payload does not match S: Expected `int`, got `str` - at `\$.a`"):
+    with pytest.raises(
+        PayloadDecodeError, match=r"payload does not match S: Expected `int`, got `str` - at `\$.a`"
+    ):
         Codec(S).decode(b'{"a": "x"}')
     with pytest.raises(PayloadDecodeError, match="not valid JSON"):
         Codec(S).decode(b"{")
