@@ -427,7 +427,8 @@ async def test_a_zombie_worker_cannot_overwrite_the_new_owner(app: App, clock: F
         await anyio.sleep_forever()
         return "zombie"
 
-    async with running(app, lease=30.0) as worker:
+    # concurrency=1: the stalled attempt holds the only slot, so this worker cannot re-claim the job.
+    async with running(app, lease=30.0, concurrency=1) as worker:
         handle = await slow.publish(None)
         with anyio.fail_after(10):
             await started.wait()
