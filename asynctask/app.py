@@ -10,7 +10,6 @@ import inspect
 import math
 import os
 import time
-import typing
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -37,7 +36,7 @@ from asynctask.names import validate_job_id, validate_queue
 from asynctask.periodic import Missed, Periodic
 from asynctask.retry import Backoff, RetryPolicy
 from asynctask.schedule import Schedule
-from asynctask.task import Hook, Hooks, JobHandle, JobSpec, Task
+from asynctask.task import Hook, Hooks, JobHandle, JobSpec, Task, type_hints
 from asynctask.workflows import (
     CHAIN_TASK,
     GROUP_TASK,
@@ -308,7 +307,7 @@ class App:
             params = list(inspect.signature(step).parameters.values())
             if len(params) != 2:
                 raise TypeError(f"incremental step {step.__name__} must take (ctx, state)")
-            state_type = typing.get_type_hints(step).get(params[1].name, Any)
+            state_type = type_hints(step).get(params[1].name, Any)
             handler = incremental_handler(step, state_type)
             handler.__name__ = step.__name__
             handler.__annotations__ = {"ctx": JobCtx, "initial": state_type, "return": Any}

@@ -101,6 +101,12 @@ def main() -> None:
 )
 @click.option("--lease", default=30.0, show_default=True, help="Seconds a claim lasts without a heartbeat.")
 @click.option("--poll-interval", default=1.0, show_default=True, help="Longest wait between claims.")
+@click.option(
+    "--maintenance-interval",
+    default=5.0,
+    show_default=True,
+    help="Seconds between rescues of expired leases, promotions and pruning.",
+)
 @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
 @friendly
 def worker(
@@ -111,6 +117,7 @@ def worker(
     shutdown_grace: float,
     lease: float,
     poll_interval: float,
+    maintenance_interval: float,
     log_level: str,
 ) -> None:
     """Run a worker for APP (module:attribute) until SIGTERM/SIGINT (twice: at once)."""
@@ -122,6 +129,7 @@ def worker(
         shutdown_grace=shutdown_grace,
         lease=lease,
         poll_interval=poll_interval,
+        maintenance_interval=maintenance_interval,
         handle_signals=True,
     )
     run_async(w.run)

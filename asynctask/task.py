@@ -189,7 +189,7 @@ class Task(Generic[P, R]):
             raise TypeError("on_finish handler must be an async function (ctx, children)")
         self.finish_handler = fn
         # The job's final result is the finish handler's, so results decode as its return type.
-        result_type = typing.get_type_hints(fn).get("return", Any)
+        result_type = type_hints(fn).get("return", Any)
         self.result_codec = Codec(Any if result_type is type(None) else result_type)
         return fn
 
@@ -202,15 +202,20 @@ class Task(Generic[P, R]):
         return f"<Task {self.name} queue={self.queue}>"
 
 
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s resolved annotations; ``{}`` when they cannot be resolved (then: untyped, ``Any``)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # e.g. a name only imported under TYPE_CHECKING or in another scope
+        return {}
+
+
 def _signature(fn: Callable[..., Any]) -> tuple[Any, Any, bool]:
     """(payload type, result type, whether the handler takes a payload) from annotations."""
     params = list(inspect.signature(fn).parameters.values())
     if not 1 <= len(params) <= 2:
         raise TypeError(f"task handler {fn.__qualname__} must take (ctx) or (ctx, payload)")
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: fall back to untyped
-        hints = {}
+    hints = type_hints(fn)
     payload_type: Any = hints.get(params[1].name, Any) if len(params) == 2 else type(None)
     result_type: Any = hints.get("return", Any)
     if result_type is type(None):

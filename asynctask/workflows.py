@@ -21,7 +21,6 @@ Everything lives in the broker, so it survives a worker crash and works on every
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -30,6 +29,7 @@ import msgspec
 
 from asynctask.errors import Fail
 from asynctask.models import Job, JobStatus, NewJob
+from asynctask.task import type_hints
 
 if TYPE_CHECKING:
     from asynctask.app import App
@@ -201,7 +201,7 @@ class Step:
         params = list(inspect.signature(fn).parameters.values())
         if len(params) != 2:
             raise TypeError(f"pipeline step {self.name} must take (ctx, value)")
-        self.input_type: Any = typing.get_type_hints(fn).get(params[1].name, Any)
+        self.input_type: Any = type_hints(fn).get(params[1].name, Any)
 
     def __repr__(self) -> str:
         return f"<Step {self.name}{f' x{self.times}' if self.times > 1 else ''}>"
