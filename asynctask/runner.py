@@ -129,6 +129,10 @@ class Attempt:
         if finishing:
             return await self._finish(task, ctx, timeout)
         payload = task.payload_codec.decode(self.job.payload) if task.takes_payload else None
+        plain = self.limiter is None and not timeout and not self.app.middleware
+        if plain and task.hooks.on_processing is None:
+            # The hot path: no limiter, timeout, middleware or hook to arrange.
+            return await (task.fn(ctx, payload) if task.takes_payload else task.fn(ctx))
         async with AsyncExitStack() as stack:
             if self.limiter is not None:
                 await stack.enter_async_context(self.limiter)
@@ -157,13 +161,17 @@ class Attempt:
         self, task: Task[Any, Any], ctx: JobCtx, kind: OutcomeKind, result: Any, exc: BaseException | None
     ) -> None:
         hooks = task.hooks
-        with anyio.CancelScope(shield=True):
-            if kind is OutcomeKind.SUCCEEDED and hooks.on_success is not None:
-                await _hook(hooks.on_success, ctx, result)
-            elif kind is OutcomeKind.RETRY and hooks.on_retrying is not None:
-                await _hook(hooks.on_retrying, ctx, exc)
-            elif kind is OutcomeKind.FAILED and hooks.on_failed is not None:
-                await _hook(hooks.on_failed, ctx, exc)
+        hook: Callable[..., Awaitable[None]] | None = None
+        arg: Any = None
+        if kind is OutcomeKind.SUCCEEDED:
+            hook, arg = hooks.on_success, result
+        elif kind is OutcomeKind.RETRY:
+            hook, arg = hooks.on_retrying, exc
+        elif kind is OutcomeKind.FAILED:
+            hook, arg = hooks.on_failed, exc
+        if hook is not None:
+            with anyio.CancelScope(shield=True):
+                await _hook(hook, ctx, arg)
         if kind is OutcomeKind.RETRY:
             log.info(
                 "job %s (%s) attempt %d failed, will retry: %s",
