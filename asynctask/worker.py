@@ -268,9 +268,16 @@ class Worker:
                     self._held[job.id] = Lease(job.id, job.token)
                     await send.send(job)
                 if len(jobs) < n:
-                    await self._unless_stopping(
-                        partial(self.app.broker.wait_for_jobs, queue, self.poll_interval)
-                    )
+                    try:
+                        await self._unless_stopping(
+                            partial(self.app.broker.wait_for_jobs, queue, self.poll_interval)
+                        )
+                    except Exception as exc:
+                        # The next claim will tell whether the broker is really gone.
+                        log.warning(
+                            "waiting for jobs on %s failed (%s)", queue, exc, extra={"action": "wait_error"}
+                        )
+                        await self._unless_stopping(partial(anyio.sleep, min(self.poll_interval, 1.0)))
 
     # --- executing -------------------------------------------------------------------------
 

@@ -1,41 +1,65 @@
 -- asynctask's Redis broker: every script in one file, loaded once (EVALSHA) and dispatched
 -- by name in ARGV[1]. Python calls it only through the typed wrappers in scripts.py.
 --
--- Per-queue commands get the queue's keys as KEYS (see keys.py, QueueKeys order) and
--- ARGV[2] = job key prefix, ARGV[3] = now (from the app's injected clock, never Redis TIME,
--- so tests can drive time). Job hashes share the queue's {hash tag}, so each call stays in
--- one Cluster slot even though the job keys are built here from the prefix.
+-- ARGV[1] = command, [2] = key prefix, [3] = now, [4] = sortable key of now, [5] = queue;
+-- the command's own arguments follow (read in order with `take()`). `now` comes from the
+-- app's injected clock, never Redis TIME, so tests can drive time.
 --
--- Invariant: a job is in exactly one of ready / scheduled / leased / (finished or none),
--- matching its status. Nothing is popped destructively: a claim moves a job from ready to
--- leased in the same script that sets its lease.
+-- KEYS are the queue's keys (keys.py, QueueKeys order): they declare the queue's slot. Job
+-- hashes share the queue's {hash tag}, so a command on one queue stays in one Cluster slot.
+-- The exceptions are workflow links (a child's parent, spawned children), which may live in
+-- other queues: `queue_keys` below mirrors keys.py to reach them.
+--
+-- Invariant: a job is in exactly one of ready / scheduled / leased / (none: waiting, paused,
+-- finished), matching its status. Nothing is popped destructively: a claim moves a job from
+-- ready to leased in the same script that sets its lease.
 
-local READY, SCHEDULED, LEASED, FINISHED, ALL, WAKE, SEQ =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local PREFIX, NOW = ARGV[2], ARGV[3]
+local ROOT, NOW, NOW_KEY = ARGV[2], ARGV[3], ARGV[4]
 local now = tonumber(NOW)
+local IDS, QUEUES = ROOT .. ':ids', ROOT .. ':queues'
+
+local pos = 6
+local function take()
+  pos = pos + 1
+  return ARGV[pos - 1]
+end
 
 -- Idle workers block on the wake list; a few signals wake a few of them. Trimmed so a queue
 -- nobody waits on cannot grow it.
 local WAKE_MAX = 16
 
+-- The keys of a queue; must match keys.py (Keys.queue).
+local function queue_keys(queue)
+  local base = ROOT .. ':{' .. queue .. '}:'
+  return {
+    name = queue, ready = base .. 'ready', scheduled = base .. 'scheduled',
+    leased = base .. 'leased', finished = base .. 'finished', all = base .. 'all',
+    wake = base .. 'wake', seq = base .. 'seq', job = base .. 'job:',
+  }
+end
+
+local Q = queue_keys(ARGV[5])
+if #KEYS > 1 and KEYS[1] ~= Q.ready then
+  -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
+  return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
+end
+
 local function hex(n)
   return string.format('%016x', n)
 end
 
-local function wake(n)
+local function wake(K, n)
   if n <= 0 then return end
   if n > WAKE_MAX then n = WAKE_MAX end
   local ones = {}
   for i = 1, n do ones[i] = '1' end
-  redis.call('LPUSH', WAKE, unpack(ones))
-  redis.call('LTRIM', WAKE, 0, WAKE_MAX - 1)
+  redis.call('LPUSH', K.wake, unpack(ones))
+  redis.call('LTRIM', K.wake, 0, WAKE_MAX - 1)
 end
 
 -- The member of the `all` and `finished` zsets: creation sequence, then id.
 local function all_member(key, id)
-  local cseq = redis.call('HGET', key, 'cseq')
-  return hex(tonumber(cseq)) .. id
+  return hex(tonumber(redis.call('HGET', key, 'cseq'))) .. id
 end
 
 -- Gone for readers: absent, or finished and past expires_at.
@@ -51,23 +75,29 @@ local function held(key, token)
   return f[1] == 'running' and f[2] == token
 end
 
-local function make_ready(key, id)
-  local seq = redis.call('INCR', SEQ)
+local function make_ready(K, key, id)
+  local seq = redis.call('INCR', K.seq)
   local f = redis.call('HMGET', key, 'pkey', 'tkey')
   local member = f[1] .. f[2] .. hex(seq) .. id
-  redis.call('ZADD', READY, 0, member)
+  redis.call('ZADD', K.ready, 0, member)
   redis.call('HSET', key, 'status', 'queued', 'rmember', member)
 end
 
--- Remove a job from every per-queue index (not from the ids index: other slot).
-local function unlink(key, id)
+-- Take a job out of ready / scheduled (it is about to be paused, cancelled or deleted).
+local function unqueue(K, key, id)
   local rmember = redis.call('HGET', key, 'rmember')
-  if rmember then redis.call('ZREM', READY, rmember) end
-  redis.call('ZREM', SCHEDULED, id)
-  redis.call('ZREM', LEASED, id)
+  if rmember then redis.call('ZREM', K.ready, rmember) end
+  redis.call('HDEL', key, 'rmember')
+  redis.call('ZREM', K.scheduled, id)
+end
+
+-- Remove a job from every per-queue index (not from the ids index).
+local function unlink(K, key, id)
+  unqueue(K, key, id)
+  redis.call('ZREM', K.leased, id)
   local member = all_member(key, id)
-  redis.call('ZREM', FINISHED, member)
-  redis.call('ZREM', ALL, member)
+  redis.call('ZREM', K.finished, member)
+  redis.call('ZREM', K.all, member)
 end
 
 local function set_or_clear(key, field, present, value)
@@ -78,150 +108,240 @@ local function set_or_clear(key, field, present, value)
   end
 end
 
-local function finish(key, id, status, expires_at, ttl_ms)
+-- Count a child in (+1) or out (-1) of its parent; a waiting parent at 0 is queued again
+-- for its on-finish phase.
+local function add_pending(parent_id, delta)
+  local pq = redis.call('HGET', IDS, parent_id)
+  if not pq then return end
+  local P = queue_keys(pq)
+  local pkey = P.job .. parent_id
+  local f = redis.call('HMGET', pkey, 'status', 'pending')
+  if not f[1] then return end
+  local pending = math.max(tonumber(f[2] or '0') + delta, 0)
+  if f[1] == 'waiting' and pending == 0 then
+    redis.call('HSET', pkey, 'pending', 0, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
+    make_ready(P, pkey, parent_id)
+    wake(P, 1)
+  else
+    redis.call('HSET', pkey, 'pending', pending)
+  end
+end
+
+-- Bookkeeping for a job that just entered a finished status.
+local function finished(key)
+  local parent_id = redis.call('HGET', key, 'parent_id')
+  if parent_id then add_pending(parent_id, -1) end
+end
+
+local function finish(K, key, id, status, expires_at, ttl_ms)
   redis.call('HSET', key, 'status', status, 'finished_at', NOW)
   redis.call('HDEL', key, 'lease_expires_at', 'rmember')
-  redis.call('ZREM', LEASED, id)
+  redis.call('ZREM', K.leased, id)
   if expires_at ~= '' then
     redis.call('HSET', key, 'expires_at', expires_at)
-    redis.call('ZADD', FINISHED, expires_at, all_member(key, id))
+    redis.call('ZADD', K.finished, expires_at, all_member(key, id))
     -- A real TTL too, so records vanish even if nobody prunes; correctness still comes
     -- from expires_at (the TTL carries a margin and follows the wall clock).
     redis.call('PEXPIRE', key, ttl_ms)
   else
     redis.call('HDEL', key, 'expires_at')
   end
+  finished(key)
+end
+
+-- Read one new job (id, status, run_at, field count, fields...) from the arguments.
+local function take_job()
+  local id, status, run_at, n = take(), take(), take(), tonumber(take())
+  local fields = {}
+  for f = 1, n do fields[f] = take() end
+  return id, status, run_at, fields
+end
+
+-- Store a new job in queue K unless a live job has its id there. Returns true if created.
+-- The caller wakes the queue (once per batch, not once per job).
+local function create(K, id, status, run_at, fields)
+  local key = K.job .. id
+  if live(key) then return false end
+  if redis.call('EXISTS', key) == 1 then
+    -- An expired record under the same id: the new job replaces it.
+    unlink(K, key, id)
+    redis.call('DEL', key)
+  end
+  local cseq = redis.call('INCR', K.seq)
+  redis.call('HSET', key, 'cseq', cseq, unpack(fields))
+  redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
+  if status == 'scheduled' then
+    redis.call('ZADD', K.scheduled, run_at, id)
+  elseif status == 'queued' then
+    make_ready(K, key, id)
+  end
+  return true
 end
 
 local function promote(limit)
-  local due = redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', NOW, 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', Q.scheduled, '-inf', NOW, 'LIMIT', 0, limit)
   local moved = 0
   for _, id in ipairs(due) do
-    redis.call('ZREM', SCHEDULED, id)
-    local key = PREFIX .. id
+    redis.call('ZREM', Q.scheduled, id)
+    local key = Q.job .. id
     if redis.call('HGET', key, 'status') == 'scheduled' then
-      make_ready(key, id)
+      make_ready(Q, key, id)
       moved = moved + 1
     end
   end
-  wake(moved)
+  wake(Q, moved)
   return moved
 end
 
 local commands = {}
 
--- ARGV[4] = count, then per job: id, status, run_at, field count, fields...
--- Returns 1 (created) or 0 (a live job with this id exists) per job.
+-- count, then per job: id, status, run_at, field count, fields... The caller has written the
+-- ids index already. Returns 1 (created) or 0 (a live job with this id exists) per job.
 function commands.enqueue()
-  local out, i, woken = {}, 5, 0
-  for n = 1, tonumber(ARGV[4]) do
-    local id, status, run_at, nfields = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-    local key = PREFIX .. id
-    local fields = {}
-    for f = 1, nfields do fields[f] = ARGV[i + 3 + f] end
-    i = i + 4 + nfields
-    if live(key) then
-      out[n] = 0
-    else
-      if redis.call('EXISTS', key) == 1 then
-        -- An expired record under the same id: the new job replaces it.
-        unlink(key, id)
-        redis.call('DEL', key)
-      end
-      local cseq = redis.call('INCR', SEQ)
-      redis.call('HSET', key, 'cseq', cseq, unpack(fields))
-      redis.call('ZADD', ALL, NOW, hex(cseq) .. id)
-      if status == 'scheduled' then
-        redis.call('ZADD', SCHEDULED, run_at, id)
-      else
-        make_ready(key, id)
-      end
-      woken = woken + 1
+  local out, woken = {}, 0
+  for n = 1, tonumber(take()) do
+    local id, status, run_at, fields = take_job()
+    out[n] = 0
+    if create(Q, id, status, run_at, fields) then
       out[n] = 1
+      if status ~= 'waiting' then woken = woken + 1 end
     end
   end
-  wake(woken)
+  wake(Q, woken)
   return out
 end
 
--- ARGV[4] = limit, [5] = lease_expires_at, [6] = worker, [7] = promote cap.
--- Returns the claimed jobs as HGETALL arrays.
+-- limit, lease_expires_at, worker, promote cap. Returns the claimed jobs as HGETALL arrays.
 function commands.claim()
-  promote(tonumber(ARGV[7]))
-  local members = redis.call('ZRANGE', READY, 0, tonumber(ARGV[4]) - 1)
+  local limit, lease, worker, cap = tonumber(take()), take(), take(), tonumber(take())
+  promote(cap)
+  local members = redis.call('ZRANGE', Q.ready, 0, limit - 1)
   local out = {}
   for _, member in ipairs(members) do
-    redis.call('ZREM', READY, member)
+    redis.call('ZREM', Q.ready, member)
     local id = string.sub(member, 49)
-    local key = PREFIX .. id
+    local key = Q.job .. id
     if redis.call('HGET', key, 'status') == 'queued' then
       redis.call('HINCRBY', key, 'attempts', 1)
       redis.call('HINCRBY', key, 'token', 1)
       redis.call('HSET', key, 'status', 'running', 'started_at', NOW,
-        'lease_expires_at', ARGV[5], 'worker', ARGV[6])
+        'lease_expires_at', lease, 'worker', worker)
       redis.call('HDEL', key, 'rmember')
-      redis.call('ZADD', LEASED, ARGV[5], id)
+      redis.call('ZADD', Q.leased, lease, id)
       out[#out + 1] = redis.call('HGETALL', key)
     end
   end
   return out
 end
 
--- ARGV[4] = count, then per outcome 11 values: id, token, kind, has_result, result,
--- has_error, error, run_at, tkey, expires_at, ttl_ms. Returns 1 (applied) or 0 per outcome.
+-- Spawn a child of an applied outcome: any queue, idempotent on its id across queues.
+-- Delete the record of `id` in queue K if it has expired (its id is being reused).
+local function drop_expired(K, id)
+  local key = K.job .. id
+  if redis.call('EXISTS', key) == 1 and not live(key) then
+    unlink(K, key, id)
+    redis.call('DEL', key)
+  end
+end
+
+local function spawn(queue, id, status, run_at, fields, parent_id)
+  local owner = redis.call('HGET', IDS, id)
+  if owner and owner ~= queue then
+    local O = queue_keys(owner)
+    if live(O.job .. id) then return end
+    drop_expired(O, id)
+  end
+  local C = queue_keys(queue)
+  if not create(C, id, status, run_at, fields) then return end
+  redis.call('HSET', IDS, id, queue)
+  redis.call('SADD', QUEUES, queue)
+  if status ~= 'waiting' then wake(C, 1) end
+  if parent_id ~= '' then add_pending(parent_id, 1) end
+end
+
+-- count, then per outcome: id, token, kind, has_result, result, has_error, error, run_at,
+-- tkey, expires_at, ttl_ms, has_meta, meta, spawn count, then per spawned job: queue,
+-- parent_id ('' for none), id, status, run_at, field count, fields...
+-- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
 function commands.complete()
   local out, woken = {}, 0
-  for n = 1, tonumber(ARGV[4]) do
-    local i = 5 + (n - 1) * 11
-    local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-    local key = PREFIX .. id
+  for n = 1, tonumber(take()) do
+    local id, token, kind = take(), take(), take()
+    local has_result, result, has_error, err = take(), take(), take(), take()
+    local run_at, tkey, expires_at, ttl_ms = take(), take(), take(), take()
+    local has_meta, meta = take(), take()
+    local spawns = {}
+    for s = 1, tonumber(take()) do
+      local queue, parent_id = take(), take()
+      local cid, status, crun_at, fields = take_job()
+      spawns[s] = {queue, cid, status, crun_at, fields, parent_id}
+    end
+    local key = Q.job .. id
     if not held(key, token) then
       out[n] = 0
     else
       out[n] = 1
+      for _, c in ipairs(spawns) do spawn(c[1], c[2], c[3], c[4], c[5], c[6]) end
+      if has_meta == '1' then redis.call('HSET', key, 'meta', meta) end
       if kind == 'succeeded' then
-        if ARGV[i + 3] == '1' then redis.call('HSET', key, 'result', ARGV[i + 4]) end
-        finish(key, id, 'succeeded', ARGV[i + 9], ARGV[i + 10])
+        if has_result == '1' then redis.call('HSET', key, 'result', result) end
+        if tonumber(redis.call('HGET', key, 'pending') or '0') > 0 then
+          -- Children are still running: wait for them, then run the on-finish phase.
+          redis.call('HSET', key, 'status', 'waiting')
+          redis.call('HDEL', key, 'lease_expires_at')
+          redis.call('ZREM', Q.leased, id)
+        else
+          finish(Q, key, id, 'succeeded', expires_at, ttl_ms)
+        end
       elseif kind == 'failed' or kind == 'cancelled' then
-        set_or_clear(key, 'error', ARGV[i + 5], ARGV[i + 6])
-        finish(key, id, kind, ARGV[i + 9], ARGV[i + 10])
+        set_or_clear(key, 'error', has_error, err)
+        finish(Q, key, id, kind, expires_at, ttl_ms)
       elseif kind == 'retry' then
-        local run_at = ARGV[i + 7]
-        set_or_clear(key, 'error', ARGV[i + 5], ARGV[i + 6])
-        redis.call('HSET', key, 'run_at', run_at, 'tkey', ARGV[i + 8])
+        set_or_clear(key, 'error', has_error, err)
+        redis.call('HSET', key, 'run_at', run_at, 'tkey', tkey)
         redis.call('HDEL', key, 'lease_expires_at')
-        redis.call('ZREM', LEASED, id)
+        redis.call('ZREM', Q.leased, id)
         if tonumber(run_at) > now then
           redis.call('HSET', key, 'status', 'scheduled')
-          redis.call('ZADD', SCHEDULED, run_at, id)
+          redis.call('ZADD', Q.scheduled, run_at, id)
         else
-          make_ready(key, id)
+          make_ready(Q, key, id)
         end
         woken = woken + 1
+      elseif kind == 'pause' then
+        -- Parked until resumed; the attempt does not count.
+        redis.call('HINCRBY', key, 'attempts', -1)
+        redis.call('HSET', key, 'status', 'paused')
+        redis.call('HDEL', key, 'lease_expires_at', 'pause_requested')
+        redis.call('ZREM', Q.leased, id)
       else -- release: handed back, the attempt does not count
         redis.call('HINCRBY', key, 'attempts', -1)
         redis.call('HDEL', key, 'lease_expires_at')
-        redis.call('ZREM', LEASED, id)
-        make_ready(key, id)
+        redis.call('ZREM', Q.leased, id)
+        make_ready(Q, key, id)
         woken = woken + 1
       end
     end
   end
-  wake(woken)
+  wake(Q, woken)
   return out
 end
 
--- ARGV[4] = lease_expires_at, [5] = count, then id, token pairs. Returns ok/cancel/lost each.
+-- lease_expires_at, count, then id, token pairs. Returns ok/cancel/pause/lost for each.
 function commands.extend()
+  local lease = take()
   local out = {}
-  for n = 1, tonumber(ARGV[5]) do
-    local id, token = ARGV[4 + 2 * n], ARGV[5 + 2 * n]
-    local key = PREFIX .. id
+  for n = 1, tonumber(take()) do
+    local id, token = take(), take()
+    local key = Q.job .. id
     if held(key, token) then
-      redis.call('HSET', key, 'lease_expires_at', ARGV[4])
-      redis.call('ZADD', LEASED, ARGV[4], id)
-      if redis.call('HGET', key, 'cancel_requested') == '1' then
+      redis.call('HSET', key, 'lease_expires_at', lease)
+      redis.call('ZADD', Q.leased, lease, id)
+      local f = redis.call('HMGET', key, 'cancel_requested', 'pause_requested')
+      if f[1] == '1' then
         out[n] = 'cancel'
+      elseif f[2] == '1' then
+        out[n] = 'pause'
       else
         out[n] = 'ok'
       end
@@ -232,27 +352,28 @@ function commands.extend()
   return out
 end
 
--- ARGV[4] = id, [5] = token, [6] = has_state, [7] = state, [8] = has_result, [9] = result.
+-- id, token, has_state, state, has_result, result. Returns 1 if written.
 function commands.save()
-  local key = PREFIX .. ARGV[4]
-  if not held(key, ARGV[5]) then return 0 end
-  if ARGV[6] == '1' then redis.call('HSET', key, 'state', ARGV[7]) end
-  if ARGV[8] == '1' then redis.call('HSET', key, 'result', ARGV[9]) end
+  local key = Q.job .. take()
+  if not held(key, take()) then return 0 end
+  local has_state, state, has_result, result = take(), take(), take(), take()
+  if has_state == '1' then redis.call('HSET', key, 'state', state) end
+  if has_result == '1' then redis.call('HSET', key, 'result', result) end
   return 1
 end
 
--- ARGV[4] = limit. Returns how many scheduled jobs became queued.
+-- limit. Returns how many scheduled jobs became queued.
 function commands.promote()
-  return promote(tonumber(ARGV[4]))
+  return promote(tonumber(take()))
 end
 
--- ARGV[4] = limit. Re-queues (or fails, with no retries left) jobs whose lease expired.
+-- limit. Re-queues (or fails, with no retries left) jobs whose lease expired.
 function commands.rescue()
-  local expired = redis.call('ZRANGEBYSCORE', LEASED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[4]))
+  local expired = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local rescued, woken = 0, 0
   for _, id in ipairs(expired) do
-    redis.call('ZREM', LEASED, id)
-    local key = PREFIX .. id
+    redis.call('ZREM', Q.leased, id)
+    local key = Q.job .. id
     local f = redis.call('HMGET', key, 'status', 'lease_expires_at', 'attempts', 'max_retries')
     if f[1] == 'running' and f[2] and tonumber(f[2]) <= now then
       local attempts = tonumber(f[3])
@@ -262,29 +383,30 @@ function commands.rescue()
       redis.call('HDEL', key, 'lease_expires_at')
       if attempts > tonumber(f[4]) then
         redis.call('HSET', key, 'status', 'failed', 'finished_at', NOW)
+        finished(key)
       else
-        make_ready(key, id)
+        make_ready(Q, key, id)
         woken = woken + 1
       end
       rescued = rescued + 1
     end
   end
-  wake(woken)
+  wake(Q, woken)
   return rescued
 end
 
--- ARGV[4] = limit. Deletes finished jobs past expires_at; returns their ids.
+-- limit. Deletes finished jobs past expires_at; returns their ids.
 function commands.prune()
-  local members = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[4]))
+  local members = redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local out = {}
   for _, member in ipairs(members) do
     local id = string.sub(member, 17)
-    local key = PREFIX .. id
+    local key = Q.job .. id
     -- The record may already be gone through its TTL; the index entries go either way.
-    redis.call('ZREM', FINISHED, member)
-    redis.call('ZREM', ALL, member)
+    redis.call('ZREM', Q.finished, member)
+    redis.call('ZREM', Q.all, member)
     if redis.call('EXISTS', key) == 1 then
-      unlink(key, id)
+      unlink(Q, key, id)
       redis.call('DEL', key)
     end
     out[#out + 1] = id
@@ -292,67 +414,107 @@ function commands.prune()
   return out
 end
 
--- ARGV[4] = promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
+-- promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
 -- With nothing ready, stale wake signals are dropped so the next BLPOP really blocks.
 function commands.peek()
-  promote(tonumber(ARGV[4]))
-  if redis.call('ZCARD', READY) > 0 then return {1, ''} end
-  redis.call('DEL', WAKE)
-  local nxt = redis.call('ZRANGE', SCHEDULED, 0, 0, 'WITHSCORES')
+  promote(tonumber(take()))
+  if redis.call('ZCARD', Q.ready) > 0 then return {1, ''} end
+  redis.call('DEL', Q.wake)
+  local nxt = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
   return {0, nxt[2] or ''}
 end
 
--- ARGV[4] = id, [5] = expires_at or '', [6] = ttl_ms. Returns the job after, or false.
+-- id, expires_at or '', ttl_ms. Returns the job after, or false.
 function commands.cancel()
-  local id = ARGV[4]
-  local key = PREFIX .. id
+  local id, expires_at, ttl_ms = take(), take(), take()
+  local key = Q.job .. id
   if not live(key) then return false end
   local status = redis.call('HGET', key, 'status')
   if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
-    local rmember = redis.call('HGET', key, 'rmember')
-    if rmember then redis.call('ZREM', READY, rmember) end
-    redis.call('ZREM', SCHEDULED, id)
-    finish(key, id, 'cancelled', ARGV[5], ARGV[6])
+    unqueue(Q, key, id)
+    finish(Q, key, id, 'cancelled', expires_at, ttl_ms)
   elseif status == 'running' then
     redis.call('HSET', key, 'cancel_requested', '1')
   end
   return redis.call('HGETALL', key)
 end
 
--- ARGV[4] = id, [5] = tkey of now. Queues a failed or cancelled job again.
-function commands.retry()
-  local id = ARGV[4]
-  local key = PREFIX .. id
+-- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
+function commands.pause()
+  local id = take()
+  local key = Q.job .. id
   if not live(key) then return false end
   local status = redis.call('HGET', key, 'status')
-  if status == 'failed' or status == 'cancelled' then
-    redis.call('ZREM', FINISHED, all_member(key, id))
-    redis.call('PERSIST', key)
-    redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', ARGV[5])
-    redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
-    make_ready(key, id)
-    wake(1)
+  if status == 'scheduled' or status == 'queued' then
+    unqueue(Q, key, id)
+    redis.call('HSET', key, 'status', 'paused')
+  elseif status == 'running' then
+    redis.call('HSET', key, 'pause_requested', '1')
   end
   return redis.call('HGETALL', key)
 end
 
--- ARGV[4] = id. Returns 1 if a record was deleted.
+-- id. Queues a paused job again. Returns the job after.
+function commands.resume()
+  local id = take()
+  local key = Q.job .. id
+  if not live(key) then return false end
+  if redis.call('HGET', key, 'status') == 'paused' then
+    redis.call('HSET', key, 'run_at', NOW, 'tkey', NOW_KEY)
+    redis.call('HDEL', key, 'pause_requested')
+    make_ready(Q, key, id)
+    wake(Q, 1)
+  end
+  return redis.call('HGETALL', key)
+end
+
+-- id. Queues a failed or cancelled job again with a fresh attempt count.
+function commands.retry()
+  local id = take()
+  local key = Q.job .. id
+  if not live(key) then return false end
+  local status = redis.call('HGET', key, 'status')
+  if status == 'failed' or status == 'cancelled' then
+    local parent_id = redis.call('HGET', key, 'parent_id')
+    if parent_id then
+      local pq = redis.call('HGET', IDS, parent_id)
+      if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
+        add_pending(parent_id, 1)
+      end
+    end
+    redis.call('ZREM', Q.finished, all_member(key, id))
+    redis.call('PERSIST', key)
+    redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
+    redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
+    make_ready(Q, key, id)
+    wake(Q, 1)
+  end
+  return redis.call('HGETALL', key)
+end
+
+-- id. Deletes the job's record if it has expired: its id now belongs to another queue.
+function commands.drop_expired()
+  drop_expired(Q, take())
+  return 1
+end
+
+-- id. Returns 1 if a record was deleted.
 function commands.delete()
-  local id = ARGV[4]
-  local key = PREFIX .. id
+  local id = take()
+  local key = Q.job .. id
   if redis.call('EXISTS', key) == 0 then return 0 end
-  unlink(key, id)
+  unlink(Q, key, id)
   redis.call('DEL', key)
   return 1
 end
 
--- Global command: KEYS[1] = the ids hash; ARGV[2..] = id, queue pairs. Drops each mapping
--- only if it still names that queue (the id may have been published again elsewhere).
+-- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
+-- still names that queue (the id may have been published again elsewhere).
 function commands.unindex()
   local removed = 0
-  for i = 2, #ARGV, 2 do
-    if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-      removed = removed + redis.call('HDEL', KEYS[1], ARGV[i])
+  for i = 6, #ARGV, 2 do
+    if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
+      removed = removed + redis.call('HDEL', IDS, ARGV[i])
     end
   end
   return removed

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, NewJob
 
-__all__ = ["decode_job", "encode_new_job", "fmt", "priority_key", "time_key"]
+__all__ = ["decode_job", "encode_new_job", "fmt", "initial_status", "pairs", "priority_key", "time_key"]
 
 _I64 = 1 << 63
 _U64_MASK = (1 << 64) - 1
@@ -45,6 +45,13 @@ def time_key(when: float) -> str:
     return f"{bits:016x}"
 
 
+def initial_status(job: NewJob, now: float) -> JobStatus:
+    """``waiting`` with children pending, else ``scheduled`` or ``queued`` by ``run_at``."""
+    if job.pending > 0:
+        return JobStatus.WAITING
+    return JobStatus.SCHEDULED if job.run_at > now else JobStatus.QUEUED
+
+
 def encode_new_job(job: NewJob, status: JobStatus, now: float) -> list[str | bytes]:
     """The hash fields of a freshly enqueued job, flattened as ``field, value, ...``."""
     fields: list[str | bytes] = [
@@ -65,6 +72,12 @@ def encode_new_job(job: NewJob, status: JobStatus, now: float) -> list[str | byt
     ]  # fmt: skip
     if job.timeout is not None:
         fields += ["timeout", fmt(job.timeout)]
+    if job.parent_id is not None:
+        fields += ["parent_id", job.parent_id]
+    if job.pending:
+        fields += ["pending", str(job.pending)]
+    if job.meta is not None:
+        fields += ["meta", job.meta]
     return fields
 
 
@@ -101,6 +114,10 @@ def decode_job(raw: Mapping[bytes, bytes]) -> Job:
         result=raw.get(b"result"),
         expires_at=_float(raw, b"expires_at"),
         cancel_requested=raw.get(b"cancel_requested") == b"1",
+        pause_requested=raw.get(b"pause_requested") == b"1",
+        parent_id=_text(raw, b"parent_id"),
+        pending=int(raw.get(b"pending", b"0")),
+        meta=raw.get(b"meta"),
     )
 
 

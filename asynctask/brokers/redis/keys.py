@@ -14,8 +14,13 @@ Layout, for prefix ``P`` and queue ``q``::
     P:{q}:seq          string counter behind publish order
 
 The ``{q}`` hash tag puts every key of a queue in one Redis Cluster slot, so each per-queue
-script touches a single slot. ``P:ids`` and ``P:queues`` live outside any queue's slot and are
-only ever touched by commands (and the tiny ``unindex`` script) of their own.
+script touches a single slot. ``P:ids`` and ``P:queues`` live outside any queue's slot; the hot
+path (enqueue, claim, complete, extend, promote, rescue) reaches them only through plain
+commands of their own. Workflow links (a child's parent, children spawned by an outcome) are the
+one place a script leaves its queue's slot; see ``asynctask.lua``.
+
+The Lua mirrors this layout in ``queue_keys``; every call passes :class:`QueueKeys` as ``KEYS``
+and the script refuses to run if the two disagree.
 """
 
 from __future__ import annotations

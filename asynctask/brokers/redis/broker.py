@@ -1,0 +1,387 @@
+"""The Redis broker: the protocol of :mod:`asynctask.brokers.base` on ``redis.asyncio``.
+
+Every state change is one Lua command on one queue's keys (see ``keys.py`` for the layout and
+``asynctask.lua`` for the commands), so it is atomic and touches a single Cluster slot. Lookups
+by job id go through the ``P:ids`` hash (id -> queue), which lives outside the queues' slots:
+
+* ``enqueue`` writes the id index *before* the job, so a crash in between leaves at worst an
+  index entry without a job (read as "no such job", replaced by the next publish), never a job
+  that cannot be found. Idempotency within a queue is atomic (inside the script); across
+  queues it is checked first and is not atomic: two concurrent publishes of one id into two
+  *different* queues may both succeed.
+* ``complete``/``extend_leases``/``save`` find the queue from a per-broker cache filled by
+  ``claim`` (so a worker's hot path adds no round trip), falling back to the index.
+* ``list_jobs`` and the maintenance calls visit every queue in ``P:queues``, one script or page
+  per queue; a listing is therefore not a snapshot across queues, and jobs of different queues
+  created at the same instant come in no particular order.
+* Workflow links are kept inside the scripts, atomically: an outcome's spawned children are
+  created by the same ``complete`` call, and a finishing child updates its parent's ``pending``
+  in the script that finishes it, wherever the parent's queue is. Those calls are the only ones
+  that touch more than one queue's slot (so on Redis Cluster, parents and children would have to
+  share a queue); this version supports standalone Redis (and Sentinel-style primaries) only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+
+from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.redis.codec import decode_job
+from asynctask.brokers.redis.connection import (
+    blocking_client,
+    check_eviction_policy,
+    client_from_url,
+    display_url,
+    endpoint,
+    split_prefix,
+    translate,
+)
+from asynctask.brokers.redis.index import Index
+from asynctask.brokers.redis.keys import DEFAULT_PREFIX, Keys
+from asynctask.brokers.redis.scripts import Scripts
+from asynctask.errors import ConfigurationError
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+
+__all__ = ["RedisBroker"]
+
+#: Extra time a wait may take beyond its timeout before we stop trusting the socket.
+_WAIT_GRACE = 5.0
+_MAX_BLOCK = 3600.0
+
+
+class RedisBroker:
+    """A broker on Redis (7.0+), through ``redis.asyncio``.
+
+    Build it from a URL (``redis://[user:password@]host:port/db?prefix=myapp``, ``rediss://`` for
+    TLS) or from an existing client, which must not decode responses::
+
+        broker = RedisBroker.from_url("redis://localhost:6379/0?prefix=myapp")
+        broker = RedisBroker(client=redis.asyncio.Redis(), prefix="myapp")
+
+    Every key starts with ``prefix`` (default ``asynctask``). Jobs are durable as far as the
+    server is (use AOF persistence, and ``maxmemory-policy noeviction``: :meth:`open` warns
+    otherwise).
+    """
+
+    def __init__(
+        self,
+        client: Redis | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Clock = time.time,
+    ) -> None:
+        if client is not None and url is not None:
+            raise ConfigurationError("pass either client= or url= to RedisBroker, not both")
+        self._owns_client = client is None
+        if client is None:
+            url = url or "redis://localhost:6379/0"
+            client = client_from_url(url)
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigurationError(
+                "RedisBroker needs a client with decode_responses=False (payloads are bytes)"
+            )
+        self.clock = clock
+        self.keys = Keys(prefix)
+        self.capabilities = Capabilities(push_wakeups=True)
+        self._client = client
+        self._blocking: Redis | None = None
+        self._scripts = Scripts(client, self.keys)
+        self._index = Index(client, self.keys)
+        self._where = endpoint(client)
+        self._display_url = display_url(url, client, prefix if prefix != DEFAULT_PREFIX else None)
+        # job id -> queue of the jobs this broker claimed: saves a lookup per completion.
+        self._queue_of: dict[str, str] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = time.time) -> RedisBroker:
+        """A broker for ``redis://`` / ``rediss://`` URLs; ``?prefix=`` sets the key prefix."""
+        stripped, prefix = split_prefix(url)
+        return cls(url=stripped, prefix=prefix or DEFAULT_PREFIX, clock=clock)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password redacted."""
+        return self._display_url
+
+    def __repr__(self) -> str:
+        state = "open" if self._blocking is not None else "closed"
+        return f"<RedisBroker {self._display_url} {state}>"
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and check the server; warns if it may evict keys."""
+        with translate(self._where, connecting=True):
+            await self._client.ping()
+            await check_eviction_policy(self._client, self._display_url)
+        if self._blocking is None:
+            self._blocking = blocking_client(self._client)
+
+    async def close(self) -> None:
+        """Disconnect; safe to call twice. A client passed in by the caller stays open."""
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            await blocking.aclose()
+        if self._owns_client:
+            await self._client.aclose()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _queues_of(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """job id -> queue, from the claim cache or the index; unknown ids are left out."""
+        found = {i: self._queue_of[i] for i in job_ids if i in self._queue_of}
+        with translate(self._where):
+            found.update(await self._index.owners([i for i in job_ids if i not in found]))
+        return found
+
+    async def _owner(self, job_id: str) -> str | None:
+        with translate(self._where):
+            return await self._index.owner(job_id)
+
+    async def _queues(self) -> list[str]:
+        with translate(self._where):
+            return await self._index.queues()
+
+    # --- publishing and claiming -----------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[bool]:
+        """Store jobs; ``False`` for each id that already exists (duplicates in the batch too)."""
+        if connection is not None:
+            raise ConfigurationError("the Redis broker does not support transactional publish (connection=)")
+        created = [False] * len(jobs)
+        first: dict[str, int] = {}
+        for i, job in enumerate(jobs):
+            first.setdefault(job.id, i)
+        if not first:
+            return created
+        qks = {jobs[i].queue: self.keys.queue(jobs[i].queue) for i in first.values()}
+        now = self.clock()
+        with translate(self._where):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.sadd(self.keys.queues, *qks)
+                pipe.hmget(self.keys.ids, list(first))
+                _, owners = await pipe.execute()
+            elsewhere = {
+                jobs[i].id: owner.decode()
+                for i, owner in zip(first.values(), owners, strict=True)
+                if owner is not None and owner.decode() != jobs[i].queue
+            }
+            taken = await self._claim_ids_elsewhere(elsewhere, now) if elsewhere else set()
+            wanted = [i for i in first.values() if jobs[i].id not in taken]
+            if not wanted:
+                return created
+            by_queue: dict[str, list[int]] = {}
+            for i in wanted:
+                by_queue.setdefault(jobs[i].queue, []).append(i)
+            async with self._client.pipeline(transaction=False) as pipe:
+                # The index first: a crash after it leaves a harmless dangling entry.
+                pipe.hset(self.keys.ids, mapping={jobs[i].id: jobs[i].queue for i in wanted})
+                for queue, indexes in by_queue.items():
+                    await self._scripts.enqueue(queue, now, [jobs[i] for i in indexes], client=pipe)
+                replies = await pipe.execute()
+        for indexes, flags in zip(by_queue.values(), replies[1:], strict=True):
+            for i, flag in zip(indexes, flags, strict=True):
+                created[i] = bool(flag)
+        return created
+
+    async def _claim_ids_elsewhere(self, owners: dict[str, str], now: float) -> set[str]:
+        """For ids the index places in another queue: the ones still live there (taken);
+        the expired records of the others are dropped, as a same-queue reuse would."""
+        taken = await self._index.live_in(list(owners.items()), now)
+        for job_id, queue in owners.items():
+            if job_id not in taken:
+                await self._scripts.drop_expired(queue, now, job_id)
+        return taken
+
+    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+        """Claim up to ``limit`` ready jobs in priority order, leasing each for ``lease`` seconds."""
+        if limit <= 0:
+            return []
+        now = self.clock()
+        with translate(self._where):
+            rows = await self._scripts.claim(queue, now, limit, now + lease, worker)
+        claimed = [decode_job(row) for row in rows]
+        for job in claimed:
+            self._queue_of[job.id] = queue
+        return claimed
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes, each only while its token is current."""
+        applied = [False] * len(outcomes)
+        owners = await self._queues_of([o.job_id for o in outcomes])
+        now = self.clock()
+        by_queue: dict[str, list[int]] = {}
+        for i, o in enumerate(outcomes):
+            if o.job_id in owners:
+                by_queue.setdefault(owners[o.job_id], []).append(i)
+        with translate(self._where):
+            for queue, indexes in by_queue.items():
+                flags = await self._scripts.complete(queue, now, [outcomes[i] for i in indexes])
+                for i, flag in zip(indexes, flags, strict=True):
+                    applied[i] = flag
+        for o in outcomes:
+            self._queue_of.pop(o.job_id, None)
+        return applied
+
+    async def extend_leases(self, leases: Sequence[Lease], *, lease: float) -> list[LeaseState]:
+        """Extend leases still held with these tokens; ``LOST`` for the others."""
+        states = [LeaseState.LOST] * len(leases)
+        owners = await self._queues_of([held.job_id for held in leases])
+        now = self.clock()
+        by_queue: dict[str, list[int]] = {}
+        for i, held in enumerate(leases):
+            if held.job_id in owners:
+                by_queue.setdefault(owners[held.job_id], []).append(i)
+        with translate(self._where):
+            for queue, indexes in by_queue.items():
+                pairs = [(leases[i].job_id, leases[i].token) for i in indexes]
+                answers = await self._scripts.extend(queue, now, now + lease, pairs)
+                for i, answer in zip(indexes, answers, strict=True):
+                    states[i] = answer
+        for held, state in zip(leases, states, strict=True):
+            if state is LeaseState.LOST:
+                self._queue_of.pop(held.job_id, None)
+        return states
+
+    async def save(
+        self, job_id: str, token: int, *, state: bytes | None = None, result: bytes | None = None
+    ) -> bool:
+        """Persist a running job's state and/or result, fenced by ``token``."""
+        queue = (await self._queues_of([job_id])).get(job_id)
+        if queue is None:
+            return False
+        with translate(self._where):
+            return await self._scripts.save(queue, self.clock(), job_id, token, state, result)
+
+    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+        """Return at once if a job is ready, else block on the queue's wake list until woken,
+        the next scheduled job is due, or ``timeout``."""
+        qk = self.keys.queue(queue)
+        now = self.clock()
+        with translate(self._where):
+            ready, next_run = await self._scripts.peek(queue, now)
+        if ready:
+            return
+        if next_run is not None:
+            timeout = min(timeout, next_run - now)
+        if timeout <= 0:
+            return
+        blocking = self._blocking or self._client
+        # BLPOP takes seconds with millisecond resolution; 0 would mean "forever", and a
+        # waiter may return early anyway ("a job *may* be ready"), so very long waits are cut.
+        block = min(max(timeout, 0.01), _MAX_BLOCK)
+        with anyio.move_on_after(block + _WAIT_GRACE), translate(self._where):
+            await blocking.blpop([qk.wake], timeout=block)
+
+    # --- maintenance -----------------------------------------------------------------------
+
+    async def promote_due(self, limit: int) -> int:
+        """Move due scheduled jobs to queued, across queues; returns how many."""
+        moved = 0
+        now = self.clock()
+        for queue in await self._queues():
+            if moved >= limit:
+                break
+            with translate(self._where):
+                moved += await self._scripts.promote(queue, now, limit - moved)
+        return moved
+
+    async def rescue_expired(self, limit: int) -> int:
+        """Re-queue (or fail, with no retries left) running jobs whose lease expired."""
+        rescued = 0
+        now = self.clock()
+        for queue in await self._queues():
+            if rescued >= limit:
+                break
+            with translate(self._where):
+                rescued += await self._scripts.rescue(queue, now, limit - rescued)
+        return rescued
+
+    async def prune(self, limit: int) -> int:
+        """Delete finished jobs past ``expires_at``; returns how many."""
+        pruned = 0
+        now = self.clock()
+        for queue in await self._queues():
+            if pruned >= limit:
+                break
+            with translate(self._where):
+                ids = await self._scripts.prune(queue, now, limit - pruned)
+                await self._scripts.unindex([(i, queue) for i in ids])
+            pruned += len(ids)
+        return pruned
+
+    # --- inspection ------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or ``None`` if it does not exist or has expired."""
+        queue = await self._owner(job_id)
+        if queue is None:
+            return None
+        with translate(self._where):
+            return await self._index.read(queue, job_id, self.clock())
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        parent_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every filter, newest first (up to ``limit`` from each queue, merged)."""
+        queues = [queue] if queue is not None else await self._queues()
+        now = self.clock()
+        found: list[tuple[float, bytes, Job]] = []
+        with translate(self._where):
+            for name in queues:
+                found += await self._index.list_queue(name, status, task, parent_id, limit, now)
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return [job for _, _, job in found[:limit]]
+
+    async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
+        """Cancel a job that has not finished; a running one gets ``cancel_requested``."""
+        queue = await self._owner(job_id)
+        if queue is None:
+            return None
+        now = self.clock()
+        with translate(self._where):
+            raw = await self._scripts.cancel(queue, now, job_id, expires_at)
+        return None if raw is None else decode_job(raw)
+
+    async def _change(self, command: str, job_id: str) -> Job | None:
+        queue = await self._owner(job_id)
+        if queue is None:
+            return None
+        with translate(self._where):
+            raw = await self._scripts.change(queue, self.clock(), command, job_id)
+        return None if raw is None else decode_job(raw)
+
+    async def pause(self, job_id: str) -> Job | None:
+        """Park a scheduled or queued job as ``paused``; ask a running one to pause."""
+        return await self._change("pause", job_id)
+
+    async def resume(self, job_id: str) -> Job | None:
+        """Queue a ``paused`` job again."""
+        return await self._change("resume", job_id)
+
+    async def retry(self, job_id: str) -> Job | None:
+        """Queue a failed or cancelled job again with a fresh attempt count."""
+        return await self._change("retry", job_id)
+
+    async def delete(self, job_id: str) -> bool:
+        """Delete a job in any status; ``False`` if it did not exist."""
+        queue = await self._owner(job_id)
+        if queue is None:
+            return False
+        with translate(self._where):
+            deleted = await self._scripts.delete(queue, self.clock(), job_id)
+            await self._scripts.unindex([(job_id, queue)])
+        self._queue_of.pop(job_id, None)
+        return deleted

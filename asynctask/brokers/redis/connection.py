@@ -1,0 +1,147 @@
+"""Connecting to Redis: URLs, redaction, the client pair, and translating driver errors.
+
+This is the boundary: redis-py exceptions never leave the broker; they become
+:class:`~asynctask.errors.BrokerUnavailable` (cannot connect, authentication refused) or
+:class:`~asynctask.errors.BrokerError` (anything else the server rejects).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.exceptions as rexc
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from asynctask.errors import BrokerError, BrokerUnavailable, ConfigurationError
+
+__all__ = [
+    "blocking_client",
+    "check_eviction_policy",
+    "client_from_url",
+    "display_url",
+    "endpoint",
+    "redact",
+    "split_prefix",
+    "translate",
+]
+
+logger = logging.getLogger("asynctask.brokers.redis")
+
+
+def _retry() -> Retry:
+    # A few quick reconnect attempts ride out a failover or restart without stalling a worker
+    # for long; after that the caller sees BrokerUnavailable and decides. (redis-py mutates a
+    # Retry's error list, so each client gets its own.)
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
+
+
+def redact(url: str) -> str:
+    """``url`` with any password (in the user info or a ``password=`` option) replaced by ``***``."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        redacted = [(k, "***" if k == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(redacted, safe="*"))
+        url = urlunsplit(parts)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def display_url(url: str | None, client: Redis, prefix: str | None) -> str:
+    """The redacted URL of a broker, built from ``client`` when no URL was given."""
+    if url is None:
+        url = f"redis://{endpoint(client)}/{client.connection_pool.connection_kwargs.get('db', 0)}"
+    url = redact(url)
+    if prefix is not None:
+        url += ("&" if "?" in url else "?") + urlencode({"prefix": prefix})
+    return url
+
+
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """Remove asynctask's own ``?prefix=`` from ``url``; returns ``(url, prefix or None)``."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def client_from_url(url: str) -> Redis:
+    """A client for ``url``; it connects lazily, on first use."""
+    try:
+        return Redis.from_url(url, retry=_retry())
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+
+
+def blocking_client(client: Redis) -> Redis:
+    """A second client with its own pool for ``BLPOP``.
+
+    A blocked pop holds its connection for the whole wait; a separate pool keeps waits from
+    starving other commands, and drops the socket timeout, which would otherwise cut a long
+    ``BLPOP`` short (the caller bounds the wait instead).
+    """
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+    return Redis.from_pool(ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def endpoint(client: Redis) -> str:
+    """``host:port`` (or the socket path) of ``client``, for error messages."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    host = str(kwargs.get("host", "localhost"))
+    return f"{host}:{kwargs.get('port', 6379)}"
+
+
+@contextmanager
+def translate(where: str, *, connecting: bool = False) -> Iterator[None]:
+    """Turn redis-py exceptions into asynctask's; ``connecting`` makes every error "unavailable"."""
+    try:
+        yield
+    except rexc.AuthenticationError as exc:
+        raise BrokerUnavailable(
+            f"cannot connect to Redis at {where}: authentication failed ({exc})"
+        ) from None
+    except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot reach Redis at {where}: {exc}") from None
+    except rexc.RedisError as exc:
+        if connecting:
+            raise BrokerUnavailable(f"cannot connect to Redis at {where}: {exc}") from None
+        raise BrokerError(f"Redis at {where} failed: {exc}") from exc
+
+
+async def check_eviction_policy(client: Redis, display_url: str) -> None:
+    """Warn if the server may evict keys: an evicted job is a lost job."""
+    try:
+        config: dict[Any, Any] = await client.config_get("maxmemory-policy")
+    except rexc.ResponseError:
+        # CONFIG is often disabled or renamed on managed Redis; the check is advisory.
+        logger.debug(
+            "cannot read maxmemory-policy of %s", display_url, extra={"action": "redis_config_unavailable"}
+        )
+        return
+    policy = config.get(b"maxmemory-policy", config.get("maxmemory-policy"))
+    if isinstance(policy, bytes):
+        policy = policy.decode()
+    if policy and policy != "noeviction":
+        logger.warning(
+            "Redis at %s has maxmemory-policy %r: it may evict keys under memory pressure, and an "
+            "evicted key is a lost job; set maxmemory-policy to noeviction",
+            display_url,
+            policy,
+            extra={"action": "redis_eviction_warning", "policy": policy},
+        )

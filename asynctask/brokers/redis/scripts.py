@@ -1,0 +1,159 @@
+"""Typed wrappers around the commands of ``asynctask.lua``.
+
+The whole file is one script, registered once per client and called with ``EVALSHA``;
+redis-py reloads it on ``NOSCRIPT`` (after a server restart or ``SCRIPT FLUSH``). A single
+content-addressed script, rather than a Redis Functions library, means two asynctask versions
+sharing a server during a rolling upgrade each run their own code instead of replacing the
+other's.
+
+Each wrapper knows the argument layout of its Lua command; nothing else does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from asynctask.brokers.redis.codec import encode_new_job, fmt, initial_status, pairs, time_key
+from asynctask.brokers.redis.keys import Keys
+from asynctask.models import LeaseState, NewJob, Outcome, OutcomeKind
+
+__all__ = ["SOURCE", "TTL_MARGIN", "Scripts", "ttl_ms"]
+
+#: The Lua source, shipped as package data.
+SOURCE = files("asynctask.brokers.redis").joinpath("asynctask.lua").read_text(encoding="utf-8")
+
+#: How many due scheduled jobs a claim (or wait) moves to ready first, so a claim sees them.
+PROMOTE_CAP = 1000
+
+#: Real TTLs on finished jobs fire this long after ``expires_at``. Readers stop seeing a job at
+#: ``expires_at`` itself (the injected clock decides), so the TTL is only the janitor of last
+#: resort, and the margin absorbs clock skew between the app's hosts and the server.
+TTL_MARGIN = 3600.0
+
+_Client = Redis | Pipeline
+
+
+def ttl_ms(expires_at: float | None, now: float) -> int:
+    """Milliseconds for ``PEXPIRE`` of a record expiring at ``expires_at`` (0: none)."""
+    if expires_at is None:
+        return 0
+    return max(int((expires_at - now + TTL_MARGIN) * 1000), 1000)
+
+
+def _flag(value: bytes | str | None) -> list[bytes | str]:
+    """An optional value as ``has, value`` (``b""`` is a real value, so no sentinel string)."""
+    return ["0", b""] if value is None else ["1", value]
+
+
+def _new_job(job: NewJob, now: float) -> list[Any]:
+    """``id, status, run_at, field count, fields...`` as the Lua ``take_job`` reads it."""
+    status = initial_status(job, now)
+    fields = encode_new_job(job, status, now)
+    return [job.id, status.value, fmt(job.run_at), len(fields), *fields]
+
+
+class Scripts:
+    """The Lua commands, bound to one client and key prefix."""
+
+    def __init__(self, client: Redis, keys: Keys) -> None:
+        self._script = client.register_script(SOURCE)
+        self._keys = keys
+
+    async def _call(
+        self, queue: str, command: str, now: float, *args: Any, client: _Client | None = None
+    ) -> Any:
+        head = [command, self._keys.prefix, fmt(now), time_key(now), queue]
+        return await self._script(keys=list(self._keys.queue(queue)), args=[*head, *args], client=client)
+
+    async def enqueue(
+        self, queue: str, now: float, jobs: Sequence[NewJob], *, client: _Client | None = None
+    ) -> Any:
+        """Create jobs whose id has no live job in the queue; ``[1|0, ...]`` (later, if pipelined)."""
+        args: list[Any] = [len(jobs)]
+        for job in jobs:
+            args += _new_job(job, now)
+        return await self._call(queue, "enqueue", now, *args, client=client)
+
+    async def claim(
+        self, queue: str, now: float, limit: int, lease_expires_at: float, worker: str
+    ) -> list[dict[bytes, bytes]]:
+        rows = await self._call(queue, "claim", now, limit, fmt(lease_expires_at), worker, PROMOTE_CAP)
+        return [pairs(row) for row in rows]
+
+    async def complete(self, queue: str, now: float, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes of this queue's jobs; ``False`` where the token was stale."""
+        for o in outcomes:
+            for child in o.spawn:
+                self._keys.queue(child.queue)  # validate names before anything is written
+        args: list[Any] = [len(outcomes)]
+        for o in outcomes:
+            run_at = o.run_at if o.kind is OutcomeKind.RETRY and o.run_at is not None else now
+            expires_at = "" if o.expires_at is None else fmt(o.expires_at)
+            args += [o.job_id, str(o.token), o.kind.value, *_flag(o.result), *_flag(o.error)]
+            args += [fmt(run_at), time_key(run_at), expires_at, ttl_ms(o.expires_at, now), *_flag(o.meta)]
+            args.append(len(o.spawn))
+            for child in o.spawn:
+                args += [child.queue, child.parent_id or "", *_new_job(child, now)]
+        return [bool(x) for x in await self._call(queue, "complete", now, *args)]
+
+    async def extend(
+        self, queue: str, now: float, lease_expires_at: float, leases: Sequence[tuple[str, int]]
+    ) -> list[LeaseState]:
+        args: list[Any] = [fmt(lease_expires_at), len(leases)]
+        for job_id, token in leases:
+            args += [job_id, str(token)]
+        return [LeaseState(x.decode()) for x in await self._call(queue, "extend", now, *args)]
+
+    async def save(
+        self, queue: str, now: float, job_id: str, token: int, state: bytes | None, result: bytes | None
+    ) -> bool:
+        args = [job_id, str(token), *_flag(state), *_flag(result)]
+        return bool(await self._call(queue, "save", now, *args))
+
+    async def promote(self, queue: str, now: float, limit: int) -> int:
+        return int(await self._call(queue, "promote", now, limit))
+
+    async def rescue(self, queue: str, now: float, limit: int) -> int:
+        return int(await self._call(queue, "rescue", now, limit))
+
+    async def prune(self, queue: str, now: float, limit: int) -> list[str]:
+        return [x.decode() for x in await self._call(queue, "prune", now, limit)]
+
+    async def peek(self, queue: str, now: float) -> tuple[bool, float | None]:
+        """Whether a job is ready, and else when the next scheduled one is due."""
+        ready, next_run = await self._call(queue, "peek", now, PROMOTE_CAP)
+        return bool(ready), float(next_run) if next_run else None
+
+    async def cancel(
+        self, queue: str, now: float, job_id: str, expires_at: float | None
+    ) -> dict[bytes, bytes] | None:
+        expires = "" if expires_at is None else fmt(expires_at)
+        row = await self._call(queue, "cancel", now, job_id, expires, ttl_ms(expires_at, now))
+        return pairs(row) if row else None
+
+    async def change(self, queue: str, now: float, command: str, job_id: str) -> dict[bytes, bytes] | None:
+        """``pause``, ``resume`` or ``retry`` one job; the job after, or ``None`` if gone."""
+        assert command in ("pause", "resume", "retry")
+        row = await self._call(queue, command, now, job_id)
+        return pairs(row) if row else None
+
+    async def drop_expired(self, queue: str, now: float, job_id: str) -> None:
+        """Delete the expired record of ``job_id`` in ``queue`` (its id is reused elsewhere)."""
+        await self._call(queue, "drop_expired", now, job_id)
+
+    async def delete(self, queue: str, now: float, job_id: str) -> bool:
+        return bool(await self._call(queue, "delete", now, job_id))
+
+    async def unindex(self, entries: Sequence[tuple[str, str]]) -> int:
+        """Drop ``id -> queue`` mappings that still name that queue."""
+        if not entries:
+            return 0
+        args: list[str] = ["unindex", self._keys.prefix, "0", "", ""]
+        for job_id, queue in entries:
+            args += [job_id, queue]
+        return int(await self._script(keys=[self._keys.ids], args=args))
