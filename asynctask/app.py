@@ -360,10 +360,12 @@ class App:
         if self._opened == 0:
             return
         assert self._open_lock is not None
-        async with self._open_lock:
-            self._opened -= 1
-            if self._opened == 0:
-                with anyio.CancelScope(shield=True):
+        # Shielded whole: a cancelled caller must still count down and close the broker,
+        # or its connections leak.
+        with anyio.CancelScope(shield=True):
+            async with self._open_lock:
+                self._opened -= 1
+                if self._opened == 0:
                     await self.broker.close()
 
     async def __aenter__(self) -> App:

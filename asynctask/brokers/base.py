@@ -75,10 +75,14 @@ class Broker(Protocol):
     def display_url(self) -> str: ...
 
     async def open(self) -> None:
-        """Connect. Raises :class:`~asynctask.errors.BrokerUnavailable` naming the host."""
+        """Connect. Raises :class:`~asynctask.errors.BrokerUnavailable` naming the host.
+
+        Opens are counted: a broker shared by several users (an App and a test, an embedded
+        worker) stays connected until each ``open`` has had its ``close``.
+        """
 
     async def close(self) -> None:
-        """Disconnect; safe to call twice."""
+        """Undo one :meth:`open`; the last one disconnects. Extra calls are harmless."""
 
     async def enqueue(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[bool]:
         """Store jobs; for each, ``True`` if it was created, ``False`` if its id existed."""

@@ -136,6 +136,9 @@ class MemoryBroker:
     def _create(self, new: NewJob, now: float) -> bool:
         if self._live(new.id) is not None:
             return False
+        # A new job under an expired job's id keeps counting tokens up, so the old owner's
+        # token can never match the new job.
+        expired = self._jobs.get(new.id)
         if new.pending > 0:
             status = JobStatus.WAITING
         else:
@@ -155,6 +158,7 @@ class MemoryBroker:
                 parent_id=new.parent_id,
                 pending=new.pending,
                 meta=new.meta,
+                token=expired.token if expired is not None else 0,
             )
         )
         return True

@@ -466,3 +466,17 @@ async def test_wait_for_jobs_is_woken_by_a_publish(broker: Broker, clock: FakeCl
             await woke.wait()
     [job] = await claim(broker)
     assert job.id == "late"
+
+
+async def test_an_expired_id_can_be_reused_and_tokens_keep_rising(broker: Broker, clock: FakeClock) -> None:
+    await broker.enqueue([new(clock, "daily")])
+    [old] = await claim(broker)
+    await broker.complete([outcome(old, OutcomeKind.SUCCEEDED, result=b"1", expires_at=clock() + 10)])
+    assert await broker.enqueue([new(clock, "daily")]) == [False], "not yet expired"
+    clock.advance(11)
+    assert await broker.enqueue([new(clock, "daily", payload=b'"fresh"')]) == [True]
+    fresh = await get(broker, "daily")
+    assert fresh.status is JobStatus.QUEUED and fresh.payload == b'"fresh"' and fresh.result is None
+    [again] = await claim(broker)
+    assert again.token > old.token, "the old owner's token can never match the new job"
+    assert await broker.complete([outcome(old, OutcomeKind.FAILED, error="zombie")]) == [False]

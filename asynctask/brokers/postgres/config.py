@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from asynctask.errors import ConfigurationError
 
-__all__ = ["PostgresOptions", "parse_url", "redact_url"]
+__all__ = ["PostgresOptions", "parse_url", "pick", "redact_url"]
+
+_T = TypeVar("_T")
 
 _SCHEMES = frozenset({"postgresql", "postgres"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -63,6 +65,11 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
     return number
 
 
+def _join(scheme: str, netloc: str, path: str, query: str) -> str:
+    # Not urlunsplit: it drops the "//" of a URL without a host (postgresql:///db?host=/run).
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
 def redact_url(url: str) -> str:
     """``url`` with any password (in the netloc or the query string) replaced by ``***``."""
     try:
@@ -76,7 +83,7 @@ def redact_url(url: str) -> str:
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
             query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return _join(parts.scheme, netloc, parts.path, query)
     except ValueError:
         # An unparseable URL may hold a password anywhere: show only its scheme.
         return url.partition("://")[0] + "://***"
@@ -92,7 +99,9 @@ def parse_url(url: str) -> PostgresOptions:
     display = redact_url(url)
     try:
         parts = urlsplit(url)
-        port = parts.port or 5432
+        hosts = parts.netloc.rpartition("@")[2]
+        # Several hosts (h1:5432,h2:5433) are for asyncpg to try in turn; name them as given.
+        port: int | None = None if "," in hosts else parts.port or 5432
     except ValueError:
         raise ConfigurationError(f"invalid Postgres URL: {display}") from None
     if parts.scheme.lower() not in _SCHEMES:
@@ -116,15 +125,22 @@ def parse_url(url: str) -> PostgresOptions:
             if key == "host":
                 host_param = value
             passed_on.append((key, value))
-    host = parts.hostname or host_param or "localhost"
+    host = hosts if port is None else parts.hostname or host_param or "localhost"
     user = unquote(parts.username) if parts.username else ""
     database = unquote(parts.path.lstrip("/")) or user or "postgres"
-    dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(passed_on, quote_via=quote), ""))
+    dsn = _join(parts.scheme, parts.netloc, parts.path, urlencode(passed_on, quote_via=quote))
     return PostgresOptions(
         dsn=dsn,
         secret=unquote(parts.password) if parts.password else None,
         display_url=display,
-        target=f"{host}:{port}/{database}",
+        target=f"{host}/{database}" if port is None else f"{host}:{port}/{database}",
         pool_options=pool_options,
         **options,
     )
+
+
+def pick(explicit: _T | None, from_url: _T | None, default: _T) -> _T:
+    """An explicit argument beats the URL's option, which beats the default."""
+    if explicit is not None:
+        return explicit
+    return default if from_url is None else from_url

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from asynctask.errors import BrokerError, BrokerUnavailable, SchemaOutdated
+from asynctask.errors import AsyncTaskError, BrokerError, BrokerUnavailable, SchemaOutdated
 
 __all__ = ["schema_outdated", "translate_errors"]
 
@@ -59,6 +59,8 @@ def translate_errors(target: str, *, schema: str, secret: str | None = None) -> 
     """Re-raise driver errors from the body as asynctask errors naming ``target``."""
     try:
         yield
+    except AsyncTaskError:
+        raise  # already ours (BrokerUnavailable is an OSError too)
     except _UNAVAILABLE as exc:
         raise BrokerUnavailable(f"cannot reach PostgreSQL at {target}: {_reason(exc, secret)}") from exc
     except _OUTDATED as exc:

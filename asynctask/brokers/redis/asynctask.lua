@@ -162,13 +162,19 @@ end
 local function create(K, id, status, run_at, fields)
   local key = K.job .. id
   if live(key) then return false end
+  local old_token = false
   if redis.call('EXISTS', key) == 1 then
-    -- An expired record under the same id: the new job replaces it.
+    -- An expired record under the same id: the new job replaces it, but its tokens keep
+    -- counting up, so the old owner's token can never match the new job.
+    old_token = redis.call('HGET', key, 'token')
     unlink(K, key, id)
     redis.call('DEL', key)
   end
   local cseq = redis.call('INCR', K.seq)
   redis.call('HSET', key, 'cseq', cseq, unpack(fields))
+  if old_token then
+    redis.call('HSET', key, 'token', old_token)
+  end
   redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
   if status == 'scheduled' then
     redis.call('ZADD', K.scheduled, run_at, id)

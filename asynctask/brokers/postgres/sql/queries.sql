@@ -34,26 +34,39 @@ SELECT CASE
 END AS version;
 
 -- name: enqueue
--- $1..$8: columns as arrays, $9: now, $10: channel, $11: notify.
+-- $1..$8, $12..$14: columns as arrays, $9: now, $10: channel, $11: notify.
+-- A job with pending children is stored as waiting. Enqueue never counts a child into its
+-- parent's pending (spawning does: see add_pending).
 -- An existing id is kept (ON CONFLICT) unless its record has expired, in which case the new
 -- job replaces it. Returns the ids written; the caller maps them back to input order.
+-- Publish order (seq) follows the input, but rows are inserted in id order: two batches that
+-- share ids then wait for each other in the same order instead of deadlocking.
 WITH new AS (
     SELECT *
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::bytea[], $5::integer[], $6::integer[],
-        $7::double precision[], $8::double precision[]
-    ) WITH ORDINALITY AS n(id, task, queue, payload, priority, max_retries, timeout, run_at, ord)
+        $7::double precision[], $8::double precision[], $12::text[], $13::integer[], $14::bytea[]
+    ) WITH ORDINALITY AS n(
+        id, task, queue, payload, priority, max_retries, timeout, run_at, parent_id, pending, meta, ord
+    )
+),
+numbered AS (
+    SELECT nextval('__schema__.jobs_seq_seq'::regclass) AS seq, n.*
+    FROM (SELECT * FROM new ORDER BY ord) AS n
 ),
 created AS (
     INSERT INTO __schema__.jobs AS j
-        (id, task, queue, payload, status, priority, max_retries, timeout, run_at, created_at)
-    SELECT id, task, queue, payload,
-           CASE WHEN run_at > $9::double precision THEN 'scheduled' ELSE 'queued' END,
-           priority, max_retries, timeout, run_at, $9::double precision
-    FROM new
-    ORDER BY ord
+        (seq, id, task, queue, payload, status, priority, max_retries, timeout, run_at, created_at,
+         parent_id, pending, meta)
+    SELECT seq, id, task, queue, payload,
+           CASE WHEN pending > 0 THEN 'waiting'
+                WHEN run_at > $9::double precision THEN 'scheduled'
+                ELSE 'queued' END,
+           priority, max_retries, timeout, run_at, $9::double precision, parent_id, pending, meta
+    FROM numbered
+    ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
-        seq = DEFAULT,
+        seq = EXCLUDED.seq,
         task = EXCLUDED.task,
         queue = EXCLUDED.queue,
         payload = EXCLUDED.payload,
@@ -69,15 +82,20 @@ created AS (
         lease_expires_at = NULL,
         worker = NULL,
         cancel_requested = false,
+        pause_requested = false,
         expires_at = NULL,
         error = NULL,
         state = NULL,
-        result = NULL
+        result = NULL,
+        parent_id = EXCLUDED.parent_id,
+        pending = EXCLUDED.pending,
+        meta = EXCLUDED.meta
     WHERE j.expires_at <= $9::double precision
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.parent_id
 )
 SELECT
     coalesce(array_agg(id), '{}') AS ids,
+    coalesce(array_agg(parent_id), '{}') AS parent_ids,
     (SELECT count(pg_notify($10::text, queue))
      FROM (SELECT DISTINCT queue FROM created) AS q
      WHERE $11::boolean) AS woken
@@ -103,22 +121,40 @@ claimed AS (
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text
-    FROM picked
-    WHERE j.id = picked.id
+    -- = ANY(ARRAY(...)): probe the primary key for each picked id, never a scan-and-hash.
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.*
 )
 SELECT * FROM claimed ORDER BY priority DESC, run_at, seq;
 
+-- name: held
+-- $1, $2: job ids and tokens. Locks the jobs still held with these tokens (in id order) and
+-- returns their ordinals; the first step of a completion that spawns jobs.
+SELECT o.ord
+FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS o(job_id, token, ord)
+JOIN __schema__.jobs AS j ON j.id = o.job_id AND j.token = o.token AND j.status = 'running'
+WHERE j.id = ANY ($1::text[])
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: add_pending
+-- $1: parent ids, one per child just spawned. Counts the children into their parents.
+UPDATE __schema__.jobs AS p SET pending = p.pending + c.n
+FROM (SELECT parent_id, count(*)::integer AS n FROM unnest($1::text[]) AS c(parent_id) GROUP BY parent_id) AS c
+WHERE p.id = c.parent_id;
+
 -- name: complete
--- $1..$7: outcomes as arrays, $8: now, $9: channel, $10: notify.
+-- $1..$7, $11: outcomes as arrays, $8: now, $9: channel, $10: notify.
 -- Applies only while the job is running with the outcome's token; returns the ordinals
--- (1-based input positions) of the outcomes applied.
+-- (1-based input positions) of the outcomes applied. A success whose job still has pending
+-- children leaves it waiting. A job entering a finished status counts out of its parent,
+-- and a waiting parent whose last child finished is queued for its finishing phase.
 WITH o AS (
     SELECT *
     FROM unnest(
         $1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::text[],
-        $6::double precision[], $7::double precision[]
-    ) WITH ORDINALITY AS o(job_id, token, kind, result, error, run_at, expires_at, ord)
+        $6::double precision[], $7::double precision[], $11::bytea[]
+    ) WITH ORDINALITY AS o(job_id, token, kind, result, error, run_at, expires_at, meta, ord)
 ),
 done AS (
     UPDATE __schema__.jobs AS j SET
@@ -127,29 +163,54 @@ done AS (
                 CASE WHEN coalesce(o.run_at, $8::double precision) > $8::double precision
                      THEN 'scheduled' ELSE 'queued' END
             WHEN 'release' THEN 'queued'
+            WHEN 'pause' THEN 'paused'
+            -- Children spawned, or still running: wait for them.
+            WHEN 'succeeded' THEN CASE WHEN j.pending > 0 THEN 'waiting' ELSE 'succeeded' END
             ELSE o.kind
         END,
-        -- A released lease hands the attempt back.
-        attempts = CASE WHEN o.kind = 'release' THEN j.attempts - 1 ELSE j.attempts END,
+        -- A released or paused lease hands the attempt back.
+        attempts = CASE WHEN o.kind IN ('release', 'pause') THEN j.attempts - 1 ELSE j.attempts END,
         run_at = CASE WHEN o.kind = 'retry' THEN coalesce(o.run_at, $8::double precision) ELSE j.run_at END,
         -- A success without a result keeps the one saved during the run.
         result = CASE WHEN o.kind = 'succeeded' THEN coalesce(o.result, j.result) ELSE j.result END,
         error = CASE WHEN o.kind IN ('failed', 'cancelled', 'retry') THEN o.error ELSE j.error END,
-        finished_at = CASE WHEN o.kind IN ('succeeded', 'failed', 'cancelled')
+        -- Set when the job enters a finished status (the status CASE above, restated).
+        finished_at = CASE WHEN o.kind IN ('failed', 'cancelled') OR (o.kind = 'succeeded' AND j.pending = 0)
                            THEN $8::double precision ELSE j.finished_at END,
-        expires_at = CASE WHEN o.kind IN ('succeeded', 'failed', 'cancelled')
+        expires_at = CASE WHEN o.kind IN ('failed', 'cancelled') OR (o.kind = 'succeeded' AND j.pending = 0)
                           THEN o.expires_at ELSE j.expires_at END,
+        pause_requested = CASE WHEN o.kind = 'pause' THEN false ELSE j.pause_requested END,
+        meta = coalesce(o.meta, j.meta),
         lease_expires_at = NULL
     FROM o
-    WHERE j.id = o.job_id AND j.token = o.token AND j.status = 'running'
-    RETURNING o.ord, j.queue, j.status
+    -- The extra = ANY($1) lets the planner probe the primary key instead of scanning.
+    WHERE j.id = ANY ($1::text[]) AND j.id = o.job_id AND j.token = o.token AND j.status = 'running'
+    RETURNING o.ord, j.id, j.queue, j.status, j.parent_id
+),
+released AS (
+    UPDATE __schema__.jobs AS p SET
+        pending = greatest(p.pending - c.n, 0),
+        status = CASE WHEN p.status = 'waiting' AND p.pending - c.n <= 0 THEN 'queued' ELSE p.status END,
+        attempts = CASE WHEN p.status = 'waiting' AND p.pending - c.n <= 0 THEN 0 ELSE p.attempts END,
+        run_at = CASE WHEN p.status = 'waiting' AND p.pending - c.n <= 0
+                      THEN $8::double precision ELSE p.run_at END
+    FROM (
+        SELECT parent_id, count(*)::integer AS n FROM done
+        WHERE parent_id IS NOT NULL AND status IN ('succeeded', 'failed', 'cancelled')
+        GROUP BY parent_id
+    ) AS c
+    WHERE p.id = c.parent_id AND p.id NOT IN (SELECT id FROM done)
+    RETURNING p.queue, p.status
 )
 SELECT
-    coalesce(array_agg(ord), '{}') AS ords,
+    (SELECT coalesce(array_agg(ord), '{}') FROM done) AS ords,
     (SELECT count(pg_notify($9::text, queue))
-     FROM (SELECT DISTINCT queue FROM done WHERE status IN ('queued', 'scheduled')) AS q
-     WHERE $10::boolean) AS woken
-FROM done;
+     FROM (
+         SELECT queue FROM done WHERE status IN ('queued', 'scheduled')
+         UNION
+         SELECT queue FROM released WHERE status = 'queued'
+     ) AS q
+     WHERE $10::boolean) AS woken;
 
 -- name: extend_leases
 -- $1, $2: job ids and tokens, $3: the new lease expiry. Returns the ordinals still held.
@@ -158,8 +219,8 @@ WITH l AS (
 )
 UPDATE __schema__.jobs AS j SET lease_expires_at = $3::double precision
 FROM l
-WHERE j.id = l.job_id AND j.token = l.token AND j.status = 'running'
-RETURNING l.ord, j.cancel_requested;
+WHERE j.id = ANY ($1::text[]) AND j.id = l.job_id AND j.token = l.token AND j.status = 'running'
+RETURNING l.ord, j.cancel_requested, j.pause_requested;
 
 -- name: save
 UPDATE __schema__.jobs SET
@@ -191,8 +252,7 @@ WITH due AS (
 ),
 moved AS (
     UPDATE __schema__.jobs AS j SET status = 'queued'
-    FROM due
-    WHERE j.id = due.id
+    WHERE j.id = ANY (ARRAY(SELECT id FROM due))
     RETURNING j.queue
 )
 SELECT
@@ -204,7 +264,8 @@ FROM moved;
 
 -- name: rescue_expired
 -- $1: now, $2: limit, $3: channel, $4: notify. The lost attempt stays counted; with no
--- retries left the job fails (and is kept, like any failure, for inspection).
+-- retries left the job fails (and is kept, like any failure, for inspection), counting out
+-- of its parent.
 WITH expired AS (
     SELECT id FROM __schema__.jobs
     WHERE status = 'running' AND lease_expires_at <= $1::double precision
@@ -220,16 +281,33 @@ rescued AS (
         finished_at = CASE WHEN j.attempts > j.max_retries
                            THEN $1::double precision ELSE j.finished_at END,
         lease_expires_at = NULL
-    FROM expired
-    WHERE j.id = expired.id
-    RETURNING j.queue, j.status
+    WHERE j.id = ANY (ARRAY(SELECT id FROM expired))
+    RETURNING j.id, j.queue, j.status, j.parent_id
+),
+released AS (
+    UPDATE __schema__.jobs AS p SET
+        pending = greatest(p.pending - c.n, 0),
+        status = CASE WHEN p.status = 'waiting' AND p.pending - c.n <= 0 THEN 'queued' ELSE p.status END,
+        attempts = CASE WHEN p.status = 'waiting' AND p.pending - c.n <= 0 THEN 0 ELSE p.attempts END,
+        run_at = CASE WHEN p.status = 'waiting' AND p.pending - c.n <= 0
+                      THEN $1::double precision ELSE p.run_at END
+    FROM (
+        SELECT parent_id, count(*)::integer AS n FROM rescued
+        WHERE parent_id IS NOT NULL AND status = 'failed'
+        GROUP BY parent_id
+    ) AS c
+    WHERE p.id = c.parent_id AND p.id NOT IN (SELECT id FROM rescued)
+    RETURNING p.queue, p.status
 )
 SELECT
-    count(*) AS rescued,
+    (SELECT count(*) FROM rescued) AS rescued,
     (SELECT count(pg_notify($3::text, queue))
-     FROM (SELECT DISTINCT queue FROM rescued WHERE status = 'queued') AS q
-     WHERE $4::boolean) AS woken
-FROM rescued;
+     FROM (
+         SELECT queue FROM rescued WHERE status = 'queued'
+         UNION
+         SELECT queue FROM released WHERE status = 'queued'
+     ) AS q
+     WHERE $4::boolean) AS woken;
 
 -- name: prune
 -- $1: now, $2: limit.
@@ -240,7 +318,7 @@ WITH gone AS (
     FOR UPDATE SKIP LOCKED
 ),
 deleted AS (
-    DELETE FROM __schema__.jobs AS j USING gone WHERE j.id = gone.id RETURNING 1
+    DELETE FROM __schema__.jobs WHERE id = ANY (ARRAY(SELECT id FROM gone)) RETURNING 1
 )
 SELECT count(*) FROM deleted;
 
@@ -249,18 +327,20 @@ SELECT * FROM __schema__.jobs
 WHERE id = $1::text AND (expires_at IS NULL OR expires_at > $2::double precision);
 
 -- name: list_jobs
--- $1..$3: optional status, queue and task filters, $4: now, $5: limit.
+-- $1..$3, $6: optional status, queue, task and parent filters, $4: now, $5: limit.
 SELECT * FROM __schema__.jobs
 WHERE ($1::text IS NULL OR status = $1::text)
   AND ($2::text IS NULL OR queue = $2::text)
   AND ($3::text IS NULL OR task = $3::text)
+  AND ($6::text IS NULL OR parent_id = $6::text)
   AND (expires_at IS NULL OR expires_at > $4::double precision)
 ORDER BY created_at DESC, seq DESC
 LIMIT $5::integer;
 
 -- name: cancel
--- $1: id, $2: now, $3: expires_at. Waiting jobs are cancelled at once; a running one gets
--- cancel_requested; a finished one is returned unchanged.
+-- $1: id, $2: now, $3: expires_at, $4: channel, $5: notify. Waiting jobs are cancelled at
+-- once (counting out of their parent); a running one gets cancel_requested; a finished one is
+-- returned unchanged.
 WITH changed AS (
     UPDATE __schema__.jobs SET
         status = CASE WHEN status = 'running' THEN status ELSE 'cancelled' END,
@@ -271,17 +351,30 @@ WITH changed AS (
       AND status IN ('scheduled', 'queued', 'paused', 'waiting', 'running')
       AND (expires_at IS NULL OR expires_at > $2::double precision)
     RETURNING *
+),
+released AS (
+    UPDATE __schema__.jobs AS p SET
+        pending = greatest(p.pending - 1, 0),
+        status = CASE WHEN p.status = 'waiting' AND p.pending <= 1 THEN 'queued' ELSE p.status END,
+        attempts = CASE WHEN p.status = 'waiting' AND p.pending <= 1 THEN 0 ELSE p.attempts END,
+        run_at = CASE WHEN p.status = 'waiting' AND p.pending <= 1 THEN $2::double precision ELSE p.run_at END
+    FROM changed AS c
+    WHERE p.id = c.parent_id AND c.status = 'cancelled' AND p.id <> c.id
+    RETURNING p.queue, p.status
 )
-SELECT * FROM changed
+SELECT *, (SELECT count(pg_notify($4::text, queue)) FROM released WHERE status = 'queued' AND $5::boolean)
+    AS woken
+FROM changed
 UNION ALL
-SELECT * FROM __schema__.jobs
+SELECT *, 0 AS woken FROM __schema__.jobs
 WHERE id = $1::text
   AND (expires_at IS NULL OR expires_at > $2::double precision)
   AND NOT EXISTS (SELECT 1 FROM changed);
 
 -- name: retry
 -- $1: id, $2: now, $3: channel, $4: notify. A failed or cancelled job is queued again with a
--- fresh attempt count; any other job is returned unchanged.
+-- fresh attempt count (and counted back into its parent if that still waits); any other job
+-- is returned unchanged.
 WITH changed AS (
     UPDATE __schema__.jobs SET
         status = 'queued',
@@ -292,6 +385,48 @@ WITH changed AS (
         cancel_requested = false
     WHERE id = $1::text
       AND status IN ('failed', 'cancelled')
+      AND (expires_at IS NULL OR expires_at > $2::double precision)
+    RETURNING *
+),
+recounted AS (
+    UPDATE __schema__.jobs AS p SET pending = p.pending + 1
+    FROM changed AS c
+    WHERE p.id = c.parent_id AND p.status = 'waiting' AND p.id <> c.id
+)
+SELECT *, (SELECT count(pg_notify($3::text, queue)) FROM changed WHERE $4::boolean) AS woken
+FROM changed
+UNION ALL
+SELECT *, 0 AS woken FROM __schema__.jobs
+WHERE id = $1::text
+  AND (expires_at IS NULL OR expires_at > $2::double precision)
+  AND NOT EXISTS (SELECT 1 FROM changed);
+
+-- name: pause
+-- $1: id, $2: now. A scheduled or queued job is parked as paused; a running one is asked to
+-- pause after its current step; any other job is returned unchanged.
+WITH changed AS (
+    UPDATE __schema__.jobs SET
+        status = CASE WHEN status = 'running' THEN status ELSE 'paused' END,
+        pause_requested = pause_requested OR status = 'running'
+    WHERE id = $1::text
+      AND status IN ('scheduled', 'queued', 'running')
+      AND (expires_at IS NULL OR expires_at > $2::double precision)
+    RETURNING *
+)
+SELECT * FROM changed
+UNION ALL
+SELECT * FROM __schema__.jobs
+WHERE id = $1::text
+  AND (expires_at IS NULL OR expires_at > $2::double precision)
+  AND NOT EXISTS (SELECT 1 FROM changed);
+
+-- name: resume
+-- $1: id, $2: now, $3: channel, $4: notify. A paused job is queued again; any other job is
+-- returned unchanged.
+WITH changed AS (
+    UPDATE __schema__.jobs SET status = 'queued', run_at = $2::double precision, pause_requested = false
+    WHERE id = $1::text
+      AND status = 'paused'
       AND (expires_at IS NULL OR expires_at > $2::double precision)
     RETURNING *
 )

@@ -25,11 +25,17 @@ CREATE TABLE __schema__.jobs (
     -- The worker holding (or that last held) the lease; for operators only.
     worker           text,
     cancel_requested boolean NOT NULL DEFAULT false,
+    pause_requested  boolean NOT NULL DEFAULT false,
     expires_at       double precision,
     error            text,
     payload          bytea NOT NULL,
     state            bytea,
     result           bytea,
+    -- Workflows: the job waiting for this one, and how many children this one waits for.
+    parent_id        text,
+    pending          integer NOT NULL DEFAULT 0,
+    -- Opaque workflow data, stored and returned, never read here.
+    meta             bytea,
     CONSTRAINT jobs_status_check CHECK (
         status IN ('scheduled', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'waiting', 'paused')
     )
@@ -50,6 +56,9 @@ CREATE INDEX jobs_lease_idx ON __schema__.jobs (lease_expires_at) WHERE status =
 
 -- prune.
 CREATE INDEX jobs_expires_idx ON __schema__.jobs (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Children of a workflow job (list_jobs(parent_id=...)).
+CREATE INDEX jobs_parent_idx ON __schema__.jobs (parent_id) WHERE parent_id IS NOT NULL;
 
 -- list_jobs: newest first.
 CREATE INDEX jobs_created_idx ON __schema__.jobs (created_at DESC, seq DESC);

@@ -1,0 +1,67 @@
+"""Turning rows of the ``jobs`` table into :class:`~asynctask.models.Job` values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from asynctask.models import Job, JobStatus, NewJob
+
+__all__ = ["enqueue_columns", "to_job", "to_jobs"]
+
+
+def to_job(row: Any) -> Job:
+    """A ``Job`` from a row holding every column of the ``jobs`` table (extra columns ignored)."""
+    return Job(
+        id=row["id"],
+        task=row["task"],
+        queue=row["queue"],
+        payload=row["payload"],
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        timeout=row["timeout"],
+        run_at=row["run_at"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        lease_expires_at=row["lease_expires_at"],
+        token=row["token"],
+        error=row["error"],
+        state=row["state"],
+        result=row["result"],
+        expires_at=row["expires_at"],
+        cancel_requested=row["cancel_requested"],
+        pause_requested=row["pause_requested"],
+        parent_id=row["parent_id"],
+        pending=row["pending"],
+        meta=row["meta"],
+    )
+
+
+def to_jobs(rows: Iterable[Any]) -> list[Job]:
+    """``Job`` values from rows, in order."""
+    return [to_job(row) for row in rows]
+
+
+def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
+    """The ``enqueue`` query's array parameters, one list per column.
+
+    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$14``.
+    """
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [])
+    ids, tasks, queues, payloads, priorities, retries, timeouts, run_ats, parents, pendings, metas = cols
+    for job in jobs:
+        ids.append(job.id)
+        tasks.append(job.task)
+        queues.append(job.queue)
+        payloads.append(job.payload)
+        priorities.append(job.priority)
+        retries.append(job.max_retries)
+        timeouts.append(job.timeout)
+        run_ats.append(job.run_at)
+        parents.append(job.parent_id)
+        pendings.append(job.pending)
+        metas.append(job.meta)
+    return cols

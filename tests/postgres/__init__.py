@@ -1,0 +1,1 @@
+"""Postgres-specific integration tests: what the shared contract suite cannot see."""

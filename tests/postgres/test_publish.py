@@ -1,0 +1,128 @@
+"""Publishing: inside the caller's transaction, in bulk, and over expired records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from asynctask.brokers.postgres import PostgresBroker
+from asynctask.models import JobStatus, Outcome, OutcomeKind
+from asynctask.testing import FakeClock, wait_until
+from tests.backend_postgres import URL
+from tests.postgres.conftest import new_job
+
+pytestmark = pytest.mark.anyio
+
+
+class Rollback(Exception):
+    pass
+
+
+async def test_jobs_published_in_a_committed_transaction_exist(
+    pg: PostgresBroker, admin: Any, clock: FakeClock
+) -> None:
+    async with admin.transaction():
+        await admin.execute("SELECT 1")  # the caller's own work would go here
+        assert await pg.enqueue([new_job(clock, "a"), new_job(clock, "b")], connection=admin) == [True, True]
+        assert await pg.get("a") is None, "not visible before the caller commits"
+    job = await pg.get("a")
+    assert job is not None and job.status is JobStatus.QUEUED
+    assert len(await pg.claim("q", 10, lease=30, worker="w")) == 2
+
+
+async def test_jobs_published_in_a_rolled_back_transaction_do_not(
+    pg: PostgresBroker, admin: Any, clock: FakeClock
+) -> None:
+    created: list[bool] = []
+
+    async def publish_then_fail() -> None:
+        async with admin.transaction():
+            created.extend(await pg.enqueue([new_job(clock, "a")], connection=admin))
+            raise Rollback
+
+    with pytest.raises(Rollback):
+        await publish_then_fail()
+    assert created == [True]
+    assert await pg.get("a") is None
+    assert await pg.claim("q", 10, lease=30, worker="w") == []
+    # The id was never taken: publishing it again creates it.
+    assert await pg.enqueue([new_job(clock, "a")]) == [True]
+
+
+async def test_a_transactional_publish_wakes_waiters_on_commit(
+    pg: PostgresBroker, admin: Any, clock: FakeClock
+) -> None:
+    woke = anyio.Event()
+
+    async def wait() -> None:
+        await pg.wait_for_jobs("q", timeout=60)
+        woke.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+
+        async def registered() -> bool:
+            return "q" in pg.listener.waiting
+
+        await wait_until(registered, timeout=5)
+        async with admin.transaction():
+            await pg.enqueue([new_job(clock, "a")], connection=admin)
+            # NOTIFY is held back until commit; this window only catches a broken server.
+            with anyio.move_on_after(0.2):
+                await woke.wait()
+            assert not woke.is_set()
+        with anyio.fail_after(5):
+            await woke.wait()
+
+
+async def test_bulk_enqueue_of_ten_thousand_jobs(pg: PostgresBroker, clock: FakeClock) -> None:
+    jobs = [new_job(clock, f"bulk-{i:05d}", priority=i % 3) for i in range(10_000)]
+    assert await pg.enqueue(jobs) == [True] * 10_000
+    # Again, interleaved with new ids: only the new ones are created, answers in input order.
+    again = [new_job(clock, f"bulk-{i:05d}") if i % 2 else new_job(clock, f"new-{i}") for i in range(1000)]
+    assert await pg.enqueue(again) == [i % 2 == 0 for i in range(1000)]
+    claimed = await pg.claim("q", 20_000, lease=30, worker="w")
+    assert len(claimed) == 10_500
+    assert [j.priority for j in claimed[:3334]] == [2] * 3333 + [1]
+
+
+async def test_an_expired_record_is_replaced_by_a_new_publish(pg: PostgresBroker, clock: FakeClock) -> None:
+    await pg.enqueue([new_job(clock, "a", payload=b'"old"')])
+    [job] = await pg.claim("q", 1, lease=30, worker="w")
+    await pg.save("a", job.token, state=b'"cursor"')
+    await pg.complete(
+        [Outcome(job_id="a", token=job.token, kind=OutcomeKind.FAILED, error="x", expires_at=clock() + 10)]
+    )
+    assert await pg.enqueue([new_job(clock, "a", payload=b'"new"')]) == [False]
+    clock.advance(11)
+    assert await pg.enqueue([new_job(clock, "a", payload=b'"new"')]) == [True]
+    fresh = await pg.get("a")
+    assert fresh is not None
+    assert (fresh.status, fresh.payload, fresh.attempts) == (JobStatus.QUEUED, b'"new"', 0)
+    assert (fresh.error, fresh.state, fresh.result, fresh.expires_at, fresh.finished_at) == (None,) * 5
+    assert fresh.created_at == pytest.approx(clock())
+    # The fencing token never goes back, so the old owner's token cannot match the new job.
+    [again] = await pg.claim("q", 1, lease=30, worker="w")
+    assert again.token > job.token
+
+
+async def test_enqueue_on_a_broker_built_around_a_pool(
+    admin: Any, clock: FakeClock, pg: PostgresBroker
+) -> None:
+    pool = await asyncpg.create_pool(URL, min_size=1, max_size=2)
+    try:
+        broker = PostgresBroker(pool=pool, schema=pg.schema, notify=False, clock=clock)
+        await broker.open()
+        assert await broker.enqueue([new_job(clock, "p")]) == [True]
+        await broker.close()
+        assert await pool.fetchval("SELECT 1") == 1, "a pool passed in stays open"
+        with_url = PostgresBroker(URL, pool=pool, schema=pg.schema, clock=clock)
+        await with_url.open()
+        assert with_url.listener.connected
+        await with_url.close()
+    finally:
+        await pool.close()
+    assert (await pg.get("p")) is not None
