@@ -234,3 +234,45 @@ def test_demo_runs_to_completion(project: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "40/40" in res.stdout
     assert "charge_card" in res.stdout and "failed jobs are kept" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("broker", "message"),
+    [
+        ("redis://:hunter2@127.0.0.1:1/0", "cannot reach Redis at 127.0.0.1:1"),
+        ("postgresql://postgres:hunter2@127.0.0.1:1/test", "cannot reach PostgreSQL at 127.0.0.1:1/test"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?schema=never_migrated",
+            "run `asynctask migrate --broker <url>`",
+        ),
+    ],
+)
+def test_unusable_broker_is_one_line_and_exit_2(project: Path, broker: str, message: str) -> None:
+    res = run(project, "worker", "jobsapp:app", "--broker", broker)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert "hunter2" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_migrate_creates_the_schema(project: Path) -> None:
+    import uuid
+
+    import anyio
+
+    from tests.backend_postgres import URL, drop_schema
+
+    schema = f"t_{uuid.uuid4().hex}"
+    url = f"{URL}?schema={schema}"
+    try:
+        first = run(project, "migrate", "--broker", url)
+        assert first.returncode == 0, first.stderr
+        assert "schema is up to date" in first.stdout
+        again = run(project, "migrate", "--broker", url)
+        assert again.returncode == 0, again.stderr
+        published = run(project, "publish", "jobsapp:app", "work", "1", "--broker", url)
+        assert published.returncode == 0, published.stderr
+    finally:
+        anyio.run(drop_schema, schema)
+    res = run(project, "migrate", "--broker", "memory://")
+    assert res.returncode == 0 and "nothing to migrate" in res.stdout
