@@ -126,3 +126,25 @@ async def test_enqueue_on_a_broker_built_around_a_pool(
     finally:
         await pool.close()
     assert (await pg.get("p")) is not None
+
+
+async def test_app_publish_joins_the_callers_transaction(
+    pg: PostgresBroker, admin: Any, clock: FakeClock
+) -> None:
+    from asynctask import App, JobCtx
+
+    app = App(pg, clock=clock)
+
+    @app.task
+    async def receipt(ctx: JobCtx, order_id: int) -> None:
+        return None
+
+    async with app:
+        async with admin.transaction():
+            kept = await receipt.publish(1, connection=admin)
+        with pytest.raises(Rollback):
+            async with admin.transaction():
+                dropped = await receipt.publish(2, connection=admin)
+                raise Rollback
+        assert await app.get_job(kept.id) is not None
+        assert await app.get_job(dropped.id) is None
