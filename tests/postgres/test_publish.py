@@ -139,12 +139,17 @@ async def test_app_publish_joins_the_callers_transaction(
     async def receipt(ctx: JobCtx, order_id: int) -> None:
         return None
 
+    dropped: list[str] = []
+
+    async def publish_then_fail() -> None:
+        async with admin.transaction():
+            dropped.append((await receipt.publish(2, connection=admin)).id)
+            raise Rollback
+
     async with app:
         async with admin.transaction():
             kept = await receipt.publish(1, connection=admin)
         with pytest.raises(Rollback):
-            async with admin.transaction():
-                dropped = await receipt.publish(2, connection=admin)
-                raise Rollback
+            await publish_then_fail()
         assert await app.get_job(kept.id) is not None
-        assert await app.get_job(dropped.id) is None
+        assert await app.get_job(dropped[0]) is None
