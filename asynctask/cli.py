@@ -95,6 +95,7 @@ def main() -> None:
 @click.argument("app_path", metavar="APP")
 @click.option("-q", "--queue", "queues", multiple=True, help="Queue to consume (repeatable; default: all).")
 @click.option("-c", "--concurrency", default=10, show_default=True, help="Jobs run at once.")
+@click.option("--prefetch", type=int, help="Jobs claimed ahead of free executors [default: concurrency/4].")
 @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
 @click.option(
     "--shutdown-grace", default=30.0, show_default=True, help="Seconds running jobs get on SIGTERM."
@@ -113,6 +114,7 @@ def worker(
     app_path: str,
     queues: tuple[str, ...],
     concurrency: int,
+    prefetch: int | None,
     broker: str | None,
     shutdown_grace: float,
     lease: float,
@@ -126,6 +128,7 @@ def worker(
     w = app.worker(
         queues=list(queues) or None,
         concurrency=concurrency,
+        prefetch=prefetch,
         shutdown_grace=shutdown_grace,
         lease=lease,
         poll_interval=poll_interval,

@@ -67,12 +67,19 @@ class Worker:
     >>> worker = Worker(app, queues=["default"], concurrency=50)   # doctest: +SKIP
     >>> await worker.run()                                         # until stop() or a signal
 
-    Options: ``queues`` (default: every queue of the app's tasks), ``concurrency`` (executors),
-    ``queue_concurrency`` (per-queue caps), ``lease`` (seconds a claim lasts without a heartbeat),
-    ``heartbeat`` (default ``lease / 3``), ``poll_interval`` (longest wait between claims when the
-    broker gives no wake-up), ``batch_size`` (most jobs per claim), ``shutdown_grace``,
-    ``maintenance_interval``, ``handle_signals`` (install SIGINT/SIGTERM handlers), ``scheduler``
-    (publish the ticks of periodic tasks; safe to leave on in every worker).
+    Options:
+
+    * ``queues``: the queues to consume (default: every queue of the app's tasks);
+    * ``concurrency``: handlers running at once;
+    * ``prefetch``: jobs claimed ahead so a freed executor starts the next one at once (default
+      ``concurrency // 4``); use 0 for long jobs spread over many workers, since a prefetched job
+      waits here instead of on an idle worker;
+    * ``queue_concurrency``: per-queue caps (prefetched jobs included);
+    * ``lease``: seconds a claim lasts without a heartbeat; ``heartbeat`` (default ``lease / 3``);
+    * ``poll_interval``: the longest wait between claims when the broker gives no wake-up;
+    * ``batch_size``: most jobs per claim; ``shutdown_grace``; ``maintenance_interval``;
+    * ``handle_signals``: install SIGINT/SIGTERM handlers (the CLI does);
+    * ``scheduler``: publish the ticks of periodic tasks (safe to leave on in every worker).
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class Worker:
         *,
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
+        prefetch: int | None = None,
         queue_concurrency: Mapping[str, int] | None = None,
         lease: float = 30.0,
         heartbeat: float | None = None,
@@ -94,11 +102,14 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if prefetch is not None and prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
         if lease <= 0 or poll_interval <= 0:
             raise ValueError("lease and poll_interval must be > 0")
         self.app = app
         self.queues = [validate_queue(q) for q in (queues or app.queues)]
         self.concurrency = concurrency
+        self.prefetch = concurrency // 4 if prefetch is None else prefetch
         self.queue_limits = {validate_queue(q): n for q, n in (queue_concurrency or {}).items()}
         self.lease = lease
         self.heartbeat = heartbeat if heartbeat is not None else lease / 3
@@ -110,7 +121,7 @@ class Worker:
         self.scheduler = scheduler
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
-        self._free = concurrency
+        self._free = concurrency + self.prefetch
         self._queue_free = {q: self.queue_limits.get(q, math.inf) for q in self.queues}
         self._attempts: dict[str, Attempt] = {}
         self._held: dict[str, Lease] = {}
@@ -174,7 +185,7 @@ class Worker:
                 self.concurrency,
                 extra={"action": "worker_started"},
             )
-            jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency)
+            jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency + self.prefetch)
             out_send, out_receive = anyio.create_memory_object_stream[Outcome](max(2 * self.concurrency, 64))
             # Every stream is closed on the way out, even when the worker is cancelled outright.
             with jobs_send, jobs_receive, out_send, out_receive:

@@ -558,3 +558,30 @@ async def test_delete_and_list(app: App) -> None:
         assert {j.id for j in listed} == {a.id, b.id}
         assert await app.delete(a.id) is True
         assert [j.id for j in await app.list_jobs(status="scheduled")] == [b.id]
+
+
+async def test_prefetched_jobs_are_handed_back_on_shutdown(app: App) -> None:
+    started = anyio.Event()
+
+    @app.task
+    async def hold(ctx: JobCtx, n: int) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with app:
+        handles = await app.publish_many([hold.spec(n) for n in range(3)])
+        worker = Worker(app, concurrency=1, prefetch=2, poll_interval=0.02, shutdown_grace=0.05)
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            with anyio.fail_after(10):
+                await started.wait()
+
+            async def all_claimed() -> bool:
+                return worker.stats.claimed == 3
+
+            await wait_until(all_claimed)
+            worker.stop()
+        for handle in handles:
+            info = await job(app, handle.id)
+            assert info.status is JobStatus.QUEUED and info.attempts == 0
+        assert worker.stats.released == 3
