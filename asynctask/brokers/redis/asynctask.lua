@@ -201,21 +201,6 @@ end
 
 local commands = {}
 
--- count, then per job: id, status, run_at, field count, fields... The caller has written the
--- ids index already. Returns 1 (created) or 0 (a live job with this id exists) per job.
-function commands.enqueue()
-  local out, woken = {}, 0
-  for n = 1, tonumber(take()) do
-    local id, status, run_at, fields = take_job()
-    out[n] = 0
-    if create(Q, id, status, run_at, fields) then
-      out[n] = 1
-      if status ~= 'waiting' then woken = woken + 1 end
-    end
-  end
-  wake(Q, woken)
-  return out
-end
 
 -- limit, lease_expires_at, worker, promote cap. Returns the claimed jobs as HGETALL arrays.
 function commands.claim()
@@ -248,6 +233,32 @@ local function drop_expired(K, id)
     unlink(K, key, id)
     redis.call('DEL', key)
   end
+end
+
+-- count, then per job: id, status, run_at, field count, fields... One round trip for a whole
+-- publish: the ids index is checked and written here, so an id live in another queue is
+-- refused atomically too. Returns 1 (created) or 0 (a live job with this id exists) per job.
+function commands.enqueue()
+  local out, woken = {}, 0
+  redis.call('SADD', QUEUES, Q.name)
+  for n = 1, tonumber(take()) do
+    local id, status, run_at, fields = take_job()
+    out[n] = 0
+    local owner = redis.call('HGET', IDS, id)
+    local taken = false
+    if owner and owner ~= Q.name then
+      local O = queue_keys(owner)
+      taken = live(O.job .. id)
+      if not taken then drop_expired(O, id) end
+    end
+    if not taken and create(Q, id, status, run_at, fields) then
+      redis.call('HSET', IDS, id, Q.name)
+      out[n] = 1
+      if status ~= 'waiting' then woken = woken + 1 end
+    end
+  end
+  wake(Q, woken)
+  return out
 end
 
 local function spawn(queue, id, status, run_at, fields, parent_id)
@@ -496,12 +507,6 @@ function commands.retry()
     wake(Q, 1)
   end
   return redis.call('HGETALL', key)
-end
-
--- id. Deletes the job's record if it has expired: its id now belongs to another queue.
-function commands.drop_expired()
-  drop_expired(Q, take())
-  return 1
 end
 
 -- id. Returns 1 if a record was deleted.

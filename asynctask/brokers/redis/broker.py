@@ -160,44 +160,25 @@ class RedisBroker:
             first.setdefault(job.id, i)
         if not first:
             return created
-        qks = {jobs[i].queue: self.keys.queue(jobs[i].queue) for i in first.values()}
+        by_queue: dict[str, list[int]] = {}
+        for i in first.values():
+            self.keys.queue(jobs[i].queue)  # validate the name before anything is written
+            by_queue.setdefault(jobs[i].queue, []).append(i)
         now = self.clock()
         with translate(self._where):
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.sadd(self.keys.queues, *qks)
-                pipe.hmget(self.keys.ids, list(first))
-                _, owners = await pipe.execute()
-            elsewhere = {
-                jobs[i].id: owner.decode()
-                for i, owner in zip(first.values(), owners, strict=True)
-                if owner is not None and owner.decode() != jobs[i].queue
-            }
-            taken = await self._claim_ids_elsewhere(elsewhere, now) if elsewhere else set()
-            wanted = [i for i in first.values() if jobs[i].id not in taken]
-            if not wanted:
-                return created
-            by_queue: dict[str, list[int]] = {}
-            for i in wanted:
-                by_queue.setdefault(jobs[i].queue, []).append(i)
-            async with self._client.pipeline(transaction=False) as pipe:
-                # The index first: a crash after it leaves a harmless dangling entry.
-                pipe.hset(self.keys.ids, mapping={jobs[i].id: jobs[i].queue for i in wanted})
-                for queue, indexes in by_queue.items():
-                    await self._scripts.enqueue(queue, now, [jobs[i] for i in indexes], client=pipe)
-                replies = await pipe.execute()
-        for indexes, flags in zip(by_queue.values(), replies[1:], strict=True):
+            if len(by_queue) == 1:
+                # The common case is one round trip: one script call, no pipeline.
+                [(queue, indexes)] = by_queue.items()
+                replies = [await self._scripts.enqueue(queue, now, [jobs[i] for i in indexes])]
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for queue, indexes in by_queue.items():
+                        await self._scripts.enqueue(queue, now, [jobs[i] for i in indexes], client=pipe)
+                    replies = await pipe.execute()
+        for indexes, flags in zip(by_queue.values(), replies, strict=True):
             for i, flag in zip(indexes, flags, strict=True):
                 created[i] = bool(flag)
         return created
-
-    async def _claim_ids_elsewhere(self, owners: dict[str, str], now: float) -> set[str]:
-        """For ids the index places in another queue: the ones still live there (taken);
-        the expired records of the others are dropped, as a same-queue reuse would."""
-        taken = await self._index.live_in(list(owners.items()), now)
-        for job_id, queue in owners.items():
-            if job_id not in taken:
-                await self._scripts.drop_expired(queue, now, job_id)
-        return taken
 
     async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
         """Claim up to ``limit`` ready jobs in priority order, leasing each for ``lease`` seconds."""

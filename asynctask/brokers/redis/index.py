@@ -61,18 +61,6 @@ class Index:
         raw: dict[bytes, bytes] = await self._client.hgetall(key)  # type: ignore[assignment]
         return visible(raw, now)
 
-    async def live_in(self, entries: Sequence[tuple[str, str]], now: float) -> set[str]:
-        """Of ``(id, queue)`` pairs, the ids with a live job in that queue."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            for job_id, queue in entries:
-                pipe.hmget(self._keys.queue(queue).job(job_id), ["status", "expires_at"])
-            rows = await pipe.execute()
-        return {
-            job_id
-            for (job_id, _), (status, expires_at) in zip(entries, rows, strict=True)
-            if status is not None and (expires_at is None or float(expires_at) > now)
-        }
-
     async def list_queue(
         self,
         queue: str,

@@ -142,10 +142,6 @@ class Scripts:
         row = await self._call(queue, command, now, job_id)
         return pairs(row) if row else None
 
-    async def drop_expired(self, queue: str, now: float, job_id: str) -> None:
-        """Delete the expired record of ``job_id`` in ``queue`` (its id is reused elsewhere)."""
-        await self._call(queue, "drop_expired", now, job_id)
-
     async def delete(self, queue: str, now: float, job_id: str) -> bool:
         return bool(await self._call(queue, "delete", now, job_id))
 
