@@ -127,3 +127,41 @@ async def test_children_finishing_at_once_release_their_parent_once(
     assert parent is not None and parent.pending == 0
     # Released exactly once: claimed (and completed) by one of the loops, or still queued.
     assert released == ["parent"] or (released == [] and parent.status is JobStatus.QUEUED)
+
+
+async def test_four_workers_run_2000_jobs_each_once(pg: PostgresBroker) -> None:
+    from asynctask import App, JobCtx, Worker
+    from asynctask.testing import wait_until
+
+    runs: Counter[int] = Counter()
+
+    def make_app(broker: PostgresBroker) -> App:
+        app = App(broker)
+
+        @app.task
+        async def work(ctx: JobCtx, n: int) -> None:
+            runs[n] += 1
+
+        return app
+
+    publisher = make_app(PostgresBroker(URL, schema=pg.schema))
+    async with publisher:
+        await publisher.publish_many([publisher.tasks["work"].spec(n) for n in range(2000)])
+        async with AsyncExitStack() as stack:
+            workers = []
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    app = make_app(PostgresBroker(URL, schema=pg.schema, pool_options={"max_size": 3}))
+                    await stack.enter_async_context(app)
+                    worker = Worker(app, concurrency=20, poll_interval=0.05)
+                    await tg.start(worker.run)
+                    workers.append(worker)
+
+                async def all_ran() -> bool:
+                    return len(runs) == 2000
+
+                await wait_until(all_ran, timeout=60)
+                for worker in workers:
+                    worker.stop()
+    assert set(runs.values()) == {1}, "every job ran exactly once"
+    assert sum(w.stats.succeeded for w in workers) == 2000
