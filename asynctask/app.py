@@ -6,7 +6,6 @@ handlers itself, so a web service can import the same module and only publish.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -17,7 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import anyio
-import msgspec
 
 from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
@@ -36,21 +34,22 @@ from asynctask.names import validate_job_id, validate_queue
 from asynctask.periodic import Missed, Periodic
 from asynctask.retry import Backoff, RetryPolicy
 from asynctask.schedule import Schedule
-from asynctask.task import Hook, Hooks, JobHandle, JobSpec, Task, type_hints
+from asynctask.task import Hook, Hooks, JobHandle, JobSpec, Task
 from asynctask.workflows import (
     CHAIN_TASK,
     GROUP_TASK,
     ChainInfo,
     Done,
     GroupInfo,
-    Meta,
     Step,
     chain_finisher,
     chain_info,
     group_finisher,
+    group_info,
     incremental_handler,
-    overall_status,
     pipeline_handler,
+    publish_chain,
+    publish_group,
 )
 
 if TYPE_CHECKING:
@@ -276,14 +275,9 @@ class App:
         >>> resize = app.pipeline("resize", [download, reentrant(convert, times=3, sleep=0.1), upload])
         ...                                                           # doctest: +SKIP
         """
-        if not steps:
-            raise ValueError("a pipeline needs at least one step")
-        chain = [step if isinstance(step, Step) else Step(step) for step in steps]
-        handler = pipeline_handler(chain)
-        handler.__annotations__ = {"ctx": JobCtx, "value": chain[0].input_type, "return": Any}
         return self.task(
             name=name, queue=queue, max_retries=max_retries, retry=retry, timeout=timeout, priority=priority
-        )(handler)
+        )(pipeline_handler(steps))
 
     def incremental(
         self,
@@ -304,13 +298,6 @@ class App:
         """
 
         def register(step: Callable[[JobCtx, S], Awaitable[S | Done[R]]]) -> Task[S, R]:
-            params = list(inspect.signature(step).parameters.values())
-            if len(params) != 2:
-                raise TypeError(f"incremental step {step.__name__} must take (ctx, state)")
-            state_type = type_hints(step).get(params[1].name, Any)
-            handler = incremental_handler(step, state_type)
-            handler.__name__ = step.__name__
-            handler.__annotations__ = {"ctx": JobCtx, "initial": state_type, "return": Any}
             task: Task[S, R] = self.task(
                 name=name or step.__name__,
                 queue=queue,
@@ -318,7 +305,7 @@ class App:
                 retry=retry,
                 timeout=timeout,
                 priority=priority,
-            )(handler)
+            )(incremental_handler(step))
             return task
 
         return register
@@ -549,14 +536,7 @@ class App:
 
         The group succeeds only if every job does; :meth:`get_group` shows its progress.
         """
-        jobs = [self.build_job(spec) for spec in specs]
-        if not jobs:
-            raise ConfigurationError("a group needs at least one job")
-        gid = validate_job_id(group_id) if group_id is not None else f"group-{uuid.uuid4().hex}"
-        members = [msgspec.structs.replace(job, id=f"{gid}:{i}", parent_id=gid) for i, job in enumerate(jobs)]
-        container = self._container(GROUP_TASK, gid, jobs[0].queue, b"null", pending=len(members))
-        await self.broker.enqueue([container, *members])
-        return gid
+        return await publish_group(self, specs, group_id)
 
     async def chain(self, specs: Sequence[JobSpec], *, chain_id: str | None = None) -> str:
         """Publish jobs to run one after another (tasqueue's Chain); returns the chain id.
@@ -564,42 +544,15 @@ class App:
         Each link sees the previous link's result as ``ctx.prev_result``; a failed link stops the
         chain, and :meth:`get_chain` says which link failed and why.
         """
-        jobs = [self.build_job(spec) for spec in specs]
-        if not jobs:
-            raise ConfigurationError("a chain needs at least one job")
-        cid = validate_job_id(chain_id) if chain_id is not None else f"chain-{uuid.uuid4().hex}"
-        links = [msgspec.structs.replace(job, id=f"{cid}:{i}", parent_id=cid) for i, job in enumerate(jobs)]
-        container = self._container(CHAIN_TASK, cid, jobs[0].queue, msgspec.json.encode(links), pending=1)
-        first = msgspec.structs.replace(links[0], meta=Meta(chain=cid, index=0).encode())
-        await self.broker.enqueue([container, first])
-        return cid
-
-    def _container(self, task: str, job_id: str, queue: str, payload: bytes, *, pending: int) -> NewJob:
-        return NewJob(
-            id=job_id,
-            task=task,
-            queue=queue,
-            payload=payload,
-            max_retries=3,
-            run_at=self.clock(),
-            pending=pending,
-        )
+        return await publish_chain(self, specs, chain_id)
 
     async def get_group(self, group_id: str) -> GroupInfo:
         """The group's overall status and each member job."""
-        container = await self.broker.get(group_id)
-        if container is None or container.task != GROUP_TASK:
-            raise JobNotFound(f"no group with id {group_id!r}")
-        members = await self.broker.list_jobs(parent_id=group_id, limit=100_000)
-        members.sort(key=lambda j: int(j.id.rsplit(":", 1)[1]))
-        return GroupInfo(id=group_id, status=overall_status(container), jobs=members)
+        return await group_info(self, group_id)
 
     async def get_chain(self, chain_id: str) -> ChainInfo:
         """The chain's overall status, each link's status, and which link failed."""
-        container = await self.broker.get(chain_id)
-        if container is None or container.task != CHAIN_TASK:
-            raise JobNotFound(f"no chain with id {chain_id!r}")
-        return await chain_info(self, container)
+        return await chain_info(self, chain_id)
 
     # --- running -----------------------------------------------------------------------------
 

@@ -21,19 +21,21 @@ Everything lives in the broker, so it survives a worker crash and works on every
 from __future__ import annotations
 
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 import msgspec
 
-from asynctask.errors import Fail
+from asynctask.ctx import JobCtx
+from asynctask.errors import ConfigurationError, Fail, JobNotFound
 from asynctask.models import Job, JobStatus, NewJob
-from asynctask.task import type_hints
+from asynctask.names import validate_job_id
+from asynctask.task import JobSpec, type_hints
 
 if TYPE_CHECKING:
     from asynctask.app import App
-    from asynctask.ctx import JobCtx
 
 __all__ = [
     "ChainInfo",
@@ -163,7 +165,50 @@ async def next_link(app: App, link: Job, meta: Meta, result: bytes | None) -> Ne
     )
 
 
-async def chain_info(app: App, chain: Job) -> ChainInfo:
+def _container(app: App, task: str, job_id: str, queue: str, payload: bytes, *, pending: int) -> NewJob:
+    return NewJob(
+        id=job_id, task=task, queue=queue, payload=payload, max_retries=3, run_at=app.clock(), pending=pending
+    )
+
+
+async def publish_group(app: App, specs: Sequence[JobSpec], group_id: str | None) -> str:
+    """Enqueue a group container waiting for its members, and the members, in one batch."""
+    jobs = [app.build_job(spec) for spec in specs]
+    if not jobs:
+        raise ConfigurationError("a group needs at least one job")
+    gid = validate_job_id(group_id) if group_id is not None else f"group-{uuid.uuid4().hex}"
+    members = [msgspec.structs.replace(job, id=f"{gid}:{i}", parent_id=gid) for i, job in enumerate(jobs)]
+    container = _container(app, GROUP_TASK, gid, jobs[0].queue, b"null", pending=len(members))
+    await app.broker.enqueue([container, *members])
+    return gid
+
+
+async def publish_chain(app: App, specs: Sequence[JobSpec], chain_id: str | None) -> str:
+    """Enqueue a chain container (its payload: every link) and the first link."""
+    jobs = [app.build_job(spec) for spec in specs]
+    if not jobs:
+        raise ConfigurationError("a chain needs at least one job")
+    cid = validate_job_id(chain_id) if chain_id is not None else f"chain-{uuid.uuid4().hex}"
+    links = [msgspec.structs.replace(job, id=f"{cid}:{i}", parent_id=cid) for i, job in enumerate(jobs)]
+    container = _container(app, CHAIN_TASK, cid, jobs[0].queue, msgspec.json.encode(links), pending=1)
+    first = msgspec.structs.replace(links[0], meta=Meta(chain=cid, index=0).encode())
+    await app.broker.enqueue([container, first])
+    return cid
+
+
+async def group_info(app: App, group_id: str) -> GroupInfo:
+    container = await app.broker.get(group_id)
+    if container is None or container.task != GROUP_TASK:
+        raise JobNotFound(f"no group with id {group_id!r}")
+    members = await app.broker.list_jobs(parent_id=group_id, limit=100_000)
+    members.sort(key=lambda j: int(j.id.rsplit(":", 1)[1]))
+    return GroupInfo(id=group_id, status=overall_status(container), jobs=members)
+
+
+async def chain_info(app: App, chain_id: str) -> ChainInfo:
+    chain = await app.broker.get(chain_id)
+    if chain is None or chain.task != CHAIN_TASK:
+        raise JobNotFound(f"no chain with id {chain_id!r}")
     specs = msgspec.json.decode(chain.payload, type=list[NewJob])
     found = {read_meta(j).index: j for j in await app.broker.list_jobs(parent_id=chain.id, limit=100_000)}
     links = []
@@ -221,7 +266,14 @@ class Progress(msgspec.Struct, omit_defaults=True):
     log: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
-def pipeline_handler(steps: Sequence[Step]) -> Callable[[JobCtx, Any], Awaitable[Any]]:
+def pipeline_handler(
+    raw_steps: Sequence[Step | Callable[[JobCtx, Any], Awaitable[Any]]],
+) -> Callable[[JobCtx, Any], Awaitable[Any]]:
+    """The handler of a pipeline task; its payload type is the first step's input type."""
+    if not raw_steps:
+        raise ValueError("a pipeline needs at least one step")
+    steps = [step if isinstance(step, Step) else Step(step) for step in raw_steps]
+
     async def run_pipeline(ctx: JobCtx, value: Any) -> Any:
         saved = ctx.job.state
         progress = msgspec.json.decode(saved, type=Progress) if saved else Progress()
@@ -253,6 +305,7 @@ def pipeline_handler(steps: Sequence[Step]) -> Callable[[JobCtx, Any], Awaitable
             await ctx.set_state(progress)
         return value
 
+    run_pipeline.__annotations__ = {"ctx": JobCtx, "value": steps[0].input_type, "return": Any}
     return run_pipeline
 
 
@@ -264,8 +317,14 @@ class Paused(Exception):
 
 
 def incremental_handler(
-    step: Callable[[JobCtx, Any], Awaitable[Any]], state_type: Any
+    step: Callable[[JobCtx, Any], Awaitable[Any]],
 ) -> Callable[[JobCtx, Any], Awaitable[Any]]:
+    """The handler of an incremental task: the payload (typed as the step's state) is the first state."""
+    params = list(inspect.signature(step).parameters.values())
+    if len(params) != 2:
+        raise TypeError(f"incremental step {step.__name__} must take (ctx, state)")
+    state_type = type_hints(step).get(params[1].name, Any)
+
     async def run_incremental(ctx: JobCtx, initial: Any) -> Any:
         state = initial if ctx.job.state is None else msgspec.json.decode(ctx.job.state, type=state_type)
         while True:
@@ -277,4 +336,6 @@ def incremental_handler(
             if ctx.pause_requested:
                 raise Paused()
 
+    run_incremental.__name__ = step.__name__
+    run_incremental.__annotations__ = {"ctx": JobCtx, "initial": state_type, "return": Any}
     return run_incremental
