@@ -7,23 +7,45 @@ one), so structured handlers can filter on them; :class:`Formatter` prints them 
 from __future__ import annotations
 
 import logging
-import re
 import sys
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["Formatter", "configure_logging", "redact_url"]
+__all__ = ["Formatter", "configure_logging", "join_url", "redact_url"]
 
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@]*:)(?P<password>[^@/?#]*)@")
+# Query options that carry secrets (libpq's sslpassword too).
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
 
 
 def redact_url(url: str) -> str:
-    """Replace the password in a URL with ``***``.
+    """``url`` with any password (in the user info or a ``password=`` option) replaced by ``***``.
 
     >>> redact_url("postgresql://app:s3cret@db:5432/jobs")
     'postgresql://app:***@db:5432/jobs'
     >>> redact_url("redis://:s3cret@cache:6379/0")
     'redis://:***@cache:6379/0'
+    >>> redact_url("redis://cache:6379/0?password=s3cret&prefix=app")
+    'redis://cache:6379/0?password=***&prefix=app'
     """
-    return _PASSWORD.sub(r"\g<head>***@", url)
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hosts = netloc.rpartition("@")
+            user, sep, _password = userinfo.partition(":")
+            netloc = f"{user}:***@{hosts}" if sep else f"{user}@{hosts}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/")
+        return join_url(parts.scheme, netloc, parts.path, query)
+    except ValueError:
+        # An unparseable URL may hold a password anywhere: show only its scheme.
+        return url.partition("://")[0] + "://***"
+
+
+def join_url(scheme: str, netloc: str, path: str, query: str) -> str:
+    """Not urlunsplit: it drops the ``//`` of a URL without a host (``postgresql:///db?host=/run``)."""
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
 
 class Formatter(logging.Formatter):

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from asynctask.errors import ConfigurationError
+from asynctask.log import join_url as _join
+from asynctask.log import redact_url
 
 __all__ = ["PostgresOptions", "parse_url", "pick", "redact_url"]
 
@@ -22,10 +24,9 @@ _T = TypeVar("_T")
 _SCHEMES = frozenset({"postgresql", "postgres"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
 # Query parameters that are secrets in libpq URLs.
-_SECRET_PARAMS = frozenset({"password", "sslpassword"})
-
-
 @dataclass(frozen=True)
 class PostgresOptions:
     """What a URL says, split into the broker's options and the DSN handed to asyncpg."""
@@ -63,30 +64,6 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
     if number < 0:
         raise ConfigurationError(f"URL option {name}={value!r} must not be negative")
     return number
-
-
-def _join(scheme: str, netloc: str, path: str, query: str) -> str:
-    # Not urlunsplit: it drops the "//" of a URL without a host (postgresql:///db?host=/run).
-    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the netloc or the query string) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hosts = netloc.rpartition("@")
-            user, sep, _password = userinfo.partition(":")
-            netloc = f"{user}:***@{hosts}" if sep else f"{user}@{hosts}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/")
-        return _join(parts.scheme, netloc, parts.path, query)
-    except ValueError:
-        # An unparseable URL may hold a password anywhere: show only its scheme.
-        return url.partition("://")[0] + "://***"
 
 
 def parse_url(url: str) -> PostgresOptions:

@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from asynctask.errors import BrokerError, BrokerUnavailable, ConfigurationError
+from asynctask.log import redact_url
 
 __all__ = [
     "blocking_client",
@@ -26,7 +27,6 @@ __all__ = [
     "client_from_url",
     "display_url",
     "endpoint",
-    "redact",
     "split_prefix",
     "translate",
 ]
@@ -41,29 +41,11 @@ def _retry() -> Retry:
     return Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3)
 
 
-def redact(url: str) -> str:
-    """``url`` with any password (in the user info or a ``password=`` option) replaced by ``***``."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k == "password" for k, _ in query):
-        redacted = [(k, "***" if k == "password" else v) for k, v in query]
-        parts = parts._replace(query=urlencode(redacted, safe="*"))
-        url = urlunsplit(parts)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def display_url(url: str | None, client: Redis, prefix: str | None) -> str:
     """The redacted URL of a broker, built from ``client`` when no URL was given."""
     if url is None:
         url = f"redis://{endpoint(client)}/{client.connection_pool.connection_kwargs.get('db', 0)}"
-    url = redact(url)
+    url = redact_url(url)
     if prefix is not None:
         url += ("&" if "?" in url else "?") + urlencode({"prefix": prefix})
     return url
@@ -83,7 +65,7 @@ def client_from_url(url: str) -> Redis:
     try:
         return Redis.from_url(url, retry=_retry())
     except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {redact(url)!r}: {exc}") from None
+        raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
 
 
 def blocking_client(client: Redis) -> Redis:
