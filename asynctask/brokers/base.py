@@ -159,5 +159,9 @@ class Broker(Protocol):
         ...
 
     async def delete(self, job_id: str) -> bool:
-        """Delete a job in any status; ``False`` if it did not exist."""
+        """Delete a job in any status; ``False`` if it did not exist.
+
+        Deleting an unfinished child does not count it out of a waiting parent (the parent would
+        wait for ever): cancel a child instead.
+        """
         ...
