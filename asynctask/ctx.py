@@ -133,8 +133,10 @@ class JobCtx:
 
     async def children(self) -> list[Job]:
         """This job's subtasks (in the finish phase: all finished), oldest first."""
+        from asynctask.workflows import child_order
+
         found = await self.app.broker.list_jobs(parent_id=self.job.id, limit=100_000)
-        return sorted(found, key=lambda j: int(j.id.rsplit(":", 1)[-1]) if j.id[-1].isdigit() else 0)
+        return sorted(found, key=child_order)
 
     # --- talking back ------------------------------------------------------------------------
 

@@ -103,7 +103,7 @@ class Attempt:
             return None
         if task is not None:
             await self._after(task, ctx, decision.kind, result, exc)
-        outcome = self._outcome(decision.kind, encoded, decision.error, decision.delay)
+        outcome = self._outcome(task, decision.kind, encoded, decision.error, decision.delay)
         if decision.kind is OutcomeKind.SUCCEEDED:
             outcome = await self._continue(outcome, ctx, meta)
         return outcome
@@ -191,10 +191,16 @@ class Attempt:
                 extra={"action": "job_failed", "job_id": ctx.id},
             )
 
-    def _outcome(self, kind: OutcomeKind, result: bytes | None, error: str | None, delay: float) -> Outcome:
+    def _outcome(
+        self,
+        task: Task[Any, Any] | None,
+        kind: OutcomeKind,
+        result: bytes | None,
+        error: str | None,
+        delay: float,
+    ) -> Outcome:
         app, now = self.app, self.app.clock()
         ttl = app.failed_ttl if kind is OutcomeKind.FAILED else app.result_ttl
-        task = app.tasks.get(self.job.task)
         if ttl is not None and task is not None and task.min_ttl is not None:
             ttl = max(ttl, task.min_ttl)
         return Outcome(

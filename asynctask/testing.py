@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 
@@ -33,9 +34,14 @@ class FakeClock:
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, interval: float = 0.005
+    predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 10.0, interval: float = 0.005
 ) -> None:
-    """Poll ``predicate`` until it is true; raise :class:`TimeoutError` after ``timeout`` seconds."""
+    """Poll ``predicate`` (plain or async) until it is true; :class:`TimeoutError` after ``timeout`` s."""
+
+    async def check() -> bool:
+        value = predicate()
+        return await value if inspect.isawaitable(value) else value
+
     with anyio.fail_after(timeout):
-        while not await predicate():  # noqa: ASYNC110 - polls broker state, which has no event
+        while not await check():  # noqa: ASYNC110 - polls broker state, which has no event
             await anyio.sleep(interval)

@@ -115,6 +115,12 @@ class ChainInfo(msgspec.Struct, frozen=True):
     failed_link: int | None = None
 
 
+def child_order(job: Job) -> int:
+    """Children, group members and chain links are ``<parent>:<n>``: order them by ``n``."""
+    suffix = job.id.rsplit(":", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
 def overall_status(container: Job) -> str:
     if container.status in (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SCHEDULED):
         return "running"
@@ -201,7 +207,7 @@ async def group_info(app: App, group_id: str) -> GroupInfo:
     if container is None or container.task != GROUP_TASK:
         raise JobNotFound(f"no group with id {group_id!r}")
     members = await app.broker.list_jobs(parent_id=group_id, limit=100_000)
-    members.sort(key=lambda j: int(j.id.rsplit(":", 1)[1]))
+    members.sort(key=child_order)
     return GroupInfo(id=group_id, status=overall_status(container), jobs=members)
 
 

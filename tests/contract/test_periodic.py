@@ -122,7 +122,7 @@ async def test_a_restart_does_not_rerun_a_tick_that_ran(app: App, clock: FakeClo
         worker = Worker(app, concurrency=2, poll_interval=0.01, scheduler=False)
         async with anyio.create_task_group() as tg:
             await tg.start(worker.run)
-            await wait_until(lambda: _is(runs == 1))
+            await wait_until(lambda: runs == 1)
             clock.advance(1800)
             restarted = PeriodicScheduler(app)  # as after a process restart
             await restarted.run_once(clock())
@@ -132,10 +132,6 @@ async def test_a_restart_does_not_rerun_a_tick_that_ran(app: App, clock: FakeClo
     assert len(ids) == 2, "the tick that ran, and the next one; the ran tick was not re-published"
     ran = await app.get_job(ids[0])
     assert ran is not None and ran.status is JobStatus.SUCCEEDED
-
-
-async def _is(value: bool) -> bool:
-    return value
 
 
 async def test_tick_records_are_kept_for_two_periods(app: App, clock: FakeClock) -> None:

@@ -436,14 +436,10 @@ async def test_a_zombie_worker_cannot_overwrite_the_new_owner(app: App, clock: F
         clock.advance(31)
         assert await app.broker.rescue_expired(10) == 1
         [taken] = await app.broker.claim("default", 1, lease=30.0, worker="other")
-        await wait_until(lambda: _true(worker.stats.lost == 1))
+        await wait_until(lambda: worker.stats.lost == 1)
         current = await job(app, handle.id)
         assert current.status is JobStatus.RUNNING and current.token == taken.token
         assert current.result is None
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_hooks_and_middleware(app: App) -> None:

@@ -306,7 +306,7 @@ async def test_incremental_task_pause_and_resume(app: App) -> None:
             return Done(state.total)
         if state.n == 3:
             at_three.set()
-            await wait_until(lambda: _value(ctx.pause_requested))
+            await wait_until(lambda: ctx.pause_requested)
         return Count(n=state.n + 1, total=state.total + state.n)
 
     async with workers(app):
@@ -326,10 +326,6 @@ async def test_incremental_task_pause_and_resume(app: App) -> None:
         await app.resume(handle.id)
         assert await handle.result(timeout=10) == sum(range(10))
     assert steps == list(range(11)), "resumed from the saved state, no step repeated"
-
-
-async def _value(flag: bool) -> bool:
-    return flag
 
 
 async def test_incremental_task_survives_a_crashed_worker(app: App, clock: FakeClock) -> None:
