@@ -420,15 +420,18 @@ async def test_shutdown_after_grace_hands_leases_back(app: App) -> None:
 
 async def test_a_zombie_worker_cannot_overwrite_the_new_owner(app: App, clock: FakeClock) -> None:
     started = anyio.Event()
+    wake_zombie = anyio.Event()
 
     @app.task
     async def slow(ctx: JobCtx) -> str:
         started.set()
-        await anyio.sleep_forever()
+        await wake_zombie.wait()
         return "zombie"
 
     # concurrency=1: the stalled attempt holds the only slot, so this worker cannot re-claim the job.
-    async with running(app, lease=30.0, concurrency=1) as worker:
+    # heartbeat=3600: the worker really stalls; a heartbeat must not renew the lease on the fake
+    # clock between the advance and the rescue.
+    async with running(app, lease=30.0, concurrency=1, heartbeat=3600) as worker:
         handle = await slow.publish(None)
         with anyio.fail_after(10):
             await started.wait()
@@ -436,10 +439,35 @@ async def test_a_zombie_worker_cannot_overwrite_the_new_owner(app: App, clock: F
         clock.advance(31)
         assert await app.broker.rescue_expired(10) == 1
         [taken] = await app.broker.claim("default", 1, lease=30.0, worker="other")
+        wake_zombie.set()  # the zombie finishes and reports: its stale token is rejected
         await wait_until(lambda: worker.stats.lost == 1)
         current = await job(app, handle.id)
         assert current.status is JobStatus.RUNNING and current.token == taken.token
         assert current.result is None
+
+
+async def test_a_lost_lease_interrupts_the_handler(app: App) -> None:
+    started = anyio.Event()
+    interrupted = anyio.Event()
+
+    @app.task
+    async def slow(ctx: JobCtx) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            interrupted.set()
+
+    async with running(app, concurrency=1) as worker:
+        handle = await slow.publish(None)
+        with anyio.fail_after(10):
+            await started.wait()
+        # Deleted behind the worker's back: its next heartbeat learns the lease is gone.
+        assert await app.delete(handle.id) is True
+        with anyio.fail_after(10):
+            await interrupted.wait()
+        await wait_until(lambda: worker.stats.lost == 1)
+    assert await app.get_job(handle.id) is None, "the interrupted attempt wrote nothing"
 
 
 async def test_hooks_and_middleware(app: App) -> None:
