@@ -20,10 +20,12 @@ import click
 import msgspec
 
 from asynctask.app import App
+from asynctask.brokers.base import Migratable
 from asynctask.errors import AsyncTaskError
+from asynctask.handle import JobHandle
+from asynctask.lifecycle import backend_options, with_signal_notify
 from asynctask.log import configure_logging
 from asynctask.models import Job, JobStatus
-from asynctask.task import JobHandle
 
 __all__ = ["main"]
 
@@ -40,13 +42,7 @@ class CliError(Exception):
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` on asyncio, with uvloop when it is installed."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        options: dict[str, Any] = {}
-    else:
-        options = {"use_uvloop": True}
-    return anyio.run(fn, backend_options=options)
+    return anyio.run(fn, backend="asyncio", backend_options=backend_options())
 
 
 def friendly(fn: Callable[P, T]) -> Callable[P, T]:
@@ -72,8 +68,13 @@ def load_app(path: str, broker: str | None = None) -> App:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CliError(f"cannot import {module_name!r} (from APP {path!r}): {exc}") from exc
+    except SyntaxError as exc:
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else "unknown place"
+        raise CliError(f"cannot import {module_name!r} (from APP {path!r}): {exc.msg} ({where})") from exc
+    except Exception as exc:  # ImportError, or anything the module raised while it was imported
+        raise CliError(
+            f"cannot import {module_name!r} (from APP {path!r}): {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         app = getattr(module, attr or "app")
     except AttributeError:
@@ -108,6 +109,9 @@ def main() -> None:
     show_default=True,
     help="Seconds between rescues of expired leases, promotions and pruning.",
 )
+@click.option(
+    "--broker-timeout", default=10.0, show_default=True, help="Deadline of each broker round trip, seconds."
+)
 @click.option("--log-level", default="INFO", show_default=True, type=_LOG_LEVELS)
 @friendly
 def worker(
@@ -120,6 +124,7 @@ def worker(
     lease: float,
     poll_interval: float,
     maintenance_interval: float,
+    broker_timeout: float,
     log_level: str,
 ) -> None:
     """Run a worker for APP (module:attribute) until SIGTERM/SIGINT (twice: at once)."""
@@ -133,9 +138,11 @@ def worker(
         lease=lease,
         poll_interval=poll_interval,
         maintenance_interval=maintenance_interval,
-        handle_signals=True,
+        broker_timeout=broker_timeout,
     )
-    run_async(w.run)
+    # The process's one signal handling: the first SIGTERM/SIGINT cancels the worker's task, which
+    # is its graceful stop; a second one stops it at once.
+    run_async(with_signal_notify(w.run))
 
 
 @main.command()
@@ -177,7 +184,22 @@ def publish(
     run_async(go)
 
 
-@main.group()
+class _JobsGroup(click.Group):
+    """``jobs APP [--broker URL] COMMAND``: accept ``--broker`` after APP too, as the README writes it
+    (a click group otherwise stops reading its own options at its first argument)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        head, rest = args[:1], list(args[1:])
+        moved: list[str] = []
+        while rest and rest[0].startswith("--broker"):
+            option = rest.pop(0)
+            moved.append(option)
+            if option == "--broker" and rest:
+                moved.append(rest.pop(0))
+        return super().parse_args(ctx, [*moved, *head, *rest])
+
+
+@main.group(cls=_JobsGroup)
 @click.argument("app_path", metavar="APP")
 @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
 @click.pass_context
@@ -299,20 +321,13 @@ async def jobs_delete(app: App, job_id: str) -> None:
 @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", required=True, help="Broker URL.")
 @friendly
 def migrate(broker: str) -> None:
-    """Create or upgrade the broker's schema (PostgreSQL)."""
-    app = App(broker)
-    target = app.broker
-    migrate_fn = getattr(target, "migrate", None)
-    if migrate_fn is None:
-        click.echo(f"{target.display_url}: nothing to migrate")
+    """Create or upgrade the broker's schema (PostgreSQL); says what it did."""
+    target = App(broker).broker
+    if not isinstance(target, Migratable):
+        click.echo(f"{target.display_url}: this broker has no schema to migrate")
         return
-
-    async def go() -> None:
-        await migrate_fn()
-        await target.close()
-
-    run_async(go)
-    click.echo(f"{target.display_url}: schema is up to date")
+    done = run_async(target.migrate)
+    click.echo(f"{target.display_url}: {done.describe()}")
 
 
 @main.command()

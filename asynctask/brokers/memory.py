@@ -19,6 +19,7 @@ import anyio
 import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind
 
@@ -35,7 +36,8 @@ class MemoryBroker:
     def __init__(self, *, path: str | os.PathLike[str] | None = None, clock: Clock = time.time) -> None:
         self.clock = clock
         self.path = Path(path) if path else None
-        self.capabilities = Capabilities(durable=self.path is not None, shared=False, push_wakeups=True)
+        self.capabilities = Capabilities(push_wakeups=True)
+        self._open = OpenCount(self._load, self._save)
         self._jobs: dict[str, Job] = {}
         # Per queue: ready heap of (-priority, run_at, seq, id) and scheduled heap of
         # (run_at, seq, id). Entries go stale when a job changes; ``_seq`` tells which is live.
@@ -63,13 +65,25 @@ class MemoryBroker:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_open
+
     async def open(self) -> None:
+        """Load the snapshot file, if there is one (at the first open)."""
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Write the snapshot file, if there is one (at the last close)."""
+        await self._open.close()
+
+    async def _load(self) -> None:
         if self.path is not None and self.path.exists() and not self._jobs:
             jobs = msgspec.json.decode(self.path.read_bytes(), type=list[Job])
             for job in sorted(jobs, key=lambda j: j.created_at):
                 self._store(job)
 
-    async def close(self) -> None:
+    async def _save(self) -> None:
         if self.path is not None:
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
             tmp.write_bytes(msgspec.json.encode(list(self._jobs.values())))

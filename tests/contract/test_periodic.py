@@ -11,7 +11,8 @@ import pytest
 
 from asynctask import App, JobCtx, JobStatus, Worker
 from asynctask.brokers import Broker
-from asynctask.periodic import PeriodicScheduler, tick_job_id
+from asynctask.periodic import tick_job_id
+from asynctask.runtime.scheduler import PeriodicScheduler
 from asynctask.schedule import Cron, Interval
 from asynctask.testing import FakeClock, wait_until
 
@@ -43,7 +44,7 @@ async def test_three_schedulers_publish_each_tick_once(app: App, clock: FakeCloc
         assert payload == {"kind": "report"}
         ran.append(ctx.id)
 
-    schedulers = [PeriodicScheduler(app) for _ in range(3)]  # as if in three worker processes
+    schedulers = [PeriodicScheduler(app, app.broker) for _ in range(3)]  # as if in three worker processes
     rng = random.Random(7)
     async with app:
         worker = Worker(app, concurrency=8, poll_interval=0.01, scheduler=False)
@@ -94,12 +95,12 @@ async def test_missed_ticks_run_the_latest_once(app: App, clock: FakeClock) -> N
         return None
 
     async with app:
-        first = PeriodicScheduler(app)
+        first = PeriodicScheduler(app, app.broker)
         await first.run_once(clock())
         assert len(await periodic_jobs(app, "tick")) == 2  # the latest tick (START) and the next
         assert len(await periodic_jobs(app, "skipper")) == 1  # only the next
         clock.advance(10 * 60)  # ten minutes with no scheduler running
-        restarted = PeriodicScheduler(app)
+        restarted = PeriodicScheduler(app, app.broker)
         await restarted.run_once(clock())
         ids = await periodic_jobs(app, "tick")
         latest = tick_job_id("tick", datetime.fromtimestamp(START + 600, UTC))
@@ -118,13 +119,13 @@ async def test_a_restart_does_not_rerun_a_tick_that_ran(app: App, clock: FakeClo
         runs += 1
 
     async with app:
-        await PeriodicScheduler(app).run_once(clock())
+        await PeriodicScheduler(app, app.broker).run_once(clock())
         worker = Worker(app, concurrency=2, poll_interval=0.01, scheduler=False)
         async with anyio.create_task_group() as tg:
             await tg.start(worker.run)
             await wait_until(lambda: runs == 1)
             clock.advance(1800)
-            restarted = PeriodicScheduler(app)  # as after a process restart
+            restarted = PeriodicScheduler(app, app.broker)  # as after a process restart
             await restarted.run_once(clock())
             worker.stop()
     assert runs == 1

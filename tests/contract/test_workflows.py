@@ -14,6 +14,7 @@ from asynctask import App, Done, Fixed, JobCtx, JobFailed, JobStatus, Worker, re
 from asynctask.brokers import Broker
 from asynctask.models import Job
 from asynctask.testing import FakeClock, wait_until
+from tests.severable import Severable
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +66,7 @@ async def test_subtasks_then_on_finish_once(app: App) -> None:
     @fan_out.on_finish
     async def total(ctx: JobCtx, children: list[Job]) -> int:
         finished.append([c.id for c in children])
-        return sum(ctx.app.decode_result(c) for c in children)
+        return sum(ctx.decode_result(c) for c in children)
 
     async with workers(app):
         handle = await fan_out.publish(5)
@@ -125,7 +126,7 @@ async def test_on_finish_runs_once_for_200_children_over_4_workers(app: App) -> 
     @root.on_finish
     async def gather(ctx: JobCtx, children: list[Job]) -> int:
         finishes.append(len(children))
-        return sum(ctx.app.decode_result(c) for c in children)
+        return sum(ctx.decode_result(c) for c in children)
 
     async with workers(app, count=4) as started:
         handle = await root.publish(200)
@@ -171,7 +172,7 @@ async def test_own_subtask_handler(app: App) -> None:
 
     @crawl.on_finish
     async def crawled(ctx: JobCtx, children: list[Job]) -> list[str]:
-        return [ctx.app.decode_result(c) for c in children]
+        return [ctx.decode_result(c) for c in children]
 
     assert crawl_page.name == "crawl.subtask"
     async with workers(app):
@@ -342,12 +343,16 @@ async def test_incremental_task_survives_a_crashed_worker(app: App, clock: FakeC
 
     async with app:
         handle = await walk.publish(0)
-        doomed = Worker(app, concurrency=2, poll_interval=0.02, lease=30)
+        cut_off = Severable(app)
+        doomed = Worker(
+            cut_off, concurrency=2, poll_interval=0.02, lease=30, shutdown_grace=0, broker_timeout=0.2
+        )
         async with anyio.create_task_group() as tg:
             await tg.start(doomed.run)
             with anyio.fail_after(10):
                 await crash.wait()
-            tg.cancel_scope.cancel()  # no graceful shutdown: as abrupt as SIGKILL for the broker
+            cut_off.sever()  # the worker can no longer reach the broker: as if it had died
+            tg.cancel_scope.cancel()
         job = await handle.info()
         assert job is not None and job.status is JobStatus.RUNNING, "the dead worker still holds the lease"
         clock.advance(31)
