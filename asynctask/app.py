@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 import anyio
 
@@ -131,14 +131,29 @@ class App(Registry):
 
     # --- publishing --------------------------------------------------------------------------
 
+    @overload
     async def publish(
         self,
-        task: Task[Any, R] | str,
+        task: Task[Any, R],
         payload: Any = None,
         *,
         connection: Any = None,
         **options: Unpack[PublishOptions],
-    ) -> JobHandle[R]:
+    ) -> JobHandle[R]: ...
+
+    @overload
+    async def publish(
+        self, task: str, payload: Any = None, *, connection: Any = None, **options: Unpack[PublishOptions]
+    ) -> JobHandle[Any]: ...
+
+    async def publish(
+        self,
+        task: Task[Any, Any] | str,
+        payload: Any = None,
+        *,
+        connection: Any = None,
+        **options: Unpack[PublishOptions],
+    ) -> JobHandle[Any]:
         """Publish one job and return its handle.
 
         ``delay`` (seconds or timedelta) or ``at`` (aware datetime) defer it; ``job_id`` makes the

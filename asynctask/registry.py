@@ -39,7 +39,7 @@ from asynctask.workflows.groups import GROUP_TASK, group_finisher
 from asynctask.workflows.incremental import Done, incremental_handler
 from asynctask.workflows.pipelines import Step, pipeline_handler
 
-__all__ = ["BUILTIN_TASKS", "Middleware", "Registry", "TaskDecorator", "WorkerHost"]
+__all__ = ["BUILTIN_TASKS", "IncrementalDecorator", "Middleware", "Registry", "TaskDecorator", "WorkerHost"]
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -63,6 +63,16 @@ class TaskDecorator(Protocol):
 
     @overload
     def __call__(self, fn: Callable[[JobCtx, P], Awaitable[R]], /) -> Task[P, R]: ...
+
+
+class IncrementalDecorator(Protocol):
+    """What ``@app.incremental(...)`` returns: registers a step ``(ctx, state) -> state | Done(result)``.
+
+    The task's payload is typed (the state); its result is ``Any``: type checkers cannot yet pull
+    ``R`` out of ``S | Done[R]``.
+    """
+
+    def __call__(self, step: Callable[[JobCtx, S], Awaitable[S | Done[Any]]], /) -> Task[S, Any]: ...
 
 
 class Registry:
@@ -146,7 +156,7 @@ class Registry:
         missed: Missed = "latest",
         name: str | None = None,
         **options: Unpack[TaskOptions],
-    ) -> Callable[[Callable[[JobCtx, Any], Awaitable[R]]], Task[Any, R]]:
+    ) -> TaskDecorator:
         """Register a task that runs on ``schedule``: ``Cron``, ``Interval``, ``Daily``, ``Monthly``,
         or a cron string such as ``"*/5 * * * *"`` (UTC).
 
@@ -161,8 +171,8 @@ class Registry:
         if missed not in ("latest", "skip"):
             raise ConfigurationError(f"missed must be 'latest' or 'skip', got {missed!r}")
 
-        def register(handler: Callable[[JobCtx, Any], Awaitable[R]]) -> Task[Any, R]:
-            task: Task[Any, R] = self.register(handler, name=name, **options)
+        def register(handler: Callable[..., Awaitable[Any]]) -> Task[Any, Any]:
+            task = self.register(handler, name=name, **options)
             periodic = Periodic(task, every, payload=payload, missed=missed)
             # Keep finished ticks for two periods, so a restart can tell a tick that ran from one
             # that was missed (the id is deterministic, so a kept record blocks a re-run).
@@ -190,9 +200,7 @@ class Registry:
         """
         return self.register(pipeline_handler(steps), name=name, **options)
 
-    def incremental(
-        self, *, name: str | None = None, **options: Unpack[TaskOptions]
-    ) -> Callable[[Callable[[JobCtx, S], Awaitable[S | Done[R]]]], Task[S, R]]:
+    def incremental(self, *, name: str | None = None, **options: Unpack[TaskOptions]) -> IncrementalDecorator:
         """A task whose handler is a step function ``(ctx, state) -> state | Done(result)`` (Stater).
 
         The payload is the first state. The step is called again and again; the state is saved
@@ -201,9 +209,8 @@ class Registry:
         continues from the saved state. ``timeout`` applies to each attempt.
         """
 
-        def register(step: Callable[[JobCtx, S], Awaitable[S | Done[R]]]) -> Task[S, R]:
-            task: Task[S, R] = self.register(incremental_handler(step), name=name or step.__name__, **options)
-            return task
+        def register(step: Callable[[JobCtx, Any], Awaitable[Any]]) -> Task[Any, Any]:
+            return self.register(incremental_handler(step), name=name or step.__name__, **options)
 
         return register
 

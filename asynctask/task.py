@@ -130,6 +130,8 @@ class Task(Generic[P, R]):
         every subtask spawned by a job of this task has finished (failed ones included).
 
         Its return value becomes the parent job's result (``None`` keeps the first phase's).
+        Type checkers still see the first handler's result type on this task's handles: read
+        the final result with ``app.result(handle.id)`` (typed ``Any``).
         """
         if not inspect.iscoroutinefunction(fn):
             raise TypeError("on_finish handler must be an async function (ctx, children)")

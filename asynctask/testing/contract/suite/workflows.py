@@ -2,47 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
-from asynctask import App, Done, Fixed, JobCtx, JobFailed, JobStatus, Worker, reentrant
-from asynctask.brokers import Broker
+from asynctask import App, Done, JobCtx, JobFailed, JobStatus, Worker, reentrant
 from asynctask.models import Job
 from asynctask.testing import FakeClock, wait_until
-from tests.severable import Severable
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def app(broker: Broker, clock: FakeClock) -> App:
-    return App(broker, clock=clock, retry=Fixed(0))
-
-
-@asynccontextmanager
-async def workers(app: App, count: int = 1, **options: Any) -> AsyncIterator[list[Worker]]:
-    options = {"concurrency": 8, "poll_interval": 0.02, "heartbeat": 0.02, **options}
-    started = [Worker(app, **options) for _ in range(count)]
-    async with app, anyio.create_task_group() as tg:
-        for worker in started:
-            await tg.start(worker.run)
-        try:
-            yield started
-        finally:
-            for worker in started:
-                worker.stop()
-
-
-async def status_of(app: App, job_id: str) -> JobStatus:
-    job = await app.get_job(job_id)
-    assert job is not None
-    return job.status
-
+from asynctask.testing.contract.suite.helpers import status_of, workers
+from asynctask.testing.severable import Severable
 
 # --- subtasks ------------------------------------------------------------------------------
 
@@ -79,7 +48,7 @@ async def test_subtasks_then_on_finish_once(app: App) -> None:
         assert parent is not None and parent.pending == 5
         assert app.decode_result(parent) == "spawned"
         release.set()
-        assert await handle.result(timeout=10) == 0 + 1 + 4 + 9 + 16
+        assert await app.result(handle.id, timeout=10) == 0 + 1 + 4 + 9 + 16
     assert finished == [[f"{handle.id}:{i}" for i in range(5)]]
 
 
@@ -105,7 +74,7 @@ async def test_a_parent_that_retries_after_spawning_does_not_duplicate_children(
 
     async with workers(app):
         handle = await parent.publish(None)
-        assert await handle.result(timeout=10) == 3
+        assert await app.result(handle.id, timeout=10) == 3
     assert len(await app.list_jobs(task="child")) == 3
     assert finishes == 1
 
@@ -115,7 +84,7 @@ async def test_on_finish_runs_once_for_200_children_over_4_workers(app: App) -> 
 
     @app.task
     async def leaf(ctx: JobCtx, n: int) -> int:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return n
 
     @app.task
@@ -130,7 +99,7 @@ async def test_on_finish_runs_once_for_200_children_over_4_workers(app: App) -> 
 
     async with workers(app, count=4) as started:
         handle = await root.publish(200)
-        assert await handle.result(timeout=30) == sum(range(200))
+        assert await app.result(handle.id, timeout=30) == sum(range(200))
     assert finishes == [200]
     assert sum(w.stats.succeeded for w in started) == 202, "200 leaves, the root, and its finish phase"
 
@@ -157,7 +126,10 @@ async def test_failed_children_are_visible_to_on_finish(app: App) -> None:
         }
 
     async with workers(app):
-        assert await (await batch.publish(None)).result(timeout=10) == {"ok": [0, 2], "failed": [1, 3]}
+        assert await app.result((await batch.publish(None)).id, timeout=10) == {
+            "ok": [0, 2],
+            "failed": [1, 3],
+        }
 
 
 async def test_own_subtask_handler(app: App) -> None:
@@ -176,7 +148,7 @@ async def test_own_subtask_handler(app: App) -> None:
 
     assert crawl_page.name == "crawl.subtask"
     async with workers(app):
-        assert await (await crawl.publish(3)).result(timeout=10) == ["page 0", "page 1", "page 2"]
+        assert await app.result((await crawl.publish(3)).id, timeout=10) == ["page 0", "page 1", "page 2"]
 
 
 # --- groups and chains -----------------------------------------------------------------------

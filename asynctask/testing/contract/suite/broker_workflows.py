@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from asynctask.brokers import Broker
-from asynctask.models import Job, JobStatus, Lease, LeaseState, Outcome, OutcomeKind
+from asynctask.brokers.base import Broker
+from asynctask.models import JobStatus, Lease, LeaseState, Outcome, OutcomeKind
 from asynctask.testing import FakeClock
-from tests.contract.test_broker import LEASE, claim, get, new, outcome
-
-pytestmark = pytest.mark.anyio
-
-
-async def finish(broker: Broker, job: Job, kind: OutcomeKind = OutcomeKind.SUCCEEDED, **kw: object) -> None:
-    assert await broker.complete([outcome(job, kind, **kw)]) == [True]
+from asynctask.testing.contract.suite.helpers import LEASE, claim, finish, get, new
 
 
 async def test_a_waiting_job_runs_when_its_children_finish(broker: Broker, clock: FakeClock) -> None:
