@@ -32,7 +32,7 @@ Semantics every backend implements:
 * **Pause.** :meth:`Broker.pause` parks a ``scheduled``/``queued`` job as ``paused`` and asks a
   running one to stop (``pause_requested``, seen as ``LeaseState.PAUSE`` by the heartbeat);
   a ``PAUSE`` outcome parks it without counting the attempt. :meth:`Broker.resume` queues a
-  ``paused`` job again.
+  ``paused`` job again, keeping its ``run_at``: ``scheduled`` if that is still ahead.
 * **Time** comes from the injected ``clock`` (a zero-argument callable returning POSIX seconds)
   so tests can drive expiry with a fake clock.
 * **Opening** is counted: the first :meth:`Broker.open` connects, each ``open`` needs its
@@ -180,7 +180,8 @@ class Broker(Protocol):
         ...
 
     async def resume(self, job_id: str) -> Job | None:
-        """Queue a ``paused`` job again; other statuses are left as they are."""
+        """Queue a ``paused`` job again (``scheduled`` while its ``run_at`` is ahead); other statuses
+        are left as they are."""
         ...
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:

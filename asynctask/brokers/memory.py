@@ -393,9 +393,9 @@ class MemoryBroker:
         if job is None:
             return None
         if job.status is JobStatus.PAUSED:
-            job = self._store(
-                _replace(job, status=JobStatus.QUEUED, run_at=self.clock(), pause_requested=False)
-            )
+            # A delayed job keeps its time: resumed before it, it is scheduled again.
+            status = JobStatus.SCHEDULED if job.run_at > self.clock() else JobStatus.QUEUED
+            job = self._store(_replace(job, status=status, pause_requested=False))
         return job
 
     async def retry(self, job_id: str) -> Job | None:

@@ -110,7 +110,7 @@ class Worker:
         return self.host.broker
 
     def __repr__(self) -> str:
-        state = "stopping" if self._control.stopping else "running" if self._running else "idle"
+        state = "idle" if not self._running else "stopping" if self._control.stopping else "running"
         return (
             f"<Worker {self.id} {state} queues={','.join(self.queues)} "
             f"running={len(self._attempts)}/{self.concurrency}>"

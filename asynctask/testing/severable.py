@@ -1,22 +1,29 @@
-"""A worker host whose broker can be cut off: how in-process tests play a worker that died."""
+"""A worker host whose broker can be cut off or made to hang: how in-process tests play a worker
+that died, or one whose connection stalled."""
 
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
+import anyio
+
 from asynctask.app import App
 from asynctask.errors import BrokerUnavailable
 from asynctask.registry import Registry
 
+__all__ = ["Severable"]
+
 
 class _SeverableBroker:
-    """Forwards every call to ``broker`` until severed; then every data call fails (open and close
-    still reach it, so its open count stays balanced)."""
+    """Forwards every call to ``broker`` until severed (every data call then fails) or stalled
+    (every data call then hangs). ``open`` and ``close`` always reach it, so its open count stays
+    balanced."""
 
     def __init__(self, broker: Any) -> None:
         self._broker = broker
         self.severed = False
+        self.stalled = False
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._broker, name)
@@ -24,6 +31,8 @@ class _SeverableBroker:
             return attr
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.stalled:
+                await anyio.sleep_forever()
             if self.severed:
                 raise BrokerUnavailable("severed by the test")
             return await attr(*args, **kwargs)
@@ -32,8 +41,11 @@ class _SeverableBroker:
 
 
 class Severable:
-    """A :class:`~asynctask.registry.WorkerHost` over ``app``'s registry and broker; :meth:`sever`
-    cuts the worker off, so it can neither report nor hand back the jobs it holds."""
+    """A :class:`~asynctask.registry.WorkerHost` over ``app``'s registry and broker.
+
+    :meth:`sever` cuts the worker off, so it can neither report nor hand back the jobs it holds;
+    :meth:`stall` makes every broker call hang, like a connection that stopped answering.
+    """
 
     def __init__(self, app: App) -> None:
         self.registry: Registry = app
@@ -41,6 +53,9 @@ class Severable:
 
     def sever(self) -> None:
         self.broker.severed = True
+
+    def stall(self) -> None:
+        self.broker.stalled = True
 
     async def open(self) -> None:
         await self.broker.open()

@@ -43,6 +43,8 @@ APP_MODULE = textwrap.dedent(
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "jobsapp.py").write_text(APP_MODULE)
+    (tmp_path / "broken.py").write_text("from asynctask import App\napp = App()\ndef oops(:\n    pass\n")
+    (tmp_path / "raising.py").write_text("raise RuntimeError('no config file found')\n")
     return tmp_path
 
 
@@ -170,6 +172,10 @@ def test_sigterm_mid_run_loses_no_job(project: Path, grace: str) -> None:
     assert "succeeded" in shown.stdout and "result" in shown.stdout and "6" in shown.stdout
     listed = run(project, "jobs", "jobsapp:app", "list", "--status", "succeeded", "--broker", broker)
     assert len(listed.stdout.strip().splitlines()) == 12
+    # The README's order, --broker between APP and the command, works too.
+    listed = run(project, "jobs", "jobsapp:app", "--broker", broker, "list", "--status", "succeeded")
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.strip().splitlines()) == 12
 
 
 def test_second_signal_stops_at_once(project: Path) -> None:
@@ -211,6 +217,8 @@ def test_second_signal_stops_at_once(project: Path) -> None:
     ("args", "message"),
     [
         (["worker", "nosuchmodule:app"], "cannot import 'nosuchmodule'"),
+        (["worker", "broken:app"], "cannot import 'broken' (from APP 'broken:app'): invalid syntax ("),
+        (["worker", "raising:app"], "RuntimeError: no config file found"),
         (["worker", "jobsapp:nothing"], "module 'jobsapp' has no attribute 'nothing'"),
         (["worker", "jobsapp:os"], "is a module, not an asynctask.App"),
         (["publish", "jobsapp:app", "nope", "1"], "no task named 'nope' is registered"),

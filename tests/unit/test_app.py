@@ -193,8 +193,9 @@ async def test_app_open_is_reference_counted_by_its_broker() -> None:
             app.set_broker("memory://")
 
 
-async def test_a_closed_app_says_so_whatever_the_broker() -> None:
-    app = make_app()
+@pytest.mark.parametrize("url", ["memory://", "postgresql://app@127.0.0.1:1/db", "redis://127.0.0.1:1/0"])
+async def test_a_closed_app_says_so_whatever_the_broker(url: str) -> None:
+    app = App(url)
 
     @app.task
     async def noop(ctx: JobCtx) -> None: ...
@@ -202,7 +203,15 @@ async def test_a_closed_app_says_so_whatever_the_broker() -> None:
     with pytest.raises(ConfigurationError, match=r"the App is not open .*async with app"):
         await noop.publish(None)
     with pytest.raises(ConfigurationError, match="not open"):
-        await app.get_job("x")
+        await app.list_jobs()
+
+
+async def test_an_opened_app_publishes() -> None:
+    app = make_app()
+
+    @app.task
+    async def noop(ctx: JobCtx) -> None: ...
+
     async with app:
         assert (await noop.publish(None)).created
 

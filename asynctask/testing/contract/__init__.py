@@ -54,6 +54,7 @@ from asynctask.testing.contract.suite import (  # noqa: E402
     broker_workflows,
     differential,
     periodic,
+    robustness,
     worker_jobs,
     worker_lifecycle,
     workflows,
@@ -101,6 +102,7 @@ for _module in (
     worker_lifecycle,
     workflows,
     periodic,
+    robustness,
 ):
     for _name, _test in vars(_module).items():
         if _name.startswith("test_") and inspect.isfunction(_test):

@@ -58,6 +58,48 @@ async def test_shutdown_grace_lets_running_jobs_finish(app: App) -> None:
         assert worker.stats.succeeded == 1 and worker.stats.released == 0
 
 
+async def test_cancelling_the_worker_from_outside_is_a_graceful_stop(app: App) -> None:
+    started = anyio.Event()
+
+    @app.task
+    async def short(ctx: JobCtx) -> str:
+        started.set()
+        await anyio.sleep(0.3)
+        return "finished within the grace period"
+
+    async with app:
+        handle = await short.publish(None)
+        worker = Worker(app, concurrency=2, poll_interval=0.02, shutdown_grace=10)
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            with anyio.fail_after(10):
+                await started.wait()
+            tg.cancel_scope.cancel()  # as lifecycle.main does on SIGTERM, or a server's lifespan
+        done = await job(app, handle.id)
+        assert done.status is JobStatus.SUCCEEDED and worker.stats.succeeded == 1
+
+
+async def test_cancelling_the_worker_after_its_grace_hands_the_job_back(app: App) -> None:
+    started = anyio.Event()
+
+    @app.task
+    async def endless(ctx: JobCtx) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with app:
+        handle = await endless.publish(None)
+        worker = Worker(app, concurrency=2, poll_interval=0.02, shutdown_grace=0.05)
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            with anyio.fail_after(10):
+                await started.wait()
+            tg.cancel_scope.cancel()
+        back = await job(app, handle.id)
+        assert back.status is JobStatus.QUEUED and back.attempts == 0, "handed back; the attempt not counted"
+        assert worker.stats.released == 1
+
+
 async def test_shutdown_after_grace_hands_leases_back(app: App) -> None:
     started = anyio.Event()
 

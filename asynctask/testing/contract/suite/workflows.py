@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import anyio.lowlevel
 import msgspec
@@ -188,6 +190,48 @@ async def test_chain_passes_results_along(app: App) -> None:
         info = await app.get_chain(chain)
         assert info.status == "succeeded" and info.failed_link is None
         assert [link.status for link in info.links] == ["succeeded"] * 3
+
+
+async def test_a_link_that_saves_its_result_passes_it_on(app: App) -> None:
+    seen: list[Any] = []
+
+    @app.task
+    async def save_then_return_none(ctx: JobCtx, n: int) -> None:
+        seen.append(ctx.prev_result)
+        await ctx.save((ctx.prev_result or 0) + n)
+
+    async with workers(app):
+        chain = await app.chain([save_then_return_none.spec(n) for n in (1, 10, 100)])
+        assert await app.result(chain, timeout=10) == 111
+    assert seen == [None, 1, 11], "each link saw the value its predecessor stored with ctx.save"
+
+
+async def test_hooks_of_a_parent_fire_once_per_job(app: App) -> None:
+    events: list[str] = []
+
+    async def on_processing(ctx: JobCtx) -> None:
+        events.append("processing")
+
+    async def on_success(ctx: JobCtx, result: Any) -> None:
+        events.append(f"success {result}")
+
+    @app.task
+    async def child(ctx: JobCtx, n: int) -> int:
+        return n
+
+    @app.task(on_processing=on_processing, on_success=on_success)
+    async def parent(ctx: JobCtx) -> str:
+        for n in range(3):
+            await ctx.spawn(child, n)
+        return "spawned"
+
+    @parent.on_finish
+    async def total(ctx: JobCtx, children: list[Job]) -> int:
+        return sum(ctx.decode_result(c) for c in children)
+
+    async with workers(app):
+        assert await app.result((await parent.publish(None)).id, timeout=10) == 3
+    assert events == ["processing", "success 3"], "one start, one success: after on_finish, with its result"
 
 
 async def test_a_failed_link_stops_the_chain(app: App) -> None:
