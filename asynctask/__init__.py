@@ -29,7 +29,7 @@ from asynctask.errors import (
     SchemaOutdated,
     UnknownTask,
 )
-from asynctask.models import Job, JobStatus
+from asynctask.models import Job, JobStatus, QueueStats
 from asynctask.retry import Backoff, Fixed, RetryPolicy
 from asynctask.schedule import Cron, Daily, Interval, InvalidSchedule, Monthly
 from asynctask.task import JobHandle, JobSpec, Task
@@ -74,6 +74,7 @@ __all__ = [
     "Monthly",
     "PayloadDecodeError",
     "PayloadTooLarge",
+    "QueueStats",
     "Retry",
     "RetryPolicy",
     "SchemaOutdated",

@@ -29,7 +29,7 @@ from asynctask.errors import (
     PayloadTooLarge,
     UnknownTask,
 )
-from asynctask.models import Job, JobStatus, NewJob
+from asynctask.models import Job, JobStatus, NewJob, QueueStats, zero_counts
 from asynctask.names import validate_job_id, validate_queue
 from asynctask.periodic import Missed, Periodic
 from asynctask.retry import Backoff, RetryPolicy
@@ -496,6 +496,17 @@ class App:
         return await self.broker.list_jobs(
             status=JobStatus(status) if status is not None else None, queue=queue, task=task, limit=limit
         )
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, its live jobs counted by status and when its oldest ready job became ready.
+
+        Every queue that holds jobs, plus this app's own queues (all zeros while empty), sorted
+        by name; one broker call (see :meth:`Broker.queue_stats <asynctask.Broker.queue_stats>`).
+        """
+        found = {stats.queue: stats for stats in await self.broker.queue_stats()}
+        for queue in self.queues:
+            found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
+        return [found[queue] for queue in sorted(found)]
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel a job: at once if it waits, at its next lease renewal if it runs."""
