@@ -19,7 +19,7 @@ from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
 from asynctask.errors import ConfigurationError, JobFailed, JobNotFound, JobTimeout
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus
+from asynctask.models import Job, JobStatus, QueueStats, zero_counts
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import BUILTIN_TASKS, Registry
 from asynctask.retry import RetryPolicy
@@ -238,6 +238,17 @@ class App(Registry):
     async def resume(self, job_id: str) -> Job:
         """Queue a paused job again (a delayed one keeps its time); it continues from its state."""
         return _found(await self._open_broker().resume(job_id), job_id)
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, its live jobs counted by status and when its oldest ready job became ready.
+
+        Every queue that holds jobs, plus this app's own queues (all zeros while empty), sorted
+        by name; one broker call (see :meth:`Broker.queue_stats <asynctask.Broker.queue_stats>`).
+        """
+        found = {stats.queue: stats for stats in await self._open_broker().queue_stats()}
+        for queue in self.queues:
+            found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
+        return [found[queue] for queue in sorted(found)]
 
     # --- groups and chains ---------------------------------------------------------------------
 
