@@ -10,6 +10,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
@@ -19,7 +20,7 @@ from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
 from asynctask.errors import ConfigurationError, JobFailed, JobNotFound, JobTimeout
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus, QueueStats, zero_counts
+from asynctask.models import Job, JobStatus, QueueStats, WorkerInfo, zero_counts
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import BUILTIN_TASKS, Registry
 from asynctask.retry import RetryPolicy
@@ -170,7 +171,11 @@ class App(Registry):
         jobs = [self.build_job(spec) for spec in specs]
         if not jobs:
             return []
-        created = await self._open_broker().enqueue(jobs, connection=connection)
+        broker = self._open_broker()
+        if self.events:
+            created = await self.events.publish(jobs, partial(broker.enqueue, connection=connection))
+        else:
+            created = await broker.enqueue(jobs, connection=connection)
         return [JobHandle(self, job.id, job.task, created=c) for job, c in zip(jobs, created, strict=True)]
 
     # --- inspection and management ---------------------------------------------------------------
@@ -249,6 +254,15 @@ class App(Registry):
         for queue in self.queues:
             found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
         return [found[queue] for queue in sorted(found)]
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The live workers of this broker (every app sharing it), as each last recorded itself:
+        host, pid, queues, concurrency, running jobs, counts by outcome, last heartbeat.
+
+        A worker records itself when it starts and at every heartbeat, and removes its record when
+        it stops; one that dies is left out three heartbeats after its last one.
+        """
+        return await self._open_broker().list_workers()
 
     # --- groups and chains ---------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, Unpack
 
@@ -115,6 +115,12 @@ class JobCtx:
     @property
     def started_at(self) -> float:
         return self.job.started_at or self.job.created_at
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers the job was published with (``publish(..., headers=...)``), trace context
+        included when tracing is on; empty when there are none."""
+        return self.job.headers
 
     @property
     def previous_error(self) -> str | None:

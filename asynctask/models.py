@@ -11,7 +11,17 @@ import enum
 
 import msgspec
 
-__all__ = ["Job", "JobStatus", "Lease", "LeaseState", "NewJob", "Outcome", "OutcomeKind", "QueueStats"]
+__all__ = [
+    "Job",
+    "JobStatus",
+    "Lease",
+    "LeaseState",
+    "NewJob",
+    "Outcome",
+    "OutcomeKind",
+    "QueueStats",
+    "WorkerInfo",
+]
 
 
 class JobStatus(enum.StrEnum):
@@ -56,6 +66,9 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     pending: int = 0
     #: Opaque workflow data; brokers store and return it, never read it.
     meta: bytes | None = None
+    #: String headers travelling with the job (the user's, and the W3C trace context); brokers
+    #: store and return them as they are.
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +106,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     pending: int = 0
     #: Opaque workflow data; brokers store and return it, never read it.
     meta: bytes | None = None
+    #: The headers it was published with (``{}`` for none).
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def has_result(self) -> bool:
@@ -185,3 +200,29 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
 def zero_counts() -> dict[JobStatus, int]:
     """A ``counts`` mapping with every status at 0 (brokers fill it in)."""
     return dict.fromkeys(JobStatus, 0)
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A live worker, as it records itself in the broker (:meth:`Broker.record_worker`).
+
+    The worker writes it when it starts and at every heartbeat; the broker stamps
+    ``heartbeat_at`` and ``expires_at`` (``heartbeat_at + ttl``, three heartbeats) from its clock,
+    and :meth:`Broker.list_workers` leaves out records past ``expires_at``: a worker that died is
+    gone three heartbeats later, one that stops cleanly at once.
+    """
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    #: The asynctask version the worker runs.
+    version: str
+    started_at: float
+    heartbeat_at: float = 0.0
+    expires_at: float = 0.0
+    #: Handlers running at the last heartbeat.
+    running: int = 0
+    #: What it did so far, by outcome: ``claimed``, ``succeeded``, ``failed``, ``retried``,
+    #: ``cancelled``, ``released``, ``lost`` (see :class:`~asynctask.WorkerStats`).
+    counts: dict[str, int] = msgspec.field(default_factory=dict)

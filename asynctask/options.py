@@ -10,12 +10,13 @@ same limits on every broker.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypedDict, Unpack
 
 from asynctask.codec import Codec
 from asynctask.errors import ConfigurationError
+from asynctask.events import Events
 from asynctask.models import Job, NewJob
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "JobSpec",
     "PublishOptions",
     "check_delay",
+    "check_headers",
     "check_max_retries",
     "check_priority",
     "check_timeout",
@@ -34,6 +36,9 @@ __all__ = [
 MAX_PRIORITY = 2**31 - 1
 #: The largest ``max_retries``: attempts (``max_retries + 1``) still fit in a 32-bit integer.
 MAX_RETRIES = 2**31 - 2
+#: The most headers one job may carry, and their largest total size (names and values, UTF-8).
+MAX_HEADERS = 64
+MAX_HEADERS_SIZE = 16 * 1024
 
 
 class PublishOptions(TypedDict, total=False):
@@ -45,7 +50,10 @@ class PublishOptions(TypedDict, total=False):
       enqueued (1-255 printable ASCII characters, no spaces);
     * ``queue``: overrides the task's queue; ``priority``: higher runs first (``±MAX_PRIORITY``);
     * ``max_retries``: attempts after the first (``0..MAX_RETRIES``); ``timeout``: seconds per
-      attempt (finite, > 0).
+      attempt (finite, > 0);
+    * ``headers``: string headers stored with the job, read by its handler as ``ctx.headers``
+      (at most ``MAX_HEADERS`` of them, ``MAX_HEADERS_SIZE`` bytes in all). Tracing adds the W3C
+      trace context here (``traceparent``, ``tracestate``), replacing headers of those names.
     """
 
     delay: float | timedelta | None
@@ -55,6 +63,7 @@ class PublishOptions(TypedDict, total=False):
     max_retries: int | None
     timeout: float | None
     priority: int | None
+    headers: Mapping[str, str] | None
 
 
 class JobSpec:
@@ -91,6 +100,11 @@ class JobBuilder(Protocol):
 
     @property
     def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def events(self) -> Events:
+        """Who observes publishes (tracing adds its context to the jobs' headers)."""
+        ...
 
     def build_job(self, spec: JobSpec) -> NewJob:
         """Validate and encode one job; raises before anything is sent."""
@@ -145,3 +159,28 @@ def check_delay(value: object) -> float:
     ):
         return float(seconds)
     raise ConfigurationError(f"delay must be a finite number of seconds >= 0, got {value!r}")
+
+
+def check_headers(value: object) -> dict[str, str]:
+    """Job headers: a mapping of non-empty ``str`` names to ``str`` values, within the limits."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"headers must be a mapping of str to str, got {type(value).__name__}")
+    headers = dict(value)
+    if len(headers) > MAX_HEADERS:
+        raise ConfigurationError(f"a job may carry at most {MAX_HEADERS} headers, got {len(headers)}")
+    size = 0
+    for name, text in headers.items():
+        if not isinstance(name, str) or not name or not isinstance(text, str):
+            raise ConfigurationError(
+                f"headers must map non-empty str names to str values, got {name!r}: {text!r}"
+            )
+        try:
+            # Every broker stores text: valid UTF-8 without NUL (Postgres refuses NUL in text).
+            size += len(name.encode()) + len(text.encode())
+        except UnicodeEncodeError:
+            raise ConfigurationError(f"header {name!r} is not valid text (a lone surrogate?)") from None
+        if "\x00" in name or "\x00" in text:
+            raise ConfigurationError(f"header {name!r} contains a NUL character")
+    if size > MAX_HEADERS_SIZE:
+        raise ConfigurationError(f"headers take {size} bytes; the limit is {MAX_HEADERS_SIZE}")
+    return headers

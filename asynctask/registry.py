@@ -19,6 +19,7 @@ from asynctask.brokers.base import Broker, Clock
 from asynctask.codec import Codec
 from asynctask.ctx import JobCtx
 from asynctask.errors import ConfigurationError, PayloadTooLarge, UnknownTask
+from asynctask.events import Events
 from asynctask.handle import Publisher
 from asynctask.models import Job, JobStatus, NewJob
 from asynctask.names import validate_job_id, validate_queue
@@ -26,6 +27,7 @@ from asynctask.options import (
     JobSpec,
     PublishOptions,
     check_delay,
+    check_headers,
     check_max_retries,
     check_priority,
     check_timeout,
@@ -107,6 +109,8 @@ class Registry:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.periodic_tasks: dict[str, Periodic] = {}
         self.middleware: list[Middleware] = []
+        #: Who observes this registry's publishes and workers (metrics, tracing).
+        self.events = Events()
         #: Where this registry's tasks publish (the App sets itself); ``None`` for a bare registry.
         self.publisher: Publisher | None = None
         self.register(group_finisher, name=GROUP_TASK, max_retries=3)
@@ -287,6 +291,7 @@ class Registry:
         priority = options.get("priority")
         timeout = options.get("timeout")
         queue = options.get("queue")
+        headers = options.get("headers")
         return NewJob(
             id=validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex,
             task=task.name,
@@ -296,6 +301,7 @@ class Registry:
             max_retries=check_max_retries(max_retries),
             timeout=check_timeout(timeout) if timeout is not None else task.timeout,
             run_at=run_at,
+            headers=check_headers(headers) if headers is not None else {},
         )
 
 

@@ -38,6 +38,15 @@ Semantics every backend implements:
   last job of a page is the cursor (``before=``) of the next page (keyset pagination: a page
   costs the same however deep it is). :meth:`Broker.queue_stats` counts every queue's jobs by
   status in one cheap call (no per-job round trips), for dashboards and metrics.
+* **Headers.** ``NewJob.headers`` (a ``dict[str, str]``, possibly empty) is stored as it is and
+  returned on every read of the job (``get``, ``claim``, ``list_jobs``), for jobs enqueued by
+  ``enqueue`` and for an outcome's ``spawn`` alike; the broker never reads it.
+* **Worker registry.** :meth:`Broker.record_worker` stores a :class:`~asynctask.models.WorkerInfo`
+  under its ``id`` (replacing the previous record of that id), stamping ``heartbeat_at = now``
+  and ``expires_at = now + ttl``; :meth:`Broker.list_workers` returns the records whose
+  ``expires_at`` is still ahead, sorted by ``id``; :meth:`Broker.remove_worker` deletes one.
+  Records past their expiry are never returned and may be deleted by any call. A few records
+  per worker process: no index beyond the id is needed.
 * **Time** comes from the injected ``clock`` (a zero-argument callable returning POSIX seconds)
   so tests can drive expiry with a fake clock.
 * **Opening** is counted: the first :meth:`Broker.open` connects, each ``open`` needs its
@@ -57,7 +66,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 import msgspec
 
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
 __all__ = ["Broker", "Capabilities", "Clock", "Migratable", "Migration"]
 
@@ -195,6 +204,16 @@ class Broker(Protocol):
         is the smallest ``run_at`` among them (``None``: nothing ready). One cheap call: a
         backend answers it without a round trip per job and without reading payloads.
         """
+        ...
+
+    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
+        """Store a worker's record, live until ``ttl`` seconds from now (see the module docstring)."""
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Delete a worker's record (it stopped); nothing happens if there is none."""
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """The records of live workers (``expires_at`` ahead), sorted by ``id``."""
         ...
 
     async def pause(self, job_id: str) -> Job | None:

@@ -20,6 +20,7 @@ import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
 from asynctask.brokers.refcount import OpenCount
+from asynctask.brokers.workers import WorkerTable
 from asynctask.errors import ConfigurationError
 from asynctask.models import (
     Job,
@@ -30,6 +31,7 @@ from asynctask.models import (
     Outcome,
     OutcomeKind,
     QueueStats,
+    WorkerInfo,
     zero_counts,
 )
 
@@ -56,6 +58,7 @@ class MemoryBroker:
         self._seq: dict[str, int] = {}
         self._counter = 0
         self._events: dict[str, anyio.Event] = {}
+        self._workers = WorkerTable(lambda: self.clock())
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = time.time) -> MemoryBroker:
@@ -182,6 +185,7 @@ class MemoryBroker:
                 parent_id=new.parent_id,
                 pending=new.pending,
                 meta=new.meta,
+                headers=new.headers,
                 token=expired.token if expired is not None else 0,
             )
         )
@@ -392,6 +396,17 @@ class MemoryBroker:
             QueueStats(queue=queue, counts=counts, oldest_ready_at=min(ready, default=None))
             for queue, (counts, ready) in sorted(stats.items())
         ]
+
+    # --- the worker registry -----------------------------------------------------------------
+
+    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
+        self._workers.record(info, ttl)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        self._workers.remove(worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return self._workers.live()
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         job = self._live(job_id)

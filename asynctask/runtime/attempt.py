@@ -38,7 +38,7 @@ _FINISHED_KINDS = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.FAILED, OutcomeK
 class Attempt:
     """One attempt of a claimed job; the worker may :meth:`interrupt` it from outside."""
 
-    __slots__ = ("broker", "ctx", "interruption", "job", "limiter", "registry", "scope", "worker_id")
+    __slots__ = ("broker", "ctx", "error", "interruption", "job", "limiter", "registry", "scope", "worker_id")
 
     def __init__(
         self,
@@ -57,6 +57,8 @@ class Attempt:
         self.scope = anyio.CancelScope()
         self.interruption: Interruption | None = None
         self.ctx: JobCtx | None = None
+        #: What the handler (or the code around it) raised, if anything; for observers.
+        self.error: BaseException | None = None
 
     def request_pause(self) -> None:
         """Ask the handler to stop after its current step (incremental tasks check this)."""
@@ -75,6 +77,7 @@ class Attempt:
         except BaseException as exc:
             if _cancelling():
                 raise
+            self.error = exc
             # Something around the handler failed (a hook raising SystemExit, the broker failing
             # while the next chain link was read): the attempt fails like a handler error would.
             log.exception(
@@ -120,6 +123,7 @@ class Attempt:
                 encoded = task.result_codec.encode(result)
             except Exception as error:  # TypeError, UnicodeEncodeError (a lone surrogate), RecursionError
                 exc = Fail(f"the result could not be encoded: {type(error).__name__}: {error}")
+        self.error = exc
         decision = decide_for(
             registry, job, task, exc, retry_after=ctx.retry_delay, interruption=interruption
         )

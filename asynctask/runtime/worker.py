@@ -24,9 +24,12 @@ takes at most ``shutdown_grace + broker_timeout`` plus a second, even while the 
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from typing import Unpack
@@ -37,8 +40,9 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asynctask.brokers.base import Broker
+from asynctask.events import Events
 from asynctask.lifecycle import concurrence, forced_stop, unwrap_single, watch_signals
-from asynctask.models import Job, Outcome, OutcomeKind
+from asynctask.models import Job, Outcome, OutcomeKind, WorkerInfo
 from asynctask.names import validate_queue
 from asynctask.registry import WorkerHost
 from asynctask.runtime.attempt import Attempt
@@ -46,9 +50,11 @@ from asynctask.runtime.completer import MAX_BATCH, Completer
 from asynctask.runtime.control import Control, Slots, WorkerStats
 from asynctask.runtime.fetcher import Fetcher
 from asynctask.runtime.heartbeat import Heartbeat
+from asynctask.runtime.instrumented import instrumented
 from asynctask.runtime.maintenance import Maintainer
 from asynctask.runtime.options import DEFAULTS, WorkerOptions
 from asynctask.runtime.outcome import Interruption
+from asynctask.runtime.presence import Presence
 from asynctask.runtime.scheduler import PeriodicScheduler
 
 __all__ = ["Worker", "WorkerStats"]
@@ -57,6 +63,8 @@ log = logging.getLogger("asynctask.worker")
 
 #: Beyond grace and one broker deadline, what a stop may take (closing the broker, bookkeeping).
 _STOP_MARGIN = 1.0
+#: The longest a stopping worker tries to take its record out of the registry.
+_FAREWELL = 0.5
 
 
 class Worker:
@@ -100,7 +108,13 @@ class Worker:
         self.scheduler = opts["scheduler"]
         self.id = opts["worker_id"] or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
+        #: This worker's own observers, besides its app's (``app.events``); see :mod:`asynctask.events`.
+        self.events = Events()
+        self.started_at: float | None = None
         self._control = Control()
+        self._broker: Broker = app.broker
+        self._events = Events()
+        self._slots: Slots | None = None
         self._attempts: dict[str, Attempt] = {}
         self._running = False
         self._changed: anyio.Event | None = None
@@ -126,6 +140,32 @@ class Worker:
         """Stop at once: running jobs are cancelled and their leases handed back."""
         self._control.immediate = True
         self._control.stop(self.broker_timeout)
+
+    @property
+    def wants_jobs(self) -> bool:
+        """Whether the worker is running and has room for another job in one of its queues."""
+        slots = self._slots
+        return (
+            self._running
+            and not self._control.stopping
+            and slots is not None
+            and slots.free > 0
+            and any(free > 0 for free in slots.queue_free.values())
+        )
+
+    def info(self) -> WorkerInfo:
+        """What this worker records about itself in the broker (see :meth:`App.list_workers`)."""
+        return WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=list(self.queues),
+            concurrency=self.concurrency,
+            version=_version(),
+            started_at=self.started_at if self.started_at is not None else self.registry.clock(),
+            running=len(self._attempts),
+            counts=msgspec.structs.asdict(self.stats),
+        )
 
     def _signalled(self, _signal: object, count: int) -> None:
         self.stop() if count == 1 else self.stop_now()
@@ -167,9 +207,13 @@ class Worker:
                 shield.cancel()  # the drain overran its bound: cut it short
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
-        broker, control = self.broker, self._control
+        events = self._events = self.registry.events.joined(self.events)
+        # Observed, the worker's broker reports every call; unobserved, it is the broker itself.
+        broker = self._broker = instrumented(self.broker, events) if events else self.broker
+        control = self._control
         self._running = True
-        slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
+        self.started_at = self.registry.clock()
+        slots = self._slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
         self._changed = anyio.Event()
         control.on_stop(slots.poke)
         control.on_stop(self._wake)
@@ -178,6 +222,7 @@ class Worker:
             for t in self.registry.tasks.values()
             if t.concurrency is not None
         }
+        announced = False
         await self.host.open()
         try:
             log.info(
@@ -202,7 +247,8 @@ class Worker:
                 timeout=self.broker_timeout,
             )
             maintainer = Maintainer(broker, interval=self.maintenance_interval, timeout=self.broker_timeout)
-            background = [heartbeat.run, maintainer.run]
+            presence = Presence(broker, self.info, interval=self.heartbeat, timeout=self.broker_timeout)
+            background = [heartbeat.run, maintainer.run, presence.run]
             if self.scheduler and self.registry.periodic_tasks:
                 background.append(PeriodicScheduler(self.registry, broker, timeout=self.broker_timeout).run)
             # Every stream is closed on the way out, even when the worker is cancelled outright.
@@ -234,9 +280,12 @@ class Worker:
                             for _ in range(self.concurrency):
                                 work.start_soon(self._executor, slots, jobs_receive, outcomes, limiters)
                             work.start_soon(self._shutdown_watch)
+                            events.worker_started(self.id, self.concurrency)
+                            announced = True
                             task_status.started()
                         out_send.close()
                     services.cancel_scope.cancel()
+            await presence.remove(min(self.broker_timeout, _FAREWELL))
             log.info(
                 "worker %s stopped: %s",
                 self.id,
@@ -244,6 +293,8 @@ class Worker:
                 extra={"action": "worker_stopped"},
             )
         finally:
+            if announced:
+                events.worker_stopped(self.id, self.concurrency)
             self._running = False
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.broker_timeout):
                 await self.host.close()
@@ -265,12 +316,21 @@ class Worker:
                     )
                 else:
                     attempt = Attempt(
-                        self.registry, self.broker, job, worker_id=self.id, limiter=limiters.get(job.task)
+                        self.registry, self._broker, job, worker_id=self.id, limiter=limiters.get(job.task)
                     )
                     self._attempts[job.id] = attempt
+                    events = self._events
+                    if events:
+                        events.attempt_started(job)
+                        started = time.perf_counter()
+                    outcome = None
                     try:
                         outcome = await attempt.run()
                     finally:
+                        if events:
+                            events.attempt_finished(
+                                job, outcome, attempt.error, time.perf_counter() - started
+                            )
                         # A rescued job may have been claimed again by this very worker.
                         if self._attempts.get(job.id) is attempt:
                             del self._attempts[job.id]
@@ -309,6 +369,14 @@ class Worker:
                 await self._wait_change()
         for attempt in list(self._attempts.values()):
             attempt.interrupt(Interruption.SHUTDOWN)
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("asynctask")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 async def _call_when_set(event: anyio.Event, fn: Callable[[], None]) -> None:

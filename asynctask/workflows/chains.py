@@ -95,11 +95,29 @@ async def publish_chain(
         raise ConfigurationError("a chain needs at least one job")
     cid = validate_job_id(chain_id) if chain_id is not None else f"chain-{uuid.uuid4().hex}"
     links = [msgspec.structs.replace(job, id=f"{cid}:{i}", parent_id=cid) for i, job in enumerate(jobs)]
-    box = container(
-        CHAIN_TASK, cid, jobs[0].queue, msgspec.json.encode(links), run_at=builder.clock(), pending=1
-    )
-    first = msgspec.structs.replace(links[0], meta=Meta(chain=cid, index=0).encode())
-    await broker.enqueue([box, first])
+    events = builder.events
+    # Observed before the container is built, so that every link it lists carries the trace
+    # context of this publish (only the first link is sent now).
+    finish_links = events.publishing(links) if events else None
+    boxes = [
+        container(
+            CHAIN_TASK, cid, jobs[0].queue, msgspec.json.encode(links), run_at=builder.clock(), pending=1
+        )
+    ]
+    finish_box = events.publishing(boxes) if events else None
+    sent = [boxes[0], msgspec.structs.replace(links[0], meta=Meta(chain=cid, index=0).encode())]
+    error: BaseException | None = None
+    try:
+        created = await broker.enqueue(sent)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        for finish in (finish_box, finish_links):
+            if finish is not None:
+                finish(error)
+    if events:
+        events.published(sent, created)
     return cid
 
 

@@ -61,7 +61,11 @@ async def publish_group(
     gid = validate_job_id(group_id) if group_id is not None else f"group-{uuid.uuid4().hex}"
     members = [msgspec.structs.replace(job, id=f"{gid}:{i}", parent_id=gid) for i, job in enumerate(jobs)]
     box = container(GROUP_TASK, gid, jobs[0].queue, b"null", run_at=builder.clock(), pending=len(members))
-    await broker.enqueue([box, *members])
+    batch = [box, *members]
+    if builder.events:
+        await builder.events.publish(batch, broker.enqueue)
+    else:
+        await broker.enqueue(batch)
     return gid
 
 

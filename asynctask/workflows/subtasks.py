@@ -52,8 +52,15 @@ class Spawned:
             raise ConfigurationError("a subtask's id is '<parent id>:<n>'; do not pass job_id= to spawn")
         child_id = f"{self.parent.id}:{len(self.jobs)}"
         child: PublishOptions = {**options, "job_id": child_id}
-        job = self._builder.build_job(JobSpec(task, payload, **child))
-        self.jobs.append(msgspec.structs.replace(job, parent_id=self.parent.id))
+        jobs = [
+            msgspec.structs.replace(
+                self._builder.build_job(JobSpec(task, payload, **child)), parent_id=self.parent.id
+            )
+        ]
+        if self._builder.events:
+            # Now, in the handler's context (a trace continues from here); sent with the outcome.
+            self._builder.events.prepare(jobs)
+        self.jobs += jobs
         return child_id
 
 

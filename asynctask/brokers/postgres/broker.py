@@ -23,10 +23,17 @@ from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
 from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.pool import Database
-from asynctask.brokers.postgres.rows import enqueue_columns, queue_stats_from_rows, to_job, to_jobs
+from asynctask.brokers.postgres.rows import (
+    enqueue_columns,
+    queue_stats_from_rows,
+    to_job,
+    to_jobs,
+    to_worker,
+    worker_args,
+)
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
 __all__ = ["PostgresBroker"]
 
@@ -437,6 +444,20 @@ class PostgresBroker:
         with self._translated():
             rows = await self._db.fetch("queue_stats", self.clock())
         return queue_stats_from_rows(rows)
+
+    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
+        """Upsert the worker's row (and delete dead workers' rows), in one statement."""
+        args = worker_args(info)
+        with self._translated():
+            await self._db.fetchval("record_worker", *args[:8], self.clock(), ttl, args[8])
+
+    async def remove_worker(self, worker_id: str) -> None:
+        with self._translated():
+            await self._db.fetchval("remove_worker", worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        with self._translated():
+            return [to_worker(row) for row in await self._db.fetch("list_workers", self.clock())]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a waiting job now, or request the cancel of a running one."""

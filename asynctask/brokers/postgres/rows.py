@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from asynctask.models import Job, JobStatus, NewJob, QueueStats, zero_counts
+import msgspec
 
-__all__ = ["enqueue_columns", "queue_stats_from_rows", "to_job", "to_jobs"]
+from asynctask.models import Job, JobStatus, NewJob, QueueStats, WorkerInfo, zero_counts
+
+__all__ = ["enqueue_columns", "queue_stats_from_rows", "to_job", "to_jobs", "to_worker", "worker_args"]
+
+_HEADERS = msgspec.json.Decoder(dict[str, str])
+_COUNTS = msgspec.json.Decoder(dict[str, int])
 
 
 def to_job(row: Any) -> Job:
@@ -37,6 +42,8 @@ def to_job(row: Any) -> Job:
         parent_id=row["parent_id"],
         pending=row["pending"],
         meta=row["meta"],
+        # jsonb arrives as its text; NULL (no headers) is the common case.
+        headers=_HEADERS.decode(row["headers"]) if row["headers"] is not None else {},
     )
 
 
@@ -48,10 +55,23 @@ def to_jobs(rows: Iterable[Any]) -> list[Job]:
 def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
     """The ``enqueue`` query's array parameters, one list per column.
 
-    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$14``.
+    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$15``.
     """
-    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [])
-    ids, tasks, queues, payloads, priorities, retries, timeouts, run_ats, parents, pendings, metas = cols
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [], [])
+    (
+        ids,
+        tasks,
+        queues,
+        payloads,
+        priorities,
+        retries,
+        timeouts,
+        run_ats,
+        parents,
+        pendings,
+        metas,
+        headers,
+    ) = cols
     for job in jobs:
         ids.append(job.id)
         tasks.append(job.task)
@@ -64,6 +84,7 @@ def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
         parents.append(job.parent_id)
         pendings.append(job.pending)
         metas.append(job.meta)
+        headers.append(msgspec.json.encode(job.headers).decode() if job.headers else None)
     return cols
 
 
@@ -81,3 +102,35 @@ def queue_stats_from_rows(rows: Iterable[Any]) -> list[QueueStats]:
         QueueStats(queue=queue, counts=counts[queue], oldest_ready_at=oldest.get(queue))
         for queue in sorted(counts)
     ]
+
+
+def worker_args(info: WorkerInfo) -> tuple[Any, ...]:
+    """The ``record_worker`` query's ``$1..$8`` and ``$11`` (now and the ttl go in between)."""
+    return (
+        info.id,
+        info.host,
+        info.pid,
+        list(info.queues),
+        info.concurrency,
+        info.version,
+        info.started_at,
+        info.running,
+        msgspec.json.encode(info.counts).decode(),
+    )
+
+
+def to_worker(row: Any) -> WorkerInfo:
+    """A ``WorkerInfo`` from a row of the ``workers`` table."""
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        queues=list(row["queues"]),
+        concurrency=row["concurrency"],
+        version=row["version"],
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        expires_at=row["expires_at"],
+        running=row["running"],
+        counts=_COUNTS.decode(row["counts"]),
+    )

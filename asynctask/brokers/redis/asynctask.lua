@@ -710,6 +710,44 @@ function commands.stats()
 end
 -- ===========================================================================================
 
+-- The worker registry (observability) ------------------------------------------------------
+-- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
+-- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
+-- the next worker_record.
+local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
+
+-- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
+function commands.worker_record()
+  local id, expires_at, record = take(), take(), take()
+  local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
+  for _, gone in ipairs(dead) do
+    redis.call('HDEL', WORKERS, gone)
+    redis.call('ZREM', WORKERS_EXPIRY, gone)
+  end
+  redis.call('HSET', WORKERS, id, record)
+  redis.call('ZADD', WORKERS_EXPIRY, expires_at, id)
+  return 1
+end
+
+-- id. Deletes the worker's record.
+function commands.worker_remove()
+  local id = take()
+  redis.call('ZREM', WORKERS_EXPIRY, id)
+  return redis.call('HDEL', WORKERS, id)
+end
+
+-- Returns the records of the live workers, in id order.
+function commands.workers_list()
+  local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
+  table.sort(ids)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local record = redis.call('HGET', WORKERS, id)
+    if record then out[#out + 1] = record end
+  end
+  return out
+end
+
 local command = commands[ARGV[1]]
 if not command then
   return redis.error_reply('asynctask: unknown script command ' .. tostring(ARGV[1]))

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import msgspec
 from redis.asyncio import Redis
 
 from asynctask.brokers.base import Capabilities, Clock
@@ -47,12 +48,13 @@ from asynctask.brokers.redis.keys import DEFAULT_PREFIX, Keys
 from asynctask.brokers.redis.scripts import Scripts
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
 __all__ = ["RedisBroker"]
 
 #: Extra time a wait may take beyond its timeout before we stop trusting the socket.
 _WAIT_GRACE = 5.0
+_WORKER = msgspec.json.Decoder(WorkerInfo)
 _MAX_BLOCK = 3600.0
 
 
@@ -354,6 +356,22 @@ class RedisBroker:
         queues = await self._queues()
         with translate(self._where):
             return await listing.queue_stats(self._client, self._scripts, queues, self.clock())
+
+    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
+        """Store the worker's record and drop dead workers' ones, in one script call."""
+        now = self.clock()
+        record = msgspec.json.encode(msgspec.structs.replace(info, heartbeat_at=now, expires_at=now + ttl))
+        with translate(self._where):
+            await self._scripts.worker_record(now, info.id, now + ttl, record)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        with translate(self._where):
+            await self._scripts.worker_remove(self.clock(), worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        with translate(self._where):
+            records = await self._scripts.workers_list(self.clock())
+        return [_WORKER.decode(record) for record in records]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a job that has not finished; a running one gets ``cancel_requested``."""

@@ -16,11 +16,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
+import msgspec
+
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, NewJob
 
 __all__ = ["decode_job", "encode_new_job", "fmt", "initial_status", "pairs", "priority_key", "time_key"]
 
+_HEADERS = msgspec.json.Decoder(dict[str, str])
 _I64 = 1 << 63
 _U64_MASK = (1 << 64) - 1
 
@@ -78,6 +81,8 @@ def encode_new_job(job: NewJob, status: JobStatus, now: float) -> list[str | byt
         fields += ["pending", str(job.pending)]
     if job.meta is not None:
         fields += ["meta", job.meta]
+    if job.headers:
+        fields += ["headers", msgspec.json.encode(job.headers)]
     return fields
 
 
@@ -118,6 +123,7 @@ def decode_job(raw: Mapping[bytes, bytes]) -> Job:
         parent_id=_text(raw, b"parent_id"),
         pending=int(raw.get(b"pending", b"0")),
         meta=raw.get(b"meta"),
+        headers=_HEADERS.decode(raw[b"headers"]) if b"headers" in raw else {},
     )
 
 

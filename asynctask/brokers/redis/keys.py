@@ -14,6 +14,8 @@ Layout, for prefix ``P`` and queue ``q``::
     P:{q}:seq          string counter behind publish order
     P:{q}:created      zset   every job of the queue, scored by ``created_at``, member = id
     P:{q}:status:<s>   zset   waiting, paused and finished jobs by status, like ``created``
+    P:workers          hash   worker id -> its record (``WorkerInfo`` as JSON)
+    P:workers:expiry   zset   worker ids, scored by when their record expires
 
 The ``{q}`` hash tag puts every key of a queue in one Redis Cluster slot, so each per-queue
 script touches a single slot. ``P:ids`` and ``P:queues`` live outside any queue's slot; the hot
@@ -86,6 +88,9 @@ class Keys:
         self.ids = f"{prefix}:ids"
         #: Set of queue names.
         self.queues = f"{prefix}:queues"
+        #: The worker registry: id -> record, and id by expiry (the Lua derives the latter).
+        self.workers = f"{prefix}:workers"
+        self.workers_expiry = f"{prefix}:workers:expiry"
 
     def queue(self, queue: str) -> QueueKeys:
         """The keys of ``queue``, all sharing its hash tag."""

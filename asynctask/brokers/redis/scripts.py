@@ -185,3 +185,19 @@ class Scripts:
         for job_id, queue in entries:
             args += [job_id, queue]
         return int(await self._script(keys=[self._keys.ids], args=args))
+
+    # --- the worker registry (global commands, KEYS[1] = the workers hash) -------------------------
+
+    async def _workers(self, command: str, now: float, *args: Any) -> Any:
+        head = [command, self._keys.prefix, fmt(now), time_key(now), ""]
+        return await self._script(keys=[self._keys.workers], args=[*head, *args])
+
+    async def worker_record(self, now: float, worker_id: str, expires_at: float, record: bytes) -> None:
+        await self._workers("worker_record", now, worker_id, fmt(expires_at), record)
+
+    async def worker_remove(self, now: float, worker_id: str) -> None:
+        await self._workers("worker_remove", now, worker_id)
+
+    async def workers_list(self, now: float) -> list[bytes]:
+        """The live workers' records (JSON), in id order."""
+        return list(await self._workers("workers_list", now))

@@ -34,7 +34,7 @@ SELECT CASE
 END AS version;
 
 -- name: enqueue
--- $1..$8, $12..$14: columns as arrays, $9: now, $10: channel, $11: notify.
+-- $1..$8, $12..$15: columns as arrays, $9: now, $10: channel, $11: notify.
 -- A job with pending children is stored as waiting. Enqueue never counts a child into its
 -- parent's pending (spawning does: see add_pending).
 -- An existing id is kept (ON CONFLICT) unless its record has expired, in which case the new
@@ -45,9 +45,11 @@ WITH new AS (
     SELECT *
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::bytea[], $5::integer[], $6::integer[],
-        $7::double precision[], $8::double precision[], $12::text[], $13::integer[], $14::bytea[]
+        $7::double precision[], $8::double precision[], $12::text[], $13::integer[], $14::bytea[],
+        $15::jsonb[]
     ) WITH ORDINALITY AS n(
-        id, task, queue, payload, priority, max_retries, timeout, run_at, parent_id, pending, meta, ord
+        id, task, queue, payload, priority, max_retries, timeout, run_at, parent_id, pending, meta,
+        headers, ord
     )
 ),
 numbered AS (
@@ -57,12 +59,13 @@ numbered AS (
 created AS (
     INSERT INTO __schema__.jobs AS j
         (seq, id, task, queue, payload, status, priority, max_retries, timeout, run_at, created_at,
-         parent_id, pending, meta)
+         parent_id, pending, meta, headers)
     SELECT seq, id, task, queue, payload,
            CASE WHEN pending > 0 THEN 'waiting'
                 WHEN run_at > $9::double precision THEN 'scheduled'
                 ELSE 'queued' END,
-           priority, max_retries, timeout, run_at, $9::double precision, parent_id, pending, meta
+           priority, max_retries, timeout, run_at, $9::double precision, parent_id, pending, meta,
+           headers
     FROM numbered
     ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
@@ -89,7 +92,8 @@ created AS (
         result = NULL,
         parent_id = EXCLUDED.parent_id,
         pending = EXCLUDED.pending,
-        meta = EXCLUDED.meta
+        meta = EXCLUDED.meta,
+        headers = EXCLUDED.headers
     WHERE j.expires_at <= $9::double precision
     RETURNING j.id, j.queue, j.parent_id
 )
@@ -525,3 +529,36 @@ SELECT queue, status, count(*) AS jobs,
 FROM __schema__.jobs
 WHERE expires_at IS NULL OR expires_at > $1::double precision
 GROUP BY queue, status;
+
+-- The worker registry (observability) ----------------------------------------------------------
+
+-- name: record_worker
+-- $1..$8, $11: the worker's record, $9: now, $10: seconds until it expires. Replaces the
+-- previous record of this id, and deletes the records of workers that died.
+WITH dead AS (
+    DELETE FROM __schema__.workers WHERE expires_at <= $9::double precision AND id <> $1::text
+)
+INSERT INTO __schema__.workers AS w
+    (id, host, pid, queues, concurrency, version, started_at, heartbeat_at, expires_at, running, counts)
+VALUES (
+    $1::text, $2::text, $3::integer, $4::text[], $5::integer, $6::text, $7::double precision,
+    $9::double precision, $9::double precision + $10::double precision, $8::integer, $11::jsonb
+)
+ON CONFLICT (id) DO UPDATE SET
+    host = EXCLUDED.host,
+    pid = EXCLUDED.pid,
+    queues = EXCLUDED.queues,
+    concurrency = EXCLUDED.concurrency,
+    version = EXCLUDED.version,
+    started_at = EXCLUDED.started_at,
+    heartbeat_at = EXCLUDED.heartbeat_at,
+    expires_at = EXCLUDED.expires_at,
+    running = EXCLUDED.running,
+    counts = EXCLUDED.counts;
+
+-- name: remove_worker
+DELETE FROM __schema__.workers WHERE id = $1::text;
+
+-- name: list_workers
+-- $1: now. The live workers.
+SELECT * FROM __schema__.workers WHERE expires_at > $1::double precision ORDER BY id COLLATE "C";

@@ -37,6 +37,8 @@ CREATE TABLE __schema__.jobs (
     pending          integer NOT NULL DEFAULT 0,
     -- Opaque workflow data, stored and returned, never read here.
     meta             bytea,
+    -- String headers published with the job (a JSON object), NULL for none.
+    headers          jsonb,
     CONSTRAINT jobs_status_check CHECK (
         status IN ('scheduled', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'waiting', 'paused')
     )
@@ -68,3 +70,20 @@ CREATE INDEX jobs_list_idx ON __schema__.jobs (created_at, id COLLATE "C");
 -- list_jobs(status=...) for the statuses a job settles in (see queries.sql, list_jobs_settled).
 CREATE INDEX jobs_settled_idx ON __schema__.jobs (status, created_at, id COLLATE "C")
     WHERE status IN ('succeeded', 'failed', 'cancelled', 'waiting', 'paused');
+
+-- Live workers, each recording itself at start and at every heartbeat; a record past
+-- expires_at is a worker that died (never listed, deleted by the next record_worker).
+CREATE TABLE __schema__.workers (
+    id           text PRIMARY KEY,
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    queues       text[] NOT NULL,
+    concurrency  integer NOT NULL,
+    version      text NOT NULL,
+    started_at   double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    expires_at   double precision NOT NULL,
+    running      integer NOT NULL,
+    -- What it did so far, by outcome: {"claimed": n, "succeeded": n, ...}.
+    counts       jsonb NOT NULL
+);

@@ -1,0 +1,82 @@
+"""The worker's broker as its observers see it: every call timed, claims and completions told.
+
+A worker with observers (:mod:`asynctask.events`) talks to its broker through
+:func:`instrumented`; one without talks to the broker itself, so an unobserved worker pays
+nothing. The fetcher, completer, heartbeat, maintainer and scheduler are unchanged either way.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+from asynctask.brokers.base import Broker
+from asynctask.events import Events
+from asynctask.models import Job, NewJob, Outcome
+
+__all__ = ["instrumented"]
+
+
+def instrumented(broker: Broker, events: Events) -> Broker:
+    """``broker``, reporting each call to ``events`` (:meth:`~asynctask.events.Observer.broker_call`)."""
+    return cast(Broker, _Instrumented(broker, events))
+
+
+class _Instrumented:
+    """Forwards everything to the broker; coroutine methods are timed (and cached once wrapped)."""
+
+    def __init__(self, broker: Broker, events: Events) -> None:
+        self._broker = broker
+        self._events = events
+        self._claim = self._timed("claim", broker.claim)
+        self._complete = self._timed("complete", broker.complete)
+        self._enqueue = self._timed("enqueue", broker.enqueue)
+
+    def __repr__(self) -> str:
+        return f"<instrumented {self._broker!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._broker, name)
+        if name in ("open", "close") or not inspect.iscoroutinefunction(attr):
+            return attr
+        timed = self._timed(name, attr)
+        setattr(self, name, timed)  # found without __getattr__ from now on
+        return timed
+
+    def _timed(self, operation: str, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        events = self._events
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                result = await call(*args, **kwargs)
+            except BaseException as exc:
+                events.broker_call(operation, time.perf_counter() - started, exc)
+                raise
+            events.broker_call(operation, time.perf_counter() - started, None)
+            return result
+
+        return timed
+
+    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+        jobs: list[Job] = await self._claim(queue, limit, lease=lease, worker=worker)
+        if jobs:
+            self._events.jobs_claimed(queue, jobs)
+        return jobs
+
+    async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        applied: list[bool] = await self._complete(outcomes)
+        events = self._events
+        events.outcomes_reported(outcomes, applied)
+        # What an applied outcome enqueues with it: subtasks, the next link of a chain.
+        spawned = [job for outcome, ok in zip(outcomes, applied, strict=True) if ok for job in outcome.spawn]
+        if spawned:
+            events.published(spawned, [True] * len(spawned))
+        return applied
+
+    async def enqueue(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[bool]:
+        created: list[bool] = await self._enqueue(jobs, connection=connection)
+        self._events.published(jobs, created)
+        return created
