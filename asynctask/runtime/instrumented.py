@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+import anyio
+
 from asynctask.brokers.base import Broker
 from asynctask.events import Events
 from asynctask.models import Job, NewJob, Outcome
@@ -52,8 +54,15 @@ class _Instrumented:
             started = time.perf_counter()
             try:
                 result = await call(*args, **kwargs)
-            except BaseException as exc:
+            except Exception as exc:
                 events.broker_call(operation, time.perf_counter() - started, exc)
+                raise
+            except BaseException:
+                # Cancelled: by the caller's deadline (the broker did not answer: an error), or
+                # because the worker stops (nothing to report).
+                seconds = time.perf_counter() - started
+                if anyio.current_time() >= anyio.current_effective_deadline():
+                    events.broker_call(operation, seconds, TimeoutError(f"no answer within {seconds:.3g}s"))
                 raise
             events.broker_call(operation, time.perf_counter() - started, None)
             return result

@@ -142,12 +142,16 @@ class Worker:
         self._control.stop(self.broker_timeout)
 
     @property
+    def running(self) -> bool:
+        """Whether the worker runs and is not stopping."""
+        return self._running and not self._control.stopping
+
+    @property
     def wants_jobs(self) -> bool:
         """Whether the worker is running and has room for another job in one of its queues."""
         slots = self._slots
         return (
-            self._running
-            and not self._control.stopping
+            self.running
             and slots is not None
             and slots.free > 0
             and any(free > 0 for free in slots.queue_free.values())
