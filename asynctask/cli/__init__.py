@@ -1,18 +1,22 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``; see ``asynctask --help``. Bad input prints
-one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
+``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``, ``workers``, ``queues``, ``check``; see
+``asynctask --help``. Bad input prints one line to stderr and exits with status 2
+(:mod:`asynctask.cli.common`).
 """
 
 from __future__ import annotations
 
 import click
 
+from asynctask.cli.check import check
 from asynctask.cli.demo import demo
 from asynctask.cli.jobs import jobs
 from asynctask.cli.migrate import migrate
 from asynctask.cli.publish import publish
+from asynctask.cli.queues import queues
 from asynctask.cli.worker import worker
+from asynctask.cli.workers import workers
 
 __all__ = ["main"]
 
@@ -23,5 +27,5 @@ def main() -> None:
     """asynctask: an asyncio-native distributed job queue."""
 
 
-for _command in (worker, publish, jobs, migrate, demo):
+for _command in (worker, publish, jobs, migrate, demo, workers, queues, check):
     main.add_command(_command)

@@ -6,9 +6,9 @@ while the event loop is blocked, and the answer says so:
 
 * **live** (``/healthz``): the event loop has run within ``threshold`` seconds (a handler calling
   ``time.sleep`` or CPU-bound code blocks every other job of the worker), the worker runs, and
-  while it has room for jobs its fetchers have asked the broker for work within ``threshold``
-  seconds (a successful or failed claim, or a wait for new jobs, all count: a broker outage is
-  not a reason to restart the worker);
+  while it has room for jobs and the broker answers, its fetchers have asked for work within
+  ``threshold`` seconds (a claim or a wait for new jobs; a broker outage is not a reason to
+  restart the worker: readiness reports it);
 * **ready** (``/readyz``): live, started and not stopping, and the broker answered the worker's
   last call (a claim, a completion, a heartbeat...).
 
@@ -91,7 +91,8 @@ class Health(Observer):
         if self.stopped:
             return Verdict(False, "the worker has stopped")
         idle = now - self.last_claim_loop
-        if self.started and idle > self.threshold and self.worker.wants_jobs:
+        # While the broker fails, the fetchers back off between claims: readiness says so.
+        if self.started and self.broker_error is None and idle > self.threshold and self.worker.wants_jobs:
             return Verdict(False, f"the worker has room for jobs but has not claimed any for {idle:.1f}s")
         return Verdict(True, "the event loop runs and the worker claims jobs")
 
