@@ -7,8 +7,9 @@ while the event loop is blocked, and the answer says so:
 * **live** (``/healthz``): the event loop has run within ``threshold`` seconds (a handler calling
   ``time.sleep`` or CPU-bound code blocks every other job of the worker), the worker runs, and
   while it has room for jobs and the broker answers, its fetchers have asked for work within
-  ``threshold`` seconds (a claim or a wait for new jobs; a broker outage is not a reason to
-  restart the worker: readiness reports it);
+  ``threshold`` seconds beyond their longest rightful pause (``poll_interval + broker_timeout``:
+  one wait for new jobs, one call that times out). A broker outage is not a reason to restart the
+  worker: readiness reports it;
 * **ready** (``/readyz``): live, started and not stopping, and the broker answered the worker's
   last call (a claim, a completion, a heartbeat...).
 
@@ -91,8 +92,11 @@ class Health(Observer):
         if self.stopped:
             return Verdict(False, "the worker has stopped")
         idle = now - self.last_claim_loop
-        # While the broker fails, the fetchers back off between claims: readiness says so.
-        if self.started and self.broker_error is None and idle > self.threshold and self.worker.wants_jobs:
+        # A fetcher may rightly be silent for one wait and one broker deadline; while the broker
+        # fails, it backs off between claims (readiness says so).
+        worker = self.worker
+        allowed = self.threshold + worker.poll_interval + worker.broker_timeout
+        if self.started and self.broker_error is None and idle > allowed and worker.wants_jobs:
             return Verdict(False, f"the worker has room for jobs but has not claimed any for {idle:.1f}s")
         return Verdict(True, "the event loop runs and the worker claims jobs")
 

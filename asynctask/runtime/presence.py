@@ -36,9 +36,10 @@ class Presence:
         self._failing = False
 
     async def run(self) -> None:
+        """Refresh the record every ``interval`` (the worker records itself once before, at start)."""
         while True:
-            await self.run_once()
             await anyio.sleep(self.interval)
+            await self.run_once()
 
     async def run_once(self) -> None:
         try:

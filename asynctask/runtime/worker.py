@@ -253,6 +253,7 @@ class Worker:
             maintainer = Maintainer(broker, interval=self.maintenance_interval, timeout=self.broker_timeout)
             presence = Presence(broker, self.info, interval=self.heartbeat, timeout=self.broker_timeout)
             background = [heartbeat.run, maintainer.run, presence.run]
+            await presence.run_once()  # listed from the moment it runs
             if self.scheduler and self.registry.periodic_tasks:
                 background.append(PeriodicScheduler(self.registry, broker, timeout=self.broker_timeout).run)
             # Every stream is closed on the way out, even when the worker is cancelled outright.

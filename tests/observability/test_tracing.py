@@ -142,7 +142,9 @@ async def test_subtasks_groups_and_chains_join_the_trace(app: App, traced: Trace
         assert span.context.trace_id == request_trace
     # A child's PRODUCER span is a child of the parent's first attempt.
     first = min(parent_spans, key=lambda s: s.start_time or 0)
-    spawn_producers = [s for s in traced.spans(kind=SpanKind.PRODUCER) if parent_id(s) == first.context.span_id]
+    spawn_producers = [
+        s for s in traced.spans(kind=SpanKind.PRODUCER) if parent_id(s) == first.context.span_id
+    ]
     assert len(spawn_producers) == 2
     # Group members, chain links and both containers: the trace of the batch.
     batch_trace = batch.get_span_context().trace_id
