@@ -122,8 +122,9 @@ class JobMetrics(Observer):
             self.broker_errors,
         ]
         self._children: dict[tuple[str, str], _Labelled] = {}
-        #: The task and queue of each job held by a worker here, until its outcome is reported.
-        self._held: dict[str, tuple[str, str]] = {}
+        #: The task and queue of each claim held by a worker here, until its outcome is reported;
+        #: by id and token, since a retried job may be claimed again before its retry is counted.
+        self._held: dict[tuple[str, int], tuple[str, str]] = {}
 
     def _of(self, task: str, queue: str) -> _Labelled:
         key = (task, queue)
@@ -148,7 +149,7 @@ class JobMetrics(Observer):
     def jobs_claimed(self, queue: str, jobs: Sequence[Job]) -> None:
         held = self._held
         for job in jobs:
-            held[job.id] = (job.task, job.queue)
+            held[job.id, job.token] = (job.task, job.queue)
 
     def attempt_started(self, job: Job) -> None:
         labelled = self._of(job.task, job.queue)
@@ -163,13 +164,13 @@ class JobMetrics(Observer):
         labelled.running.dec()
         labelled.run_time.observe(seconds)
         if outcome is None:  # the lease was lost: nothing will be reported
-            self._held.pop(job.id, None)
+            self._held.pop((job.id, job.token), None)
             labelled.outcomes["lost"].inc()
 
     def outcomes_reported(self, outcomes: Sequence[Outcome], applied: Sequence[bool]) -> None:
         held = self._held
         for outcome, ok in zip(outcomes, applied, strict=False):
-            labels = held.pop(outcome.job_id, None)
+            labels = held.pop((outcome.job_id, outcome.token), None)
             if labels is None:
                 continue  # not claimed through an observed worker
             self._of(*labels).outcomes[_OUTCOMES[outcome.kind] if ok else "lost"].inc()
