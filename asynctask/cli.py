@@ -24,6 +24,7 @@ from asynctask.errors import AsyncTaskError
 from asynctask.log import configure_logging
 from asynctask.models import Job, JobStatus
 from asynctask.task import JobHandle
+from asynctask.web.cli import web_command
 
 __all__ = ["main"]
 
@@ -326,6 +327,9 @@ def demo(count: int, concurrency: int, log_level: str) -> None:
 
     configure_logging(log_level)
     run_async(functools.partial(run_demo, count=count, concurrency=concurrency))
+
+
+main.add_command(web_command(load_app, friendly))
 
 
 def _when(ts: float | None) -> str:
