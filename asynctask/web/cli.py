@@ -34,7 +34,11 @@ def web_command(
     @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
     @click.option("--read-only", is_flag=True, help="Show everything, allow no action.")
     @click.option("--broker", envvar="ASYNCTASK_BROKER_URL", help="Broker URL (overrides the app's).")
-    @click.option("--root-path", default="", help="Path prefix when served behind a proxy, e.g. /tasks.")
+    @click.option(
+        "--root-path",
+        default="",
+        help="Prefix under which a proxy serves it (the proxy strips it), e.g. /tasks.",
+    )
     @click.option("--log-level", default="INFO", show_default=True, type=_LEVELS)
     @guard
     def web(
