@@ -1,7 +1,7 @@
 """The dashboard's guards: the ``auth=`` hook and CSRF protection of every action.
 
 **CSRF** is a signed double-submit token. The first page a browser loads sets a random nonce in
-a cookie (``HttpOnly``, ``SameSite=Strict``, scoped to the dashboard's path); every form carries
+a cookie (``HttpOnly``, ``SameSite=Lax``, scoped to the dashboard's path); every form carries
 ``nonce.signature`` where the signature is an HMAC-SHA256 of the nonce under the dashboard's
 secret. An action is accepted only when the form's token (or an ``X-CSRF-Token`` header) signs
 the nonce of the request's own cookie. Another site can neither read the cookie nor, should it
@@ -72,7 +72,10 @@ class Csrf:
             nonce,
             path=request.scope.get("root_path") or "/",
             httponly=True,
-            samesite="strict",
+            # Lax, not Strict: a link from elsewhere (a chat message) would otherwise arrive
+            # without the cookie and replace it, invalidating the forms of the tabs already open.
+            # Lax still withholds it from other sites' POSTs, and the signed token is required.
+            samesite="lax",
             secure=request.url.scheme == "https",
         )
 
