@@ -42,6 +42,7 @@ def create_app(
     poll_interval: float = 2.0,
     title: str = "asynctask",
     page_size: int = 50,
+    counts_ttl: float = 1.0,
     debug: bool = False,
 ) -> Starlette:
     """The dashboard of ``app`` as an ASGI application.
@@ -53,6 +54,9 @@ def create_app(
       process: give the same one to every process behind a load balancer).
     * ``poll_interval``: seconds between the live refreshes of an open page (at most 2 s).
     * ``page_size``: jobs per page of the job list.
+    * ``counts_ttl``: seconds the per-queue, per-status counts are reused across requests (on
+      Postgres a count is a pass over the table: raise it for very large tables; 0 recounts on
+      every request).
 
     >>> api.mount("/tasks", create_app(app, auth=check_user))     # doctest: +SKIP
     """
@@ -60,6 +64,8 @@ def create_app(
         raise ValueError("poll_interval must be between 0.2 and 2 seconds")
     if not 1 <= page_size <= 500:
         raise ValueError("page_size must be between 1 and 500")
+    if counts_ttl < 0:
+        raise ValueError("counts_ttl must be >= 0")
     dashboard = Dashboard(
         app,
         read_only=read_only,
@@ -67,6 +73,7 @@ def create_app(
         poll_interval=poll_interval,
         title=title,
         page_size=page_size,
+        counts_ttl=counts_ttl,
     )
     pages, actions = Pages(dashboard), Actions(dashboard)
     routes = [

@@ -61,8 +61,10 @@ class Dashboard:
         poll_interval: float,
         title: str,
         page_size: int,
+        counts_ttl: float = 1.0,
     ) -> None:
         self.app = app
+        self.counts_ttl = counts_ttl
         self.read_only = read_only
         self.csrf = csrf
         self.poll_interval = poll_interval

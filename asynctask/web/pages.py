@@ -50,6 +50,20 @@ class Pages:
         self.d = dashboard
         self.app = dashboard.app
         self._throughput: tuple[float, data.Throughput] | None = None
+        self._stats: tuple[float, list[QueueStats]] | None = None
+
+    async def _stats_now(self) -> list[QueueStats]:
+        """``app.queue_stats()``, reused for ``counts_ttl`` seconds across requests.
+
+        On Postgres the count is a pass over the table; reusing it for a second keeps the cost of
+        many open, self-refreshing pages at one count per second, however many there are.
+        """
+        cached, ttl = self._stats, self.d.counts_ttl
+        if cached is not None and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        found = await self.app.queue_stats()
+        self._stats = (time.monotonic(), found)
+        return found
 
     async def _throughput_now(self, now: float) -> data.Throughput:
         # Cached on the monotonic clock (the app's clock may be a test's fake one).
@@ -62,7 +76,7 @@ class Pages:
 
     async def overview(self, request: Request) -> Response:
         now = self.app.clock()
-        stats = await self.app.queue_stats()
+        stats = await self._stats_now()
         totals = zero_counts()
         for queue in stats:
             for status, n in queue.counts.items():
@@ -103,7 +117,7 @@ class Pages:
             before=before,
         )
         more, page = len(found) > size, found[:size]
-        stats = await self.app.queue_stats()
+        stats = await self._stats_now()
         return self.d.render(
             request,
             "jobs.html",

@@ -248,3 +248,23 @@ async def test_an_unreachable_broker_is_a_503_page_with_the_url_redacted(clock: 
     assert page.status_code == 503
     assert "postgresql://app:***@127.0.0.1:9/jobs" in page.text and "s3cret" not in page.text
     assert 'data-testid="broker-error"' in page.text
+
+
+async def test_counts_are_reused_for_counts_ttl(app: App) -> None:
+    await app.publish("send_email", "a@example.com")
+
+    async def queued_tab(web: httpx.AsyncClient) -> str:
+        page = (await web.get("/jobs")).text
+        return page.split('data-testid="tab-queued"')[1].split("</a>")[0]
+
+    async with (
+        client(create_app(app, counts_ttl=3600)) as cached,
+        client(create_app(app, counts_ttl=0)) as fresh,
+    ):
+        assert '<span class="n">1</span>' in await queued_tab(cached)
+        assert '<span class="n">1</span>' in await queued_tab(fresh)
+        await app.publish("send_email", "b@example.com")
+        assert '<span class="n">1</span>' in await queued_tab(cached), "reused"
+        assert '<span class="n">2</span>' in await queued_tab(fresh), "counted again"
+    with pytest.raises(ValueError, match="counts_ttl"):
+        create_app(app, counts_ttl=-1)
