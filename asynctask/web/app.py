@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from asynctask.app import App
-from asynctask.errors import AsyncTaskError
+from asynctask.errors import AsyncTaskError, ConfigurationError
 from asynctask.web.actions import Actions
 from asynctask.web.dashboard import Dashboard
 from asynctask.web.pages import Pages
@@ -89,8 +89,16 @@ def create_app(
     ]
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        # The broker is down or refused: say so on the page instead of a bare 500.
-        return dashboard.render(request, "error.html", status_code=503, message=str(exc))
+        # Bad input (a queue name no broker accepts) is the request's fault; anything else from
+        # the library or the network means the broker is down or refused: say so on the page.
+        if isinstance(exc, ConfigurationError):
+            return dashboard.render(
+                request, "error.html", status_code=400, heading="Bad request", message=str(exc)
+            )
+        heading = "The broker did not answer"
+        return dashboard.render(
+            request, "error.html", status_code=503, heading=heading, message=str(exc), retry=True
+        )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

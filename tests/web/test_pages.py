@@ -268,3 +268,11 @@ async def test_counts_are_reused_for_counts_ttl(app: App) -> None:
         assert '<span class="n">2</span>' in await queued_tab(fresh), "counted again"
     with pytest.raises(ValueError, match="counts_ttl"):
         create_app(app, counts_ttl=-1)
+
+
+async def test_bad_input_is_a_400_page(clock: FakeClock) -> None:
+    from tests.backend_redis import REDIS_URL
+
+    async with App(f"{REDIS_URL}?prefix=t-web-bad", clock=clock) as app, client(create_app(app)) as web:
+        page = await web.get("/jobs", params={"queue": "no{braces}"})
+    assert page.status_code == 400 and "queue name must be non-empty and contain no braces" in page.text
