@@ -93,7 +93,7 @@ def create_app(
         # the library or the network means the broker is down or refused: say so on the page.
         if isinstance(exc, ConfigurationError):
             return dashboard.render(
-                request, "error.html", status_code=400, heading="Bad request", message=str(exc)
+                request, "error.html", status_code=400, heading="Bad request", message=str(exc), retry=False
             )
         heading = "The broker did not answer"
         return dashboard.render(
