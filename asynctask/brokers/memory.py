@@ -19,6 +19,7 @@ import anyio
 import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.models import (
     Job,
@@ -45,7 +46,8 @@ class MemoryBroker:
     def __init__(self, *, path: str | os.PathLike[str] | None = None, clock: Clock = time.time) -> None:
         self.clock = clock
         self.path = Path(path) if path else None
-        self.capabilities = Capabilities(durable=self.path is not None, shared=False, push_wakeups=True)
+        self.capabilities = Capabilities(push_wakeups=True)
+        self._open = OpenCount(self._load, self._save)
         self._jobs: dict[str, Job] = {}
         # Per queue: ready heap of (-priority, run_at, seq, id) and scheduled heap of
         # (run_at, seq, id). Entries go stale when a job changes; ``_seq`` tells which is live.
@@ -73,13 +75,25 @@ class MemoryBroker:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_open
+
     async def open(self) -> None:
+        """Load the snapshot file, if there is one (at the first open)."""
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Write the snapshot file, if there is one (at the last close)."""
+        await self._open.close()
+
+    async def _load(self) -> None:
         if self.path is not None and self.path.exists() and not self._jobs:
             jobs = msgspec.json.decode(self.path.read_bytes(), type=list[Job])
             for job in sorted(jobs, key=lambda j: j.created_at):
                 self._store(job)
 
-    async def close(self) -> None:
+    async def _save(self) -> None:
         if self.path is not None:
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
             tmp.write_bytes(msgspec.json.encode(list(self._jobs.values())))
@@ -407,9 +421,9 @@ class MemoryBroker:
         if job is None:
             return None
         if job.status is JobStatus.PAUSED:
-            job = self._store(
-                _replace(job, status=JobStatus.QUEUED, run_at=self.clock(), pause_requested=False)
-            )
+            # A delayed job keeps its time: resumed before it, it is scheduled again.
+            status = JobStatus.SCHEDULED if job.run_at > self.clock() else JobStatus.QUEUED
+            job = self._store(_replace(job, status=status, pause_requested=False))
         return job
 
     async def retry(self, job_id: str) -> Job | None:

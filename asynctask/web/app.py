@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from asynctask.app import App
-from asynctask.errors import AsyncTaskError, ConfigurationError
+from asynctask.errors import AsyncTaskError, InvalidName
 from asynctask.web.actions import Actions
 from asynctask.web.dashboard import Dashboard
 from asynctask.web.pages import Pages
@@ -90,8 +90,9 @@ def create_app(
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         # Bad input (a queue name no broker accepts) is the request's fault; anything else from
-        # the library or the network means the broker is down or refused: say so on the page.
-        if isinstance(exc, ConfigurationError):
+        # the library or the network means the broker is down, refused, or the App is not open:
+        # say so on the page.
+        if isinstance(exc, InvalidName):
             return dashboard.render(
                 request, "error.html", status_code=400, heading="Bad request", message=str(exc), retry=False
             )

@@ -19,7 +19,8 @@ from asynctask.errors import JobNotFound
 from asynctask.models import Job, JobStatus, QueueStats
 from asynctask.periodic import tick_job_id
 from asynctask.schedule import latest_due
-from asynctask.workflows import CHAIN_TASK, GROUP_TASK, ChainInfo, GroupInfo
+from asynctask.workflows.chains import CHAIN_TASK, ChainInfo
+from asynctask.workflows.groups import GROUP_TASK, GroupInfo
 
 __all__ = [
     "Periodic",

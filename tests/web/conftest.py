@@ -12,12 +12,7 @@ from tests.web.helpers import client
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=1_800_000_000.0)
-
-
-@pytest.fixture
-def app(clock: FakeClock) -> App:
+async def app(clock: FakeClock) -> AsyncIterator[App]:
     app = App("memory://", clock=clock, retry=Fixed(0), failed_ttl=None)
 
     @app.task(queue="emails", max_retries=1)
@@ -28,7 +23,8 @@ def app(clock: FakeClock) -> App:
     async def build_report(ctx: JobCtx, day: int) -> dict[str, int]:
         return {"day": day}
 
-    return app
+    async with app:
+        yield app
 
 
 @pytest.fixture

@@ -154,7 +154,7 @@ async def test_queue_pause_only_where_the_app_offers_it(
     async def send(ctx: JobCtx) -> None:
         return None
 
-    async with client(create_app(pausable)) as web2:
+    async with pausable, client(create_app(pausable)) as web2:
         page = (await web2.get("/")).text
         assert 'data-testid="queue-pause"' in page and 'data-testid="queue-resume"' in page
         assert (await act(web2, "/actions/queue", action="pause", queue="emails")).json()["message"] == (

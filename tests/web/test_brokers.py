@@ -10,10 +10,19 @@ from asynctask import App, Fixed, JobCtx, JobSpec
 from asynctask.brokers import Broker
 from asynctask.models import JobStatus
 from asynctask.testing import FakeClock
+from asynctask.testing.contract import BrokerFactory
 from asynctask.web import create_app
+from tests import backends
 from tests.web.helpers import client, fail, links, token
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=backends.selected())
+def broker_factory(request: pytest.FixtureRequest) -> BrokerFactory:
+    """Every broker of this repository, for the plugin's ``broker`` fixture."""
+    return backends.FACTORIES[request.param]
+
 
 ROW = re.compile(r'data-job="([^"]+)"')
 

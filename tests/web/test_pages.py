@@ -9,10 +9,12 @@ import msgspec
 import pytest
 
 from asynctask import App, Interval, JobCtx, JobSpec
+from asynctask.brokers.postgres import PostgresBroker
 from asynctask.models import JobStatus, Outcome, OutcomeKind
 from asynctask.periodic import tick_job_id
 from asynctask.testing import FakeClock
 from asynctask.web import create_app
+from tests.backend_postgres import URL, drop_schema, fresh_schema
 from tests.web.helpers import client, fail, links
 
 pytestmark = pytest.mark.anyio
@@ -197,7 +199,7 @@ async def test_workers_page_lists_a_registry_when_the_app_has_one(clock: FakeClo
         async def list_workers(self) -> list[dict[str, object]]:
             return [{"id": "w-1", "host": "box", "running": 3}]
 
-    async with client(create_app(WithWorkers("memory://", clock=clock))) as web:
+    async with WithWorkers("memory://", clock=clock) as app, client(create_app(app)) as web:
         page = (await web.get("/workers")).text
         overview = (await web.get("/")).text
     assert "<td>w-1</td>" in page and "<td>box</td>" in page and "<th>running</th>" in page
@@ -215,10 +217,10 @@ async def test_periodic_page_shows_next_and_last_tick(clock: FakeClock) -> None:
     from datetime import UTC, datetime
 
     last = datetime.fromtimestamp(1_800_000_000.0, UTC)
-    await app.publish(heartbeat, None, job_id=tick_job_id("heartbeat", last))
-    [job] = await app.broker.claim("default", 1, lease=30, worker="w")
-    await fail(app.broker, job, "RuntimeError: tick broke")
-    async with client(create_app(app)) as web:
+    async with app, client(create_app(app)) as web:
+        await app.publish(heartbeat, None, job_id=tick_job_id("heartbeat", last))
+        [job] = await app.broker.claim("default", 1, lease=30, worker="w")
+        await fail(app.broker, job, "RuntimeError: tick broke")
         page = (await web.get("/periodic")).text
     row = page.split('data-task="heartbeat"')[1].split("</tr>")[0]
     assert "interval" in row.lower()
@@ -241,13 +243,20 @@ async def test_every_page_carries_a_strict_content_security_policy(web: httpx.As
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy
 
 
-async def test_an_unreachable_broker_is_a_503_page_with_the_url_redacted(clock: FakeClock) -> None:
-    app = App("postgresql://app:s3cret@127.0.0.1:9/jobs", clock=clock)
-    async with client(create_app(app)) as web:
-        page = await web.get("/")
+async def test_a_failing_broker_is_a_503_page_with_the_url_redacted(clock: FakeClock) -> None:
+    schema = fresh_schema()
+    await PostgresBroker(URL, schema=schema, clock=clock).migrate()
+    url = URL.replace("postgres@", "postgres:s3cret@") + f"?schema={schema}"  # trust auth: any password
+    try:
+        async with App(url, clock=clock) as app, client(create_app(app)) as web:
+            assert (await web.get("/")).status_code == 200
+            await drop_schema(schema)  # the schema goes away under the running dashboard
+            page = await web.get("/jobs")
+    finally:
+        await drop_schema(schema)
     assert page.status_code == 503
-    assert "postgresql://app:***@127.0.0.1:9/jobs" in page.text and "s3cret" not in page.text
-    assert 'data-testid="broker-error"' in page.text
+    assert "postgres:***@127.0.0.1" in page.text and "s3cret" not in page.text
+    assert 'data-testid="broker-error"' in page.text and "asynctask migrate" in page.text
 
 
 async def test_counts_are_reused_for_counts_ttl(app: App) -> None:

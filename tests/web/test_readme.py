@@ -59,12 +59,12 @@ async def test_the_python_examples_run(myapp: App) -> None:
     for block in code:
         exec(compile(block, str(README), "exec"), namespace)
     api = namespace["api"]
-    handle = await myapp.publish("send_email", "x@example.com")
-    [job] = await myapp.broker.claim("emails", 1, lease=30, worker="w")
-    await fail(myapp.broker, job, "boom")
     auth = ("ops", "correct horse")
     # The lifespan a server would run (it opens the App), around requests to the FastAPI app.
     async with api.router.lifespan_context(api), client(api) as web:
+        handle = await myapp.publish("send_email", "x@example.com")
+        [job] = await myapp.broker.claim("emails", 1, lease=30, worker="w")
+        await fail(myapp.broker, job, "boom")
         refused = await web.get("/tasks/")
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Basic realm="asynctask"'
         assert (await web.get("/tasks/", auth=("ops", "wrong"))).status_code == 401
@@ -80,7 +80,7 @@ async def test_the_python_examples_run(myapp: App) -> None:
         assert (
             view.status_code == 200 and "/actions/" not in view.text and 'href="/tasks-view/jobs' in view.text
         )
-    retried = await myapp.get_job(handle.id)
+        retried = await myapp.get_job(handle.id)
     assert retried is not None and retried.status is JobStatus.QUEUED
 
 

@@ -17,13 +17,14 @@ from typing import Any
 import anyio
 import asyncpg
 
-from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
 from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.pool import Database
 from asynctask.brokers.postgres.rows import enqueue_columns, queue_stats_from_rows, to_job, to_jobs
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
@@ -90,7 +91,7 @@ class PostgresBroker:
             )
         self._opts: PostgresOptions | None = opts
         self._pool_options = {**_POOL_DEFAULTS, **(opts.pool_options if opts else {}), **(pool_options or {})}
-        self._opened = 0
+        self._open = OpenCount(self._connect, self._disconnect)
         self._owns_pool = pool is None
         self._target = opts.target if opts else "an asyncpg pool"
         secret = opts.secret if opts else None
@@ -114,7 +115,7 @@ class PostgresBroker:
     @property
     def is_open(self) -> bool:
         """Whether :meth:`open` was called more times than :meth:`close`."""
-        return self._opened > 0
+        return self._open.is_open
 
     @property
     def listener(self) -> Listener:
@@ -122,7 +123,7 @@ class PostgresBroker:
         return self._listener
 
     def __repr__(self) -> str:
-        state = "open" if self._opened else "closed"
+        state = "open" if self._open.is_open else "closed"
         return f"<PostgresBroker {self.display_url} schema={self.schema} {state}>"
 
     # --- plumbing --------------------------------------------------------------------------
@@ -152,12 +153,16 @@ class PostgresBroker:
     async def open(self) -> None:
         """Connect, then migrate (``auto_migrate``) or check that the schema is up to date.
 
-        Opens are counted, like :meth:`App.open <asynctask.App.open>`: a broker shared by its
-        owner and an app stays connected until the last of them closes it.
+        Opens are counted: a broker shared by its owner and an app stays connected until the last
+        of them closes it.
         """
-        if self._opened:
-            self._opened += 1
-            return
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Stop listening and close the pool this broker opened, at the last close; safe to repeat."""
+        await self._open.close()
+
+    async def _connect(self) -> None:
         if self._owns_pool:
             with self._translated():
                 try:
@@ -174,14 +179,8 @@ class PostgresBroker:
         except BaseException:
             await self._release_pool()
             raise
-        self._opened = 1
 
-    async def close(self) -> None:
-        """Stop listening and close the pool this broker opened, at the last close; safe to repeat."""
-        if self._opened > 1:
-            self._opened -= 1
-            return
-        self._opened = 0
+    async def _disconnect(self) -> None:
         await self._listener.close()
         await self._release_pool()
         # A closed broker may be opened again.
@@ -205,8 +204,8 @@ class PostgresBroker:
         if version is None or version < expected:
             raise schema_outdated(self.schema, self._target, version, expected)
 
-    async def migrate(self) -> list[int]:
-        """Apply the migrations the schema lacks (creating it if needed); returns their versions.
+    async def migrate(self) -> Migration:
+        """Apply the migrations the schema lacks (creating it if needed); says what it did.
 
         Works on an opened or unopened broker, and is safe to run from many processes at once.
         """

@@ -526,16 +526,23 @@ function commands.pause()
   return redis.call('HGETALL', key)
 end
 
--- id. Queues a paused job again. Returns the job after.
+-- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
 function commands.resume()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
   if redis.call('HGET', key, 'status') == 'paused' then
-    track(Q, key, id, 'paused', 'queued')
-    redis.call('HSET', key, 'run_at', NOW, 'tkey', NOW_KEY)
+    -- A delayed job keeps its time: resumed before it, it is scheduled again.
     redis.call('HDEL', key, 'pause_requested')
-    make_ready(Q, key, id)
+    local run_at = tonumber(redis.call('HGET', key, 'run_at'))
+    if run_at > now then
+      track(Q, key, id, 'paused', 'scheduled')
+      redis.call('HSET', key, 'status', 'scheduled')
+      redis.call('ZADD', Q.scheduled, run_at, id)
+    else
+      track(Q, key, id, 'paused', 'queued')
+      make_ready(Q, key, id)
+    end
     wake(Q, 1)
   end
   return redis.call('HGETALL', key)

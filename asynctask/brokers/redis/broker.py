@@ -45,6 +45,7 @@ from asynctask.brokers.redis.connection import (
 from asynctask.brokers.redis.index import Index
 from asynctask.brokers.redis.keys import DEFAULT_PREFIX, Keys
 from asynctask.brokers.redis.scripts import Scripts
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
@@ -92,6 +93,7 @@ class RedisBroker:
         self.capabilities = Capabilities(push_wakeups=True)
         self._client = client
         self._blocking: Redis | None = None
+        self._open = OpenCount(self._connect, self._disconnect)
         self._scripts = Scripts(client, self.keys)
         self._index = Index(client, self.keys)
         self._where = endpoint(client)
@@ -110,22 +112,32 @@ class RedisBroker:
         """The URL with any password redacted."""
         return self._display_url
 
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_open
+
     def __repr__(self) -> str:
-        state = "open" if self._blocking is not None else "closed"
+        state = "open" if self._open.is_open else "closed"
         return f"<RedisBroker {self._display_url} {state}>"
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and check the server; warns if it may evict keys."""
+        """Connect and check the server (at the first open); warns if it may evict keys."""
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Disconnect at the last close; extra calls are harmless. A client passed in stays open."""
+        await self._open.close()
+
+    async def _connect(self) -> None:
         with translate(self._where, connecting=True):
             await self._client.ping()
             await check_eviction_policy(self._client, self._display_url)
         if self._blocking is None:
             self._blocking = blocking_client(self._client)
 
-    async def close(self) -> None:
-        """Disconnect; safe to call twice. A client passed in by the caller stays open."""
+    async def _disconnect(self) -> None:
         blocking, self._blocking = self._blocking, None
         if blocking is not None:
             await blocking.aclose()

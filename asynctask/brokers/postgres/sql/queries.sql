@@ -410,10 +410,12 @@ WHERE id = $1::text
   AND NOT EXISTS (SELECT 1 FROM changed);
 
 -- name: resume
--- $1: id, $2: now, $3: channel, $4: notify. A paused job is queued again; any other job is
--- returned unchanged.
+-- $1: id, $2: now, $3: channel, $4: notify. A paused job is queued again (scheduled, if its
+-- run_at is still ahead: a delayed job keeps its time); any other job is returned unchanged.
 WITH changed AS (
-    UPDATE __schema__.jobs SET status = 'queued', run_at = $2::double precision, pause_requested = false
+    UPDATE __schema__.jobs
+    SET status = CASE WHEN run_at > $2::double precision THEN 'scheduled' ELSE 'queued' END,
+        pause_requested = false
     WHERE id = $1::text
       AND status = 'paused'
       AND (expires_at IS NULL OR expires_at > $2::double precision)

@@ -7,15 +7,14 @@ cursor newest first, whatever the filters, and per-queue counts that follow ever
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
 from asynctask import App, JobCtx
-from asynctask.brokers import Broker
+from asynctask.brokers.base import Broker
 from asynctask.models import Job, JobStatus, NewJob, Outcome, OutcomeKind, QueueStats
 from asynctask.testing import FakeClock
-
-pytestmark = pytest.mark.anyio
 
 LEASE = 30.0
 
@@ -166,14 +165,16 @@ async def test_random_listings_match_the_jobs_read_one_by_one(broker: Broker, cl
             kind = rng.choice([OutcomeKind.SUCCEEDED, OutcomeKind.FAILED, OutcomeKind.RELEASE, None])
             if kind is not None:
                 await broker.complete([done(job, kind)])
-    stored = [job for i in dict.fromkeys(ids) if (job := await broker.get(i)) is not None]
-    for filters in [
+    found = [await broker.get(i) for i in dict.fromkeys(ids)]
+    stored = [j for j in found if j is not None]
+    filter_sets: list[dict[str, Any]] = [
         {},
         {"queue": "b"},
         {"task": "x"},
         {"status": JobStatus.SUCCEEDED},
         {"status": JobStatus.RUNNING},
-    ]:
+    ]
+    for filters in filter_sets:
         expected = sorted(
             (j for j in stored if all(getattr(j, k) == v for k, v in filters.items())),
             key=lambda j: (j.created_at, j.id),
