@@ -213,10 +213,19 @@ class App(Registry):
         queue: str | None = None,
         task: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Up to ``limit`` jobs matching every given filter, newest first.
+
+        Pages follow a cursor (keyset pagination, as cheap deep in the list as at its start): pass
+        the last job's ``(job.created_at, job.id)`` as ``before`` to get the next page.
+        """
         return await self._open_broker().list_jobs(
-            status=JobStatus(status) if status is not None else None, queue=queue, task=task, limit=limit
+            status=JobStatus(status) if status is not None else None,
+            queue=queue,
+            task=task,
+            limit=limit,
+            before=before,
         )
 
     async def cancel(self, job_id: str) -> Job:

@@ -1,7 +1,7 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``, ``workers``, ``queues``, ``check``; see
-``asynctask --help``. Bad input prints one line to stderr and exits with status 2
+``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``, ``web``, ``workers``, ``queues``, ``check``;
+see ``asynctask --help``. Bad input prints one line to stderr and exits with status 2
 (:mod:`asynctask.cli.common`).
 """
 
@@ -15,6 +15,7 @@ from asynctask.cli.jobs import jobs
 from asynctask.cli.migrate import migrate
 from asynctask.cli.publish import publish
 from asynctask.cli.queues import queues
+from asynctask.cli.web import web
 from asynctask.cli.worker import worker
 from asynctask.cli.workers import workers
 
@@ -27,5 +28,5 @@ def main() -> None:
     """asynctask: an asyncio-native distributed job queue."""
 
 
-for _command in (worker, publish, jobs, migrate, demo, workers, queues, check):
+for _command in (worker, publish, jobs, migrate, demo, web, workers, queues, check):
     main.add_command(_command)
