@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from asynctask.models import Job, NewJob, Outcome
 
-__all__ = ["Events", "Finish", "Observer"]
+__all__ = ["BROKER_HOOKS", "HOOKS", "Events", "Finish", "Observer"]
 
 log = logging.getLogger("asynctask.events")
 
@@ -94,13 +95,46 @@ class Observer:
         """The worker made one broker call (``claim``, ``complete``, ``extend_leases``, ...)."""
 
 
-class Events:
-    """The observers of one registry or worker, and the fan-out of every hook to them."""
+#: Every hook of :class:`Observer`.
+HOOKS = (
+    "publishing",
+    "published",
+    "worker_started",
+    "worker_stopped",
+    "jobs_claimed",
+    "attempt_started",
+    "attempt_finished",
+    "outcomes_reported",
+    "broker_call",
+)
+#: The hooks fed by the worker's broker calls: with none of them overridden, it is not wrapped.
+BROKER_HOOKS = frozenset({"published", "jobs_claimed", "outcomes_reported", "broker_call"})
 
-    __slots__ = ("observers",)
+
+class Events:
+    """The observers of one registry or worker, and the fan-out of every hook to them.
+
+    Each hook is dispatched only to the observers that override it, so an observer pays for the
+    hooks it uses: :meth:`wants` tells the runtime which call sites to skip altogether.
+    """
+
+    __slots__ = ("_hooks", "observers")
 
     def __init__(self, observers: Iterable[Observer] = ()) -> None:
-        self.observers: tuple[Observer, ...] = tuple(observers)
+        self.observers: tuple[Observer, ...] = ()
+        self._hooks: dict[str, tuple[Callable[..., Any], ...]] = {}
+        self._set(tuple(observers))
+
+    def _set(self, observers: tuple[Observer, ...]) -> None:
+        self.observers = observers
+        self._hooks = {
+            name: tuple(
+                getattr(o, name) for o in observers if getattr(type(o), name) is not getattr(Observer, name)
+            )
+            for name in HOOKS
+        }
+        # Unwound in reverse, so observers that nest (a tracing span) close in order.
+        self._hooks["attempt_finished"] = self._hooks["attempt_finished"][::-1]
 
     def __bool__(self) -> bool:
         return bool(self.observers)
@@ -108,13 +142,17 @@ class Events:
     def __repr__(self) -> str:
         return f"<Events {', '.join(type(o).__name__ for o in self.observers) or 'none'}>"
 
+    def wants(self, *hooks: str) -> bool:
+        """Whether any observer overrides one of ``hooks``."""
+        return any(self._hooks[name] for name in hooks)
+
     def subscribe(self, observer: Observer) -> None:
         """Add ``observer``; a worker sees it from its next start."""
         if observer not in self.observers:
-            self.observers = (*self.observers, observer)
+            self._set((*self.observers, observer))
 
     def unsubscribe(self, observer: Observer) -> None:
-        self.observers = tuple(o for o in self.observers if o is not observer)
+        self._set(tuple(o for o in self.observers if o is not observer))
 
     def joined(self, other: Events) -> Events:
         """These observers, then ``other``'s."""
@@ -126,11 +164,11 @@ class Events:
         """Tell every observer ``jobs`` are about to be published; returns the one callback to
         call when that is over."""
         finishers: list[Finish] = []
-        for observer in self.observers:
+        for hook in self._hooks["publishing"]:
             try:
-                finish = observer.publishing(jobs)
+                finish = hook(jobs)
             except Exception:
-                _failed(observer, "publishing")
+                _failed(hook)
                 continue
             if finish is not None:
                 finishers.append(finish)
@@ -140,7 +178,7 @@ class Events:
                 try:
                     finish(error)
                 except Exception:
-                    log.exception("observer's publish callback %r raised", finish, extra=_ACTION)
+                    _failed(finish)
 
         return finish_all
 
@@ -163,69 +201,68 @@ class Events:
         return created
 
     def published(self, jobs: Sequence[NewJob], created: Sequence[bool]) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["published"]:
             try:
-                observer.published(jobs, created)
+                hook(jobs, created)
             except Exception:
-                _failed(observer, "published")
+                _failed(hook)
 
     # --- the runtime ----------------------------------------------------------------------------------
 
     def worker_started(self, worker_id: str, concurrency: int) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["worker_started"]:
             try:
-                observer.worker_started(worker_id, concurrency)
+                hook(worker_id, concurrency)
             except Exception:
-                _failed(observer, "worker_started")
+                _failed(hook)
 
     def worker_stopped(self, worker_id: str, concurrency: int) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["worker_stopped"]:
             try:
-                observer.worker_stopped(worker_id, concurrency)
+                hook(worker_id, concurrency)
             except Exception:
-                _failed(observer, "worker_stopped")
+                _failed(hook)
 
     def jobs_claimed(self, queue: str, jobs: Sequence[Job]) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["jobs_claimed"]:
             try:
-                observer.jobs_claimed(queue, jobs)
+                hook(queue, jobs)
             except Exception:
-                _failed(observer, "jobs_claimed")
+                _failed(hook)
 
     def attempt_started(self, job: Job) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["attempt_started"]:
             try:
-                observer.attempt_started(job)
+                hook(job)
             except Exception:
-                _failed(observer, "attempt_started")
+                _failed(hook)
 
     def attempt_finished(
         self, job: Job, outcome: Outcome | None, error: BaseException | None, seconds: float
     ) -> None:
-        # In reverse, so observers that nest (a tracing span) unwind in order.
-        for observer in reversed(self.observers):
+        for hook in self._hooks["attempt_finished"]:  # in reverse order (see _set)
             try:
-                observer.attempt_finished(job, outcome, error, seconds)
+                hook(job, outcome, error, seconds)
             except Exception:
-                _failed(observer, "attempt_finished")
+                _failed(hook)
 
     def outcomes_reported(self, outcomes: Sequence[Outcome], applied: Sequence[bool]) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["outcomes_reported"]:
             try:
-                observer.outcomes_reported(outcomes, applied)
+                hook(outcomes, applied)
             except Exception:
-                _failed(observer, "outcomes_reported")
+                _failed(hook)
 
     def broker_call(self, operation: str, seconds: float, error: BaseException | None) -> None:
-        for observer in self.observers:
+        for hook in self._hooks["broker_call"]:
             try:
-                observer.broker_call(operation, seconds, error)
+                hook(operation, seconds, error)
             except Exception:
-                _failed(observer, "broker_call")
+                _failed(hook)
 
 
 _ACTION = {"action": "observer_error"}
 
 
-def _failed(observer: Observer, hook: str) -> None:
-    log.exception("observer %s raised in %s (ignored)", type(observer).__name__, hook, extra=_ACTION)
+def _failed(hook: Callable[..., Any]) -> None:
+    log.exception("observer hook %s raised (ignored)", getattr(hook, "__qualname__", hook), extra=_ACTION)

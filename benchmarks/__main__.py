@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness, report, setup_peers, suite
-from benchmarks.systems import SYSTEMS
+from benchmarks.systems import DEFAULT_SYSTEMS, SYSTEMS
 
 RESULTS = harness.ROOT / "results"
 
@@ -86,7 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 repetition, smaller workloads (~2.5 min)")
     parser.add_argument(
-        "--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of: {', '.join(SYSTEMS)}"
+        "--systems",
+        default=",".join(DEFAULT_SYSTEMS),
+        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the observability variants)",
     )
     parser.add_argument("--workloads", default="w1,w2,w3", help="comma-separated subset of w1,w2,w3")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, --quick 1)")

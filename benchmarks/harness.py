@@ -499,6 +499,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--run-id", default=f"r{os.getpid()}{int(time.time()) % 100000}")
     parser.add_argument("--broker", default="redis", choices=["redis", "postgres"])
+    parser.add_argument(
+        "--variant", choices=["metrics", "tracing", "tracing-unset"], help="asynctask: observability on"
+    )
     parser.add_argument("--interval", type=float, default=0.01, help="W2: seconds between publishes")
     parser.add_argument("--idle", type=float, default=0.5, help="W2: seconds the worker idles first")
     parser.add_argument("--timeout", type=float, default=120.0, help="longest wait for the handlers")
@@ -531,7 +534,8 @@ def main(factory: Any, argv: Sequence[str] | None = None) -> None:
     result: dict[str, Any] = {"workload": args.workload, "run_id": args.run_id, "ok": False}
 
     async def go() -> None:
-        driver: Driver = factory(args.run_id, args.concurrency, args.broker)
+        options = {"variant": args.variant} if args.variant else {}
+        driver: Driver = factory(args.run_id, args.concurrency, args.broker, **options)
         result["system"] = driver.name
         with tempfile.TemporaryDirectory(prefix=f"bench-{args.run_id}-") as tmp:
             run = Run(driver, args, Path(tmp))

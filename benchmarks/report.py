@@ -90,7 +90,7 @@ def ratio_table(summary: Summary, systems: list[str]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for ours in systems:
-        if not SYSTEMS[ours].is_asynctask:
+        if not SYSTEMS[ours].is_asynctask or SYSTEMS[ours].variant:
             continue
         for peer in systems:
             if SYSTEMS[peer].is_asynctask or SYSTEMS[peer].broker != SYSTEMS[ours].broker:
@@ -107,6 +107,32 @@ def ratio_table(summary: Summary, systems: list[str]) -> list[str]:
                 f"| {_ratio(a['w3'].get('wall_s'), p['w3'].get('wall_s'))} |"
             )
     return lines
+
+
+def overhead_table(summary: Summary, systems: list[str]) -> list[str]:
+    """The observability variants next to the plain worker on the same broker (W1 jobs/s)."""
+    rows = []
+    for name in systems:
+        variant = SYSTEMS[name]
+        if not variant.variant:
+            continue
+        base = f"asynctask-{variant.broker}"
+        ours, plain = (
+            _cell(summary, name, "w1").get("jobs_per_s"),
+            _cell(summary, base, "w1").get("jobs_per_s"),
+        )
+        shown = "—" if ours is None else f"{ours:,.0f}"
+        rows.append(f"| {name} | {variant.notes} | {shown} | {_ratio(ours, plain)} of {base} |")
+    if not rows:
+        return []
+    return [
+        "## Observability overhead (issue #14: each within 10% of off)",
+        "",
+        "| system | what is on | W1 jobs/s | vs. off |",
+        "|---|---|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _best(summary: Summary, broker: str, metric: str = "jobs_per_s") -> tuple[str | None, float | None]:
@@ -301,6 +327,7 @@ def render(
         "",
         *ratio_table(summary, systems),
         "",
+        *overhead_table(summary, systems),
         "## W2 latency, split",
         "",
         *latency_table(summary, systems),

@@ -17,6 +17,9 @@ class System:
     venv: str | None
     module: str
     notes: str = ""
+    #: asynctask with observability on: ``metrics``, ``tracing`` (SDK provider, no exporter) or
+    #: ``tracing-unset`` (instrumented, no provider configured). Run only when named (--systems).
+    variant: str | None = None
 
     @property
     def is_asynctask(self) -> bool:
@@ -27,6 +30,8 @@ class System:
 
     def command(self, workload: str) -> list[str]:
         extra = ["--broker", self.broker] if self.is_asynctask else []
+        if self.variant:
+            extra += ["--variant", self.variant]
         return [str(self.python()), "-m", self.module, workload, *extra]
 
 
@@ -48,5 +53,25 @@ SYSTEMS: dict[str, System] = {
         System("asynctask-postgres", "postgres", None, "benchmarks.peers.drive_asynctask"),
         System("pgqueuer", "postgres", "pgqueuer", "benchmarks.peers.drive_pgqueuer"),
         System("procrastinate", "postgres", "procrastinate", "benchmarks.peers.drive_procrastinate"),
+        # Observability overhead (issue #14): the same worker with metrics or tracing on.
+        *(
+            System(
+                f"asynctask-{broker}-{variant}",
+                broker,
+                None,
+                "benchmarks.peers.drive_asynctask",
+                note,
+                variant,
+            )
+            for broker in ("redis", "postgres")
+            for variant, note in (
+                ("metrics", "--metrics-port: Prometheus metrics and health probes served"),
+                ("tracing", "OpenTelemetry SDK provider, no exporter"),
+                ("tracing-unset", "instrumented, no tracer provider configured"),
+            )
+        ),
     ]
 }
+
+#: What ``python -m benchmarks`` runs unless --systems says otherwise: the variants are extra.
+DEFAULT_SYSTEMS = [name for name, system in SYSTEMS.items() if system.variant is None]

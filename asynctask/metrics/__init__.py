@@ -64,8 +64,9 @@ class Metrics:
     ) -> None:
         self.app = app
         self.registry = registry if registry is not None else REGISTRY
-        self.jobs = JobMetrics(self.registry, clock=app.clock, buckets=buckets, broker_buckets=broker_buckets)
+        self.jobs = JobMetrics(clock=app.clock, buckets=buckets, broker_buckets=broker_buckets)
         self.queues = QueueCollector(app, max_age=max_age, timeout=timeout)
+        self.registry.register(self.jobs)
         self.registry.register(self.queues)
         app.events.subscribe(self.jobs)
 
@@ -89,5 +90,5 @@ class Metrics:
     def close(self) -> None:
         """Stop observing the app and take every metric out of the registry."""
         self.app.events.unsubscribe(self.jobs)
-        for collector in [self.queues, *self.jobs.collectors]:
-            self.registry.unregister(collector)
+        self.registry.unregister(self.jobs)
+        self.registry.unregister(self.queues)

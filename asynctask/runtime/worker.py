@@ -40,7 +40,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asynctask.brokers.base import Broker
-from asynctask.events import Events
+from asynctask.events import BROKER_HOOKS, Events
 from asynctask.lifecycle import concurrence, forced_stop, unwrap_single, watch_signals
 from asynctask.models import Job, Outcome, OutcomeKind, WorkerInfo
 from asynctask.names import validate_queue
@@ -114,6 +114,7 @@ class Worker:
         self._control = Control()
         self._broker: Broker = app.broker
         self._events = Events()
+        self._observe_attempts = False
         self._slots: Slots | None = None
         self._attempts: dict[str, Attempt] = {}
         self._running = False
@@ -212,8 +213,10 @@ class Worker:
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         events = self._events = self.registry.events.joined(self.events)
+        self._observe_attempts = events.wants("attempt_started", "attempt_finished")
         # Observed, the worker's broker reports every call; unobserved, it is the broker itself.
-        broker = self._broker = instrumented(self.broker, events) if events else self.broker
+        observed = events.wants(*BROKER_HOOKS)
+        broker = self._broker = instrumented(self.broker, events) if observed else self.broker
         control = self._control
         self._running = True
         self.started_at = self.registry.clock()
@@ -324,7 +327,7 @@ class Worker:
                         self.registry, self._broker, job, worker_id=self.id, limiter=limiters.get(job.task)
                     )
                     self._attempts[job.id] = attempt
-                    events = self._events
+                    events = self._events if self._observe_attempts else None
                     if events:
                         events.attempt_started(job)
                         started = time.perf_counter()

@@ -6,6 +6,7 @@ python -m benchmarks.peers.drive_asynctask w1 --broker redis
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +19,11 @@ from benchmarks.apps.asynctask_app import app
 class AsynctaskDriver(harness.Driver):
     has_bulk = True
 
-    def __init__(self, run_id: str, concurrency: int, broker: str) -> None:
+    def __init__(self, run_id: str, concurrency: int, broker: str, variant: str | None = None) -> None:
         super().__init__(run_id, concurrency)
         self.kind = broker
-        self.name = f"asynctask-{broker}"
+        self.variant = variant
+        self.name = f"asynctask-{broker}" + (f"-{variant}" if variant else "")
         self.namespace = f"bench_{run_id}"
         if broker == "redis":
             self.url = f"{harness.REDIS_URL}?prefix={self.namespace}"
@@ -52,11 +54,27 @@ class AsynctaskDriver(harness.Driver):
             self.url,
             "--log-level",
             "WARNING",
+            *(
+                ["--metrics-port", str(free_port()), "--metrics-host", "127.0.0.1"]
+                if self.variant == "metrics"
+                else []
+            ),
         ]
+
+    def worker_env(self) -> dict[str, str]:
+        # Read by benchmarks/apps/asynctask_app.py in the worker process.
+        return {"BENCH_TRACING": self.variant} if self.variant in ("tracing", "tracing-unset") else {}
 
     async def teardown(self) -> None:
         await app.close()
         await wipe_namespace(self.kind, self.namespace)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def wipe_namespace(kind: str, namespace: str) -> None:
