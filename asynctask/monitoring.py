@@ -148,7 +148,8 @@ async def serve_monitoring(
     metrics: Metrics | None = None,
     threshold: float = 30.0,
 ) -> AsyncIterator[MonitorServer]:
-    """Serve ``worker``'s probes (and ``metrics``) on ``host:port`` while the block runs.
+    """Serve ``worker``'s probes (and ``metrics``) on ``host:port`` while the block runs; enter it
+    before the worker starts (its health observes the worker's events from its start).
 
     ``threshold``: seconds of a blocked event loop, or of a worker with room for jobs that does
     not claim, before ``/healthz`` fails (see :class:`~asynctask.runtime.health.Health`).

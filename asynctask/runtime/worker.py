@@ -162,7 +162,7 @@ class Worker:
         """What this worker records about itself in the broker (see :meth:`App.list_workers`)."""
         return WorkerInfo(
             id=self.id,
-            host=socket.gethostname(),
+            host=_hostname(),
             pid=os.getpid(),
             queues=list(self.queues),
             concurrency=self.concurrency,
@@ -377,6 +377,11 @@ class Worker:
                 await self._wait_change()
         for attempt in list(self._attempts.values()):
             attempt.interrupt(Interruption.SHUTDOWN)
+
+
+@functools.cache
+def _hostname() -> str:
+    return socket.gethostname()
 
 
 @functools.cache

@@ -36,3 +36,13 @@ async def wrong_result_type() -> None:
     handle = await send_email.publish(Email(to="a@example.com"))
     text: str = await handle.result()  # type: ignore[assignment]
     del text
+
+
+async def publish_headers() -> None:
+    await send_email.publish(Email(to="a@example.com"), headers={"request-id": "r-1"})
+    await app.publish("send_email", {"to": "a@example.com"}, headers={"attempt": 1})  # type: ignore[dict-item]
+
+
+@app.task
+async def read_headers(ctx: JobCtx) -> str:
+    return ctx.headers.get("request-id", "")
