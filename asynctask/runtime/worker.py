@@ -46,10 +46,12 @@ from asynctask.runtime.completer import MAX_BATCH, Completer
 from asynctask.runtime.control import Control, Slots, WorkerStats
 from asynctask.runtime.fetcher import Fetcher
 from asynctask.runtime.heartbeat import Heartbeat
+from asynctask.runtime.lifespan import WorkerLifespan
 from asynctask.runtime.maintenance import Maintainer
 from asynctask.runtime.options import DEFAULTS, WorkerOptions
 from asynctask.runtime.outcome import Interruption
 from asynctask.runtime.scheduler import PeriodicScheduler
+from asynctask.runtime.threads import Threads
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -104,6 +106,8 @@ class Worker:
         self._attempts: dict[str, Attempt] = {}
         self._running = False
         self._changed: anyio.Event | None = None
+        self._lifespan = WorkerLifespan(self.registry, timeout=self.broker_timeout)
+        self._threads: Threads | None = None
 
     @property
     def broker(self) -> Broker:
@@ -180,6 +184,11 @@ class Worker:
         }
         await self.host.open()
         try:
+            # Before the first claim; a stop while it starts ends the run here (nothing claimed).
+            await self._lifespan.enter(control)
+            if control.stopping:
+                return
+            self._threads = Threads(self.concurrency)
             log.info(
                 "worker %s started: broker %s, queues %s, concurrency %d",
                 self.id,
@@ -245,6 +254,7 @@ class Worker:
             )
         finally:
             self._running = False
+            await self._lifespan.exit()  # after the drain: no handler sees a closed resource
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.broker_timeout):
                 await self.host.close()
 
@@ -265,7 +275,13 @@ class Worker:
                     )
                 else:
                     attempt = Attempt(
-                        self.registry, self.broker, job, worker_id=self.id, limiter=limiters.get(job.task)
+                        self.registry,
+                        self.broker,
+                        job,
+                        worker_id=self.id,
+                        limiter=limiters.get(job.task),
+                        resources=self._lifespan.resources,
+                        run_sync=self._threads.run if self._threads is not None else None,
                     )
                     self._attempts[job.id] = attempt
                     try:
