@@ -23,6 +23,7 @@ from asynctask.ctx import NO_RESOURCES, JobCtx, RunSync, _current
 from asynctask.errors import Fail, UnknownTask
 from asynctask.models import Job, Outcome, OutcomeKind
 from asynctask.registry import Middleware, Registry
+from asynctask.runtime.logs import job_fields
 from asynctask.runtime.outcome import Decision, Interruption, decide
 from asynctask.task import Task
 from asynctask.workflows.hooks import after_success
@@ -95,7 +96,9 @@ class Attempt:
             # Something around the handler failed (a hook raising SystemExit, the broker failing
             # while the next chain link was read): the attempt fails like a handler error would.
             log.exception(
-                "job %s: the attempt failed outside its handler", self.job.id, extra=_extra(self.job)
+                "job %s: the attempt failed outside its handler",
+                self.job.id,
+                extra=job_fields(self.job, self.worker_id, "attempt_error"),
             )
             decision = decide_for(self.registry, self.job, None, exc)
             return None if decision.kind is None else self._outcome(None, decision, None)
@@ -222,7 +225,7 @@ class Attempt:
                 ctx.task,
                 ctx.attempt,
                 _summary(exc),
-                extra={"action": "job_retrying", "job_id": ctx.id},
+                extra=job_fields(ctx.job, ctx.worker_id, "job_retrying"),
             )
         elif kind is OutcomeKind.FAILED:
             log.error(
@@ -231,7 +234,7 @@ class Attempt:
                 ctx.task,
                 ctx.attempt,
                 _summary(exc),
-                extra={"action": "job_failed", "job_id": ctx.id},
+                extra=job_fields(ctx.job, ctx.worker_id, "job_failed"),
             )
 
     def _outcome(self, task: Task[Any, Any] | None, decision: Decision, result: bytes | None) -> Outcome:
@@ -291,12 +294,12 @@ async def _hook(hook: Callable[..., Any], ctx: JobCtx, *args: Any) -> None:
     try:
         await invoke(ctx.run_sync, hook, ctx, *args)
     except Exception:
-        log.exception("hook %s raised", getattr(hook, "__qualname__", hook), extra={"action": "hook_error"})
+        log.exception(
+            "hook %s raised",
+            getattr(hook, "__qualname__", hook),
+            extra=job_fields(ctx.job, ctx.worker_id, "hook_error"),
+        )
 
 
 def _summary(exc: BaseException | None) -> str:
     return "no exception" if exc is None else f"{type(exc).__name__}: {exc}"
-
-
-def _extra(job: Job) -> dict[str, str]:
-    return {"action": "attempt_error", "job_id": job.id}

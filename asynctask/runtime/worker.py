@@ -29,6 +29,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Unpack
 
 import anyio
@@ -42,11 +43,13 @@ from asynctask.models import Job, Outcome, OutcomeKind
 from asynctask.names import validate_queue
 from asynctask.registry import WorkerHost
 from asynctask.runtime.attempt import Attempt
+from asynctask.runtime.burst import stop_when_idle
 from asynctask.runtime.completer import MAX_BATCH, Completer
 from asynctask.runtime.control import Control, Slots, WorkerStats
 from asynctask.runtime.fetcher import Fetcher
 from asynctask.runtime.heartbeat import Heartbeat
 from asynctask.runtime.lifespan import WorkerLifespan
+from asynctask.runtime.logs import bind_worker
 from asynctask.runtime.maintenance import Maintainer
 from asynctask.runtime.options import DEFAULTS, WorkerOptions
 from asynctask.runtime.outcome import Interruption
@@ -100,6 +103,7 @@ class Worker:
         self.broker_timeout = opts["broker_timeout"]
         self.handle_signals = opts["handle_signals"]
         self.scheduler = opts["scheduler"]
+        self.burst = opts["burst"]
         self.id = opts["worker_id"] or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
         self._control = Control()
@@ -172,6 +176,7 @@ class Worker:
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         broker, control = self.broker, self._control
+        bind_worker(self.id)
         self._running = True
         slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
         self._changed = anyio.Event()
@@ -195,7 +200,7 @@ class Worker:
                 broker.display_url,
                 ", ".join(self.queues),
                 self.concurrency,
-                extra={"action": "worker_started"},
+                extra={"action": "worker_started", "worker": self.id},
             )
             jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency + self.prefetch)
             out_send, out_receive = anyio.create_memory_object_stream[Outcome](max(2 * self.concurrency, 64))
@@ -224,6 +229,7 @@ class Worker:
                     async with anyio.create_task_group() as core:
                         core.start_soon(completer.run, out_receive.clone())
                         async with out_send.clone() as outcomes, anyio.create_task_group() as work:
+                            fetchers: list[Fetcher] = []
                             async with jobs_send.clone() as jobs:
                                 for queue in self.queues:
                                     fetcher = Fetcher(
@@ -239,7 +245,15 @@ class Worker:
                                         timeout=self.broker_timeout,
                                     )
                                     work.start_soon(fetcher.run, jobs.clone())
+                                    fetchers.append(fetcher)
                             jobs_send.close()
+                            if self.burst:
+                                interval = min(self.poll_interval, 0.02)
+                                work.start_soon(
+                                    partial(
+                                        stop_when_idle, fetchers, slots.held, self.stop, interval=interval
+                                    )
+                                )
                             for _ in range(self.concurrency):
                                 work.start_soon(self._executor, slots, jobs_receive, outcomes, limiters)
                             work.start_soon(self._shutdown_watch)
@@ -250,7 +264,7 @@ class Worker:
                 "worker %s stopped: %s",
                 self.id,
                 msgspec.structs.asdict(self.stats),
-                extra={"action": "worker_stopped"},
+                extra={"action": "worker_stopped", "worker": self.id},
             )
         finally:
             self._running = False
@@ -318,7 +332,7 @@ class Worker:
             self.id,
             len(self._attempts),
             0 if control.immediate else self.shutdown_grace,
-            extra={"action": "worker_stopping"},
+            extra={"action": "worker_stopping", "worker": self.id},
         )
         with anyio.move_on_after(self.shutdown_grace):
             while self._attempts and not control.immediate:
