@@ -97,8 +97,8 @@ def memory_note(app: App) -> str | None:
     broker = app.broker
     if isinstance(broker, MemoryBroker) and broker.path is None:
         return (
-            "the broker is memory:// (no broker configured?): its jobs live in this process only and "
-            "are gone when it exits; give --broker URL or set ASYNCTASK_BROKER_URL"
+            "this ran on memory://, whose jobs live in this process only and are gone when it exits "
+            "(no broker configured? give --broker URL or set ASYNCTASK_BROKER_URL)"
         )
     return None
 
@@ -149,7 +149,7 @@ def app_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
             run_async(go)
         except (CliError, AsyncTaskError) as exc:
             # Still one line: an empty memory:// broker is the likely reason.
-            raise CliError(f"{exc} ({note})" if note else str(exc)) from exc
+            raise CliError(f"{exc}; {note}" if note else str(exc)) from exc
         warn_if_memory(app)
 
     return command

@@ -6,7 +6,7 @@ and asserts on the finished jobs, without starting a server or sleeping.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Unpack
 
@@ -85,7 +85,7 @@ async def _run_until_idle(
     started = anyio.current_time()
     clock = app.clock
     while True:
-        while await _busy(app, queues):  # noqa: ASYNC110 - broker state, which has no event
+        while not await _idle(app, queues, host):  # noqa: ASYNC110 - broker state, which has no event
             await anyio.sleep(_LOOK_EVERY)
         # Read the finished jobs before the clock moves: a jump past their TTL would hide them.
         for job_id in dict.fromkeys(host.claimed):
@@ -103,6 +103,15 @@ async def _run_until_idle(
             return  # not due within the drain: left scheduled
         else:
             await anyio.sleep(max(wait, 0.0))
+
+
+async def _idle(app: App, queues: Sequence[str], host: _Recording) -> bool:
+    """Nothing to do, and nothing changed while the broker was asked (a look at several statuses
+    is not atomic: a job claimed between two reads would be seen in neither)."""
+    if host.in_flight:
+        return False
+    changes = host.changes
+    return not await _busy(app, queues) and not host.in_flight and host.changes == changes
 
 
 async def _busy(app: App, queues: Sequence[str]) -> bool:
@@ -151,12 +160,16 @@ async def _lifespan_replaced(registry: Registry, resources: Any) -> AsyncIterato
 
 
 class _Recording:
-    """A :class:`~asynctask.registry.WorkerHost` over ``app`` that notes every job it claims."""
+    """A :class:`~asynctask.registry.WorkerHost` over ``app`` that notes every job it claims, and
+    counts the worker's calls that move jobs between statuses."""
 
     def __init__(self, app: App) -> None:
         self.registry: Registry = app
         self.broker: Any = _ClaimLog(app.broker, self)
         self.claimed: list[str] = []
+        #: Calls that may move a job under way now, and those that did move one so far.
+        self.in_flight = 0
+        self.changes = 0
 
     async def open(self) -> None:
         await self.broker.open()
@@ -166,7 +179,7 @@ class _Recording:
 
 
 class _ClaimLog:
-    """Forwards every call to the broker, noting the ids of the jobs claimed."""
+    """Forwards every call to the broker; notes claimed jobs and counts status changes."""
 
     def __init__(self, broker: Any, host: _Recording) -> None:
         self._broker = broker
@@ -176,6 +189,28 @@ class _ClaimLog:
         return getattr(self._broker, name)
 
     async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        jobs: list[Job] = await self._broker.claim(queue, limit, lease=lease, worker=worker)
+        jobs: list[Job] = await self._moving(self._broker.claim(queue, limit, lease=lease, worker=worker))
         self._host.claimed.extend(job.id for job in jobs)
         return jobs
+
+    async def complete(self, outcomes: Any) -> Any:
+        return await self._moving(self._broker.complete(outcomes))
+
+    async def promote_due(self, limit: int) -> int:
+        promoted: int = await self._moving(self._broker.promote_due(limit))
+        return promoted
+
+    async def rescue_expired(self, limit: int) -> int:
+        rescued: int = await self._moving(self._broker.rescue_expired(limit))
+        return rescued
+
+    async def _moving(self, call: Awaitable[Any]) -> Any:
+        host = self._host
+        host.in_flight += 1
+        try:
+            result = await call
+        finally:
+            host.in_flight -= 1
+        if result:  # jobs claimed, outcomes applied, jobs promoted or rescued
+            host.changes += 1
+        return result
