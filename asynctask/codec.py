@@ -10,6 +10,7 @@ task is registered, not at the first publish.
 
 from __future__ import annotations
 
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +54,7 @@ class Codec:
         self._pydantic: PydanticCodec | None = None
         self._decoder: msgspec.json.Decoder[Any] | None = None
         if mentions_model(type_):
-            self._pydantic = PydanticCodec(type_, what=what)
+            self._pydantic = PydanticCodec(type_, what=what, name=_type_name(type_))
             return
         try:
             self._decoder = msgspec.json.Decoder(type_)
@@ -122,6 +123,15 @@ def _custom_type(info: msgspec.inspect.Type, seen: set[int] | None = None) -> st
 
 
 def _type_name(type_: Any) -> str:
+    """``dict[str, Plain]``, ``Email | None``: short names, module paths left out."""
+    args = typing.get_args(type_)
+    origin = typing.get_origin(type_)
+    if args and origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if args and origin is not None and origin is not typing.Literal:
+        return f"{_type_name(origin)}[{', '.join(_type_name(arg) for arg in args)}]"
+    if type_ is type(None):
+        return "None"
     return getattr(type_, "__name__", None) or repr(type_)
 
 

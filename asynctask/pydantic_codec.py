@@ -45,10 +45,10 @@ class PydanticCodec:
 
     __slots__ = ("_adapter", "_errors", "name")
 
-    def __init__(self, type_: Any, *, what: str) -> None:
+    def __init__(self, type_: Any, *, what: str, name: str) -> None:
         import pydantic
 
-        self.name = getattr(type_, "__name__", None) or repr(type_)
+        self.name = name
         self._errors = pydantic.ValidationError
         try:
             self._adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(type_)
