@@ -49,6 +49,7 @@ class Codec:
     __slots__ = ("_decoder", "_pydantic", "raw", "type")
 
     def __init__(self, type_: Any = Any, *, what: str = "a value") -> None:
+        type_ = Any if type_ is object else type_  # "anything", as msgspec reads Any
         self.type = type_
         self.raw = type_ is bytes
         self._pydantic: PydanticCodec | None = None

@@ -31,7 +31,7 @@ class WorkerLifespan:
     """One worker's use of its registry's lifespan: :meth:`enter` once, then :meth:`exit`."""
 
     def __init__(self, registry: Registry, *, timeout: float) -> None:
-        self.factory: LifespanFactory | None = registry.worker_lifespan
+        self.registry = registry
         self.timeout = timeout
         #: What the lifespan yielded (``ctx.resources``); ``NO_RESOURCES`` without one.
         self.resources: Any = NO_RESOURCES
@@ -39,15 +39,16 @@ class WorkerLifespan:
 
     async def enter(self, control: Control) -> Any:
         """Enter the lifespan and return what it yields; raises :class:`LifespanFailed`."""
-        if self.factory is not None:
-            name = getattr(self.factory, "__qualname__", repr(self.factory))
+        factory: LifespanFactory | None = self.registry.worker_lifespan  # read now: tests swap it
+        if factory is not None:
+            name = getattr(factory, "__qualname__", repr(factory))
             manager: Any = None
             with anyio.CancelScope() as scope:
                 control.on_stop(scope.cancel)
                 if control.stopping:
                     return NO_RESOURCES
                 try:
-                    manager = self.factory()
+                    manager = factory()
                     if not hasattr(manager, "__aenter__"):
                         raise TypeError(f"it returned {manager!r}, not an async context manager")
                     self.resources = await manager.__aenter__()

@@ -65,16 +65,18 @@ async def drain(
     host = _Recording(app)
     worker = Worker(host, **settings)
     finished: dict[str, Job] = {}
+    still_going: str | None = None
     async with _lifespan_replaced(app, resources), app, anyio.create_task_group() as tg:
         await tg.start(worker.run)
         try:
             with anyio.fail_after(timeout):
                 await _run_until_idle(app, worker.queues, host, finished, deadline=timeout)
         except TimeoutError:
-            busy = await _counts(app, worker.queues)
-            raise TimeoutError(f"drain: work still going after {timeout:g}s ({busy})") from None
+            still_going = await _counts(app, worker.queues)
         finally:
             worker.stop_now()
+    if still_going is not None:
+        raise TimeoutError(f"drain: work still going after {timeout:g}s ({still_going})")
     order = {job_id: n for n, job_id in enumerate(host.claimed)}
     return sorted(finished.values(), key=lambda j: (j.finished_at or 0.0, order.get(j.id, 0)))
 
