@@ -112,7 +112,9 @@ class Supervisor:
                     what,
                     extra={"action": "worker_process_exited"},
                 )
-                if status != 0:
+                # A worker still starting when the signal came dies of it (its handler is not
+                # installed yet): that is a stop too, not a failure.
+                if status not in (0, -signal.SIGTERM, -signal.SIGINT):
                     self.failed = True
                 return
             now = anyio.current_time()
