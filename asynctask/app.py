@@ -19,7 +19,7 @@ from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
 from asynctask.errors import ConfigurationError, JobFailed, JobNotFound, JobTimeout
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus
+from asynctask.models import Job, JobStatus, QueueStats, zero_counts
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import BUILTIN_TASKS, Registry
 from asynctask.retry import RetryPolicy
@@ -208,10 +208,19 @@ class App(Registry):
         queue: str | None = None,
         task: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Up to ``limit`` jobs matching every given filter, newest first.
+
+        Pages follow a cursor (keyset pagination, as cheap deep in the list as at its start): pass
+        the last job's ``(job.created_at, job.id)`` as ``before`` to get the next page.
+        """
         return await self._open_broker().list_jobs(
-            status=JobStatus(status) if status is not None else None, queue=queue, task=task, limit=limit
+            status=JobStatus(status) if status is not None else None,
+            queue=queue,
+            task=task,
+            limit=limit,
+            before=before,
         )
 
     async def cancel(self, job_id: str) -> Job:
@@ -238,6 +247,17 @@ class App(Registry):
     async def resume(self, job_id: str) -> Job:
         """Queue a paused job again (a delayed one keeps its time); it continues from its state."""
         return _found(await self._open_broker().resume(job_id), job_id)
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, its live jobs counted by status and when its oldest ready job became ready.
+
+        Every queue that holds jobs, plus this app's own queues (all zeros while empty), sorted
+        by name; one broker call (see :meth:`Broker.queue_stats <asynctask.Broker.queue_stats>`).
+        """
+        found = {stats.queue: stats for stats in await self._open_broker().queue_stats()}
+        for queue in self.queues:
+            found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
+        return [found[queue] for queue in sorted(found)]
 
     # --- groups and chains ---------------------------------------------------------------------
 

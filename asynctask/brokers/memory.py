@@ -21,7 +21,17 @@ import msgspec
 from asynctask.brokers.base import Capabilities, Clock
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind
+from asynctask.models import (
+    Job,
+    JobStatus,
+    Lease,
+    LeaseState,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    zero_counts,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -351,6 +361,7 @@ class MemoryBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
         now = self.clock()
         found = [
@@ -361,9 +372,26 @@ class MemoryBroker:
             and (task is None or j.task == task)
             and (parent_id is None or j.parent_id == parent_id)
             and (j.expires_at is None or j.expires_at > now)
+            and (before is None or (j.created_at, j.id) < before)
         ]
-        found.sort(key=lambda j: (j.created_at, self._seq.get(j.id, 0)), reverse=True)
+        # A scan and a sort: fine for the jobs one process holds in memory.
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[:limit]
+
+    async def queue_stats(self) -> list[QueueStats]:
+        now = self.clock()
+        stats: dict[str, tuple[dict[JobStatus, int], list[float]]] = {}
+        for job in self._jobs.values():
+            if job.expires_at is not None and job.expires_at <= now:
+                continue
+            counts, ready = stats.setdefault(job.queue, (zero_counts(), []))
+            counts[job.status] += 1
+            if job.status is JobStatus.QUEUED or (job.status is JobStatus.SCHEDULED and job.run_at <= now):
+                ready.append(job.run_at)
+        return [
+            QueueStats(queue=queue, counts=counts, oldest_ready_at=min(ready, default=None))
+            for queue, (counts, ready) in sorted(stats.items())
+        ]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         job = self._live(job_id)
