@@ -14,7 +14,19 @@ import anyio.from_thread
 import msgspec
 import pytest
 
-from asynctask import App, Fail, JobCtx, JobStatus, LifespanFailed, PayloadDecodeError, Retry, Worker
+from asynctask import (
+    App,
+    Done,
+    Fail,
+    Job,
+    JobCtx,
+    JobStatus,
+    LifespanFailed,
+    PayloadDecodeError,
+    Retry,
+    Worker,
+    reentrant,
+)
 from asynctask.testing import FakeClock, drain, wait_until
 from asynctask.testing.contract.suite.helpers import job, running, status_is
 
@@ -89,6 +101,49 @@ async def test_sync_handler_timeout_fails_the_attempt_and_drops_the_late_result(
     record = await job(app, handle.id)
     assert record.status is JobStatus.FAILED and record.result is None, "the late result was dropped"
     assert record.error is not None and "TimeoutError" in record.error
+
+
+async def test_sync_on_finish_pipeline_and_incremental_steps_run_in_threads(app: App) -> None:
+    loop_thread = threading.get_ident()
+    threads: set[str] = set()
+
+    def note(kind: str) -> None:
+        if threading.get_ident() != loop_thread:
+            threads.add(kind)
+
+    @app.task
+    async def parent(ctx: JobCtx, n: int) -> None:
+        for i in range(n):
+            await ctx.spawn(child, i)
+
+    @app.task
+    def child(ctx: JobCtx, i: int) -> int:
+        return i * 10
+
+    @parent.on_finish
+    def gather(ctx: JobCtx, children: list[Job]) -> int:
+        note("on_finish")
+        return sum(ctx.decode_result(c) for c in children)
+
+    def parse(ctx: JobCtx, text: str) -> list[int]:
+        note("step")
+        return [int(part) for part in text.split(",")]
+
+    async def total(ctx: JobCtx, numbers: list[int]) -> int:
+        return sum(numbers)
+
+    etl = app.pipeline("etl", [parse, reentrant(total, times=2)])
+
+    @app.incremental()
+    def countdown(ctx: JobCtx, n: int) -> int | Done[str]:
+        note("incremental")
+        return Done("liftoff") if n == 0 else n - 1
+
+    async with running(app):
+        handles = [await parent.publish(3), await etl.publish("1,2,3"), await countdown.publish(3)]
+        results = [await h.result(timeout=10) for h in handles]
+    assert results == [30, 6, "liftoff"]
+    assert threads == {"on_finish", "step", "incremental"}
 
 
 async def test_pydantic_payload_and_result_round_trip_and_validate_at_publish(app: App) -> None:
