@@ -24,10 +24,11 @@ from collections.abc import Sequence
 import anyio
 import click
 from anyio.abc import Process
+from click.core import ParameterSource
 
 from asynctask.lifecycle import watch_signals
 
-__all__ = ["CRASH_WINDOW", "MAX_CRASHES", "Supervisor", "worker_command"]
+__all__ = ["CRASH_WINDOW", "DROP", "MAX_CRASHES", "Supervisor", "child_env", "worker_command"]
 
 log = logging.getLogger("asynctask.supervisor")
 
@@ -145,17 +146,30 @@ class Supervisor:
             backoff = min(backoff * 2, _BACKOFF[1])
 
 
-def worker_command(ctx: click.Context, *, drop: Sequence[str] = ("workers", "reload")) -> list[str]:
+#: The options a supervised (or reloaded) worker must not inherit, and their variables.
+DROP = ("workers", "reload")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a worker process: the supervisor's, without the :data:`DROP` options."""
+    dropped = {f"ASYNCTASK_WORKER_{name.upper()}" for name in DROP}
+    return {k: v for k, v in os.environ.items() if k not in dropped}
+
+
+def worker_command(ctx: click.Context, *, drop: Sequence[str] = DROP) -> list[str]:
     """``python -m asynctask worker ...`` with the options ``ctx`` was given, except ``drop``.
 
-    Options are written out explicitly (whether they came from flags, environment variables or
-    defaults), so every worker runs with exactly the supervisor's settings.
+    Only options given on the command line are written out: the rest come to the worker the
+    same way they came here (its environment, :func:`child_env`, and the defaults), so a broker
+    URL with a password set through ``ASYNCTASK_BROKER_URL`` never shows in a process list.
     """
     assert ctx.command.name is not None
     args = [sys.executable, "-m", "asynctask", ctx.command.name]
     for param in ctx.command.params:
         name = param.name
         if name is None or name in drop or not param.expose_value:
+            continue
+        if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
             continue
         value = ctx.params.get(name)
         if isinstance(param, click.Argument):

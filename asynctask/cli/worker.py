@@ -105,8 +105,11 @@ def worker(
     app = load_app(app_path, broker)  # in a supervisor too: a bad APP is one line, not a crash loop
     if reload:
         from asynctask.cli.reload import run_reloading
-        from asynctask.cli.supervisor import worker_command
+        from asynctask.cli.supervisor import child_env, worker_command
 
+        # watchfiles starts the worker with this process's environment: it must not reload too.
+        os.environ.clear()
+        os.environ.update(child_env())
         sys.exit(run_reloading(worker_command(ctx)))
     if workers > 1:
         if isinstance(app.broker, MemoryBroker):
@@ -114,10 +117,9 @@ def worker(
                 f"--workers {workers} needs a broker the processes share; {app.broker.display_url} "
                 "lives in one process (give --broker or set ASYNCTASK_BROKER_URL)"
             )
-        from asynctask.cli.supervisor import Supervisor, worker_command
+        from asynctask.cli.supervisor import Supervisor, child_env, worker_command
 
-        env = {k: v for k, v in os.environ.items() if k != "ASYNCTASK_WORKER_WORKERS"}
-        sys.exit(run_async(Supervisor(worker_command(ctx), workers, env=env).run))
+        sys.exit(run_async(Supervisor(worker_command(ctx), workers, env=child_env()).run))
     w = app.worker(
         queues=list(queues) or None,
         concurrency=concurrency,

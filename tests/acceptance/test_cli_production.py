@@ -53,6 +53,12 @@ APP_MODULE = textwrap.dedent(
         note(f"end {n}")
         return n * 2
 
+    @app.task(queue="stuck", timeout=0.3, max_retries=0)
+    def stuck(ctx: JobCtx) -> None:
+        import time
+        while True:  # ignores every request to stop: only the process's exit ends it
+            time.sleep(0.05)
+
     @app.task(queue="other", max_retries=0)
     def shout(ctx: JobCtx, text: str) -> str:
         log.info("shouting %s", text)
@@ -107,7 +113,7 @@ def snapshot(path: Path) -> dict[str, Job]:
     return {j.id: j for j in msgspec.json.decode(path.read_bytes(), type=list[Job])}
 
 
-def publish(project: Path, broker: str, count: int, *, shout: Sequence[str] = ()) -> None:
+def publish(project: Path, broker: str, count: int, *, shout: Sequence[str] = (), stuck: int = 0) -> None:
     """Publish ``work`` jobs 0..count-1 and ``shout`` jobs from the test process (one round trip)."""
     sys.path.insert(0, str(project))
     try:
@@ -120,6 +126,7 @@ def publish(project: Path, broker: str, count: int, *, shout: Sequence[str] = ()
             async with app:
                 specs = [app.tasks["work"].spec(n, job_id=f"job-{n}") for n in range(count)]
                 specs += [app.tasks["shout"].spec(text, job_id=f"shout-{text}") for text in shout]
+                specs += [app.tasks["stuck"].spec(None, job_id=f"stuck-{n}") for n in range(stuck)]
                 await app.publish_many(specs)
 
         anyio.run(go)
@@ -133,7 +140,7 @@ def test_burst_runs_what_is_queued_then_exits_0(project: Path) -> None:
     publish(project, f"memory://{path}", 30, shout=["hi"])
     res = run(project, "worker", "jobsapp:app", "--burst", "--broker", f"memory://{path}", "-c", "5")
     assert res.returncode == 0, res.stderr
-    assert "burst: no job left to claim in default, other; stopping" in res.stderr
+    assert "burst: no job left to claim in default, stuck, other; stopping" in res.stderr
     jobs = snapshot(path)
     assert len(jobs) == 31 and {j.status for j in jobs.values()} == {JobStatus.SUCCEEDED}
 
@@ -194,6 +201,17 @@ def test_json_logs_are_one_object_per_line_with_the_job_fields(project: Path) ->
     assert (own["job_id"], own["task"], own["attempt"]) == ("shout-hello", "shout", 1), (
         "the app's own log line"
     )
+
+
+def test_a_stuck_def_handler_does_not_keep_a_stopped_worker_alive(project: Path) -> None:
+    path = project / "jobs.json"
+    publish(project, f"memory://{path}", 1, stuck=1)
+    res = run(project, "worker", "jobsapp:app", "--burst", "--broker", f"memory://{path}")
+    assert res.returncode == 0, res.stderr
+    assert "1 sync handler thread(s) still running after the worker stopped" in res.stderr
+    jobs = snapshot(path)
+    assert jobs["stuck-0"].status is JobStatus.FAILED and "TimeoutError" in (jobs["stuck-0"].error or "")
+    assert jobs["job-0"].status is JobStatus.SUCCEEDED
 
 
 def test_no_configure_logging_leaves_logging_to_the_app(project: Path) -> None:

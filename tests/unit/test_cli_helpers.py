@@ -8,7 +8,7 @@ import pytest
 
 from asynctask import MissingExtra
 from asynctask.cli.reload import run_reloading
-from asynctask.cli.supervisor import worker_command
+from asynctask.cli.supervisor import child_env, worker_command
 from asynctask.cli.worker import worker
 
 
@@ -34,3 +34,16 @@ def test_reload_without_watchfiles_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "watchfiles", None)  # an import of it now fails
     with pytest.raises(MissingExtra, match=r"pip install 'asynctask\[reload\]'"):
         run_reloading(["true"])
+
+
+def test_options_from_the_environment_stay_out_of_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASYNCTASK_BROKER_URL", "redis://:s3cret@cache:6379/0")
+    monkeypatch.setenv("ASYNCTASK_WORKER_CONCURRENCY", "12")
+    monkeypatch.setenv("ASYNCTASK_WORKER_WORKERS", "4")
+    ctx = worker.make_context("worker", ["app:app", "--burst"], auto_envvar_prefix="ASYNCTASK_WORKER")
+    assert ctx.params["broker"].endswith("@cache:6379/0") and ctx.params["concurrency"] == 12
+    assert ctx.params["workers"] == 4
+    command = worker_command(ctx)
+    assert command[4:] == ["app:app", "--burst"], "the worker reads them from its environment"
+    env = child_env()
+    assert env["ASYNCTASK_BROKER_URL"].endswith("@cache:6379/0") and "ASYNCTASK_WORKER_WORKERS" not in env
