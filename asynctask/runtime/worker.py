@@ -12,6 +12,10 @@ Inside ``Worker.run``:
 * a **maintainer** (:mod:`.maintenance`) promotes due delayed jobs, rescues expired leases and
   prunes expired jobs; the periodic **scheduler** (:mod:`.scheduler`) publishes ticks.
 
+Around them: the app's worker **lifespan** (:mod:`.lifespan`) is entered before the first claim
+and exited after the drain; ``def`` handlers run in the worker's **thread pool** (:mod:`.threads`);
+with ``burst=True`` a watcher (:mod:`.burst`) stops the worker once nothing is left to claim.
+
 **Stopping** is one procedure, however it is asked for: :meth:`Worker.stop`, a signal (with
 ``handle_signals``), or the worker's task being cancelled from outside (a task group, a
 :mod:`asynctask.lifecycle` unit, a server's lifespan). The worker stops claiming; running jobs get
