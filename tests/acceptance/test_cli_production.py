@@ -97,7 +97,10 @@ def start(project: Path, *args: str, stderr: object = subprocess.PIPE, **env: st
 
 def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     proc = start(project, *args, **env)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never leave a hung CLI behind; a no-op once it exited
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
