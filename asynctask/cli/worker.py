@@ -152,13 +152,15 @@ def _exit_past_abandoned_threads() -> None:
     stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if not stuck:
         return
-    log.warning(
-        "%d sync handler thread(s) still running after the worker stopped (abandoned: a thread "
-        "cannot be killed); exiting without waiting for them",
-        len(stuck),
-        extra={"action": "threads_abandoned"},
-    )
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    try:
+        log.warning(
+            "%d sync handler thread(s) still running after the worker stopped (abandoned: a thread "
+            "cannot be killed); exiting without waiting for them",
+            len(stuck),
+            extra={"action": "threads_abandoned"},
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:  # even if stderr is gone (a closed pipe): exit anyway
+        os._exit(0)
