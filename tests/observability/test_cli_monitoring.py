@@ -184,3 +184,14 @@ async def test_workers_and_queues_commands(tmp_path: Path, shared_redis: str) ->
         worker.stop()
         async with app:
             assert await app.list_workers() == []
+
+
+def test_one_metrics_port_per_process(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    refused = run_cli(
+        tmp_path, "worker", "obsapp:app", "--broker", REDIS_URL, "--workers", "2", "--metrics-port", "2121"
+    )
+    assert refused.returncode == 2
+    assert "--metrics-port serves one worker process" in refused.stderr
+    bad = run_cli(tmp_path, "worker", "obsapp:app", "--metrics-port", "2121", "--health-threshold", "0")
+    assert bad.returncode == 2 and "--health-threshold must be > 0" in bad.stderr
