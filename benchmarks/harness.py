@@ -289,6 +289,16 @@ class Records:
         }
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based, man proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) with linear interpolation."""
     ordered = sorted(values)
@@ -409,6 +419,12 @@ class Run:
         if count < n:
             await self.enqueue(range(count, n), NOOP, bulk=True)
         worker = self.start_worker(NOOP)
+        # The worker's CPU per job while it drains (start-up excluded): steadier than jobs/s on a
+        # busy machine, where other processes take the cores in turns.
+        while self.records.total == 0 and worker.alive():
+            await asyncio.sleep(0.002)
+            self.records.poll()
+        cpu_start, runs_start = cpu_seconds(worker.proc.pid), self.records.total
         if self.args.profile:
             # Attach once handlers run, so the profile shows the steady state, not imports.
             while self.records.total == 0 and worker.alive():
@@ -417,6 +433,9 @@ class Run:
             self._start_profiler(worker.proc.pid)
         done, _ = await self.drain(jobs, timeout=self.args.timeout)
         self.records.poll()
+        cpu_end = cpu_seconds(worker.proc.pid)
+        if cpu_start is not None and cpu_end is not None and self.records.total > runs_start:
+            result["worker_cpu_us_per_job"] = (cpu_end - cpu_start) / (self.records.total - runs_start) * 1e6
         starts = [s for i in jobs for s, _ in self.records.runs.get(i, [])]
         if len(starts) > 1:
             first, last = min(starts), max(starts)

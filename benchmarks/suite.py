@@ -32,7 +32,7 @@ QUICK = Sizes(reps=1, w1_jobs=2_000, w2_jobs=50, w3_jobs=500)
 
 #: Metrics whose median is reported, per workload.
 METRICS = {
-    "w1": ["jobs_per_s", "enqueue_per_s", "bulk_per_s", "drain_s", "startup_s"],
+    "w1": ["jobs_per_s", "enqueue_per_s", "bulk_per_s", "drain_s", "startup_s", "worker_cpu_us_per_job"],
     "w2": ["p50_ms", "p99_ms", "mean_ms", "max_ms", "publish_call_p50_ms", "after_publish_p50_ms"],
     "w3": ["wall_s", "drain_s", "avg_running", "sleep_overrun_ms"],
 }

@@ -107,7 +107,7 @@ class JobMetrics(Observer, Collector):
         self._operations: dict[str, _Operation] = {}
         #: The task and queue of each claim held by a worker here, until its outcome is reported;
         #: by id and token, since a retried job may be claimed again before its retry is counted.
-        self._held: dict[tuple[str, int], tuple[str, str]] = {}
+        self._held: dict[tuple[str, int], _Labelled] = {}
 
     def _of(self, task: str, queue: str) -> _Labelled:
         found = self._labelled.get((task, queue))
@@ -135,20 +135,21 @@ class JobMetrics(Observer, Collector):
         self.capacity -= concurrency
 
     def jobs_claimed(self, queue: str, jobs: Sequence[Job]) -> None:
-        held = self._held
+        held, labelled, of = self._held, self._labelled, self._of
         for job in jobs:
-            held[job.id, job.token] = (job.task, job.queue)
+            held[job.id, job.token] = labelled.get((job.task, job.queue)) or of(job.task, job.queue)
 
     def attempt_started(self, job: Job) -> None:
-        labelled = self._of(job.task, job.queue)
+        labelled = self._labelled.get((job.task, job.queue)) or self._of(job.task, job.queue)
         labelled.started += 1
         labelled.running += 1
-        labelled.wait.observe(max(self.clock() - job.run_at, 0.0))
+        waited = self.clock() - job.run_at
+        labelled.wait.observe(waited if waited > 0 else 0.0)
 
     def attempt_finished(
         self, job: Job, outcome: Outcome | None, error: BaseException | None, seconds: float
     ) -> None:
-        labelled = self._of(job.task, job.queue)
+        labelled = self._labelled.get((job.task, job.queue)) or self._of(job.task, job.queue)
         labelled.running -= 1
         labelled.run.observe(seconds)
         if outcome is None:  # the lease was lost: nothing will be reported
@@ -158,9 +159,9 @@ class JobMetrics(Observer, Collector):
     def outcomes_reported(self, outcomes: Sequence[Outcome], applied: Sequence[bool]) -> None:
         held = self._held
         for outcome, ok in zip(outcomes, applied, strict=False):
-            labels = held.pop((outcome.job_id, outcome.token), None)
-            if labels is not None:  # else: not claimed through an observed worker
-                self._of(*labels).outcomes[_OUTCOMES[outcome.kind] if ok else _LOST] += 1
+            labelled = held.pop((outcome.job_id, outcome.token), None)
+            if labelled is not None:  # else: not claimed through an observed worker
+                labelled.outcomes[_OUTCOMES[outcome.kind] if ok else _LOST] += 1
 
     def broker_call(self, operation: str, seconds: float, error: BaseException | None) -> None:
         if error is not None:

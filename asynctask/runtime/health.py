@@ -20,13 +20,12 @@ time even in a test on a fake clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import anyio
 import msgspec
 
 from asynctask.events import Observer
-from asynctask.models import Job, Outcome
 from asynctask.runtime.worker import Worker
 
 __all__ = ["Health", "Verdict"]
@@ -128,6 +127,7 @@ class Health(Observer):
 
     def broker_call(self, operation: str, seconds: float, error: BaseException | None) -> None:
         now = self.clock()
+        # A worker with no room for jobs claims nothing, rightly: live() asks worker.wants_jobs.
         if operation in _CLAIM_LOOP:
             self.last_claim_loop = now
         if error is None:
@@ -135,12 +135,3 @@ class Health(Observer):
             self.last_broker_ok = now
         else:
             self.broker_error = f"{operation}: {str(error) or type(error).__name__}"
-
-    def jobs_claimed(self, queue: str, jobs: Sequence[Job]) -> None:
-        self.last_claim_loop = self.clock()
-
-    def attempt_finished(
-        self, job: Job, outcome: Outcome | None, error: BaseException | None, seconds: float
-    ) -> None:
-        # A worker busy with long jobs claims nothing, rightly; an attempt ending is progress.
-        self.last_claim_loop = self.clock()

@@ -27,14 +27,15 @@ def instrumented(broker: Broker, events: Events) -> Broker:
 
 
 class _Instrumented:
-    """Forwards everything to the broker; coroutine methods are timed (and cached once wrapped)."""
+    """Forwards everything to the broker; coroutine methods are timed (and cached once wrapped).
+
+    ``claim`` and ``complete``, once or more per job, are written out without an extra coroutine
+    in between; the other calls go through :meth:`_timed`.
+    """
 
     def __init__(self, broker: Broker, events: Events) -> None:
         self._broker = broker
         self._events = events
-        self._claim = self._timed("claim", broker.claim)
-        self._complete = self._timed("complete", broker.complete)
-        self._enqueue = self._timed("enqueue", broker.enqueue)
 
     def __repr__(self) -> str:
         return f"<instrumented {self._broker!r}>"
@@ -54,15 +55,8 @@ class _Instrumented:
             started = time.perf_counter()
             try:
                 result = await call(*args, **kwargs)
-            except Exception as exc:
-                events.broker_call(operation, time.perf_counter() - started, exc)
-                raise
-            except BaseException:
-                # Cancelled: by the caller's deadline (the broker did not answer: an error), or
-                # because the worker stops (nothing to report).
-                seconds = time.perf_counter() - started
-                if anyio.current_time() >= anyio.current_effective_deadline():
-                    events.broker_call(operation, seconds, TimeoutError(f"no answer within {seconds:.3g}s"))
+            except BaseException as exc:
+                _report_failure(events, operation, started, exc)
                 raise
             events.broker_call(operation, time.perf_counter() - started, None)
             return result
@@ -70,14 +64,27 @@ class _Instrumented:
         return timed
 
     async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        jobs: list[Job] = await self._claim(queue, limit, lease=lease, worker=worker)
+        events = self._events
+        started = time.perf_counter()
+        try:
+            jobs = await self._broker.claim(queue, limit, lease=lease, worker=worker)
+        except BaseException as exc:
+            _report_failure(events, "claim", started, exc)
+            raise
+        events.broker_call("claim", time.perf_counter() - started, None)
         if jobs:
-            self._events.jobs_claimed(queue, jobs)
+            events.jobs_claimed(queue, jobs)
         return jobs
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        applied: list[bool] = await self._complete(outcomes)
         events = self._events
+        started = time.perf_counter()
+        try:
+            applied = await self._broker.complete(outcomes)
+        except BaseException as exc:
+            _report_failure(events, "complete", started, exc)
+            raise
+        events.broker_call("complete", time.perf_counter() - started, None)
         events.outcomes_reported(outcomes, applied)
         # What an applied outcome enqueues with it: subtasks, the next link of a chain.
         spawned = [job for outcome, ok in zip(outcomes, applied, strict=True) if ok for job in outcome.spawn]
@@ -86,6 +93,23 @@ class _Instrumented:
         return applied
 
     async def enqueue(self, jobs: Sequence[NewJob], *, connection: Any = None) -> list[bool]:
-        created: list[bool] = await self._enqueue(jobs, connection=connection)
-        self._events.published(jobs, created)
+        events = self._events
+        started = time.perf_counter()
+        try:
+            created = await self._broker.enqueue(jobs, connection=connection)
+        except BaseException as exc:
+            _report_failure(events, "enqueue", started, exc)
+            raise
+        events.broker_call("enqueue", time.perf_counter() - started, None)
+        events.published(jobs, created)
         return created
+
+
+def _report_failure(events: Events, operation: str, started: float, exc: BaseException) -> None:
+    seconds = time.perf_counter() - started
+    if isinstance(exc, Exception):
+        events.broker_call(operation, seconds, exc)
+    elif anyio.current_time() >= anyio.current_effective_deadline():
+        # Cancelled by the caller's deadline: the broker did not answer, an error. (Cancelled
+        # because the worker stops: nothing to report.)
+        events.broker_call(operation, seconds, TimeoutError(f"no answer within {seconds:.3g}s"))
