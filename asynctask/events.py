@@ -45,6 +45,15 @@ Finish = Callable[[BaseException | None], None]
 class Observer:
     """The hooks, each a no-op here; subclass and override what you need."""
 
+    def observes(self, hook: str) -> bool:
+        """Whether to call ``hook`` (a name of :data:`HOOKS`) on this observer.
+
+        Asked when the observer is subscribed, and again by each worker when it starts; the
+        default is whether the class overrides the hook. Return ``False`` to cost nothing while
+        there is nothing to do (tracing without a tracer provider leaves the attempts alone).
+        """
+        return getattr(type(self), hook) is not getattr(Observer, hook)
+
     # --- the client (and the runtime when it publishes) -------------------------------------------
 
     def publishing(self, jobs: list[NewJob]) -> Finish | None:
@@ -127,12 +136,7 @@ class Events:
 
     def _set(self, observers: tuple[Observer, ...]) -> None:
         self.observers = observers
-        self._hooks = {
-            name: tuple(
-                getattr(o, name) for o in observers if getattr(type(o), name) is not getattr(Observer, name)
-            )
-            for name in HOOKS
-        }
+        self._hooks = {name: tuple(getattr(o, name) for o in observers if o.observes(name)) for name in HOOKS}
         # Unwound in reverse, so observers that nest (a tracing span) close in order.
         self._hooks["attempt_finished"] = self._hooks["attempt_finished"][::-1]
 

@@ -21,8 +21,9 @@ Attributes: ``messaging.system`` (``asynctask``), ``messaging.operation.type`` (
 ``asynctask.task``, ``asynctask.attempt``, ``asynctask.outcome``.
 
 Cost: without :func:`instrument`, nothing at all. Instrumented without a configured tracer
-provider (no ``tracer_provider=`` and no global provider set), one ``isinstance`` per publish and
-per attempt, and no header is written.
+provider (no ``tracer_provider=`` and no global provider set): nothing for a worker (it checks
+when it starts: configure the SDK before the worker starts, as ``opentelemetry-instrument`` or
+code in the app's module does), one check per publish, and no header written.
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ class Tracing(Observer):
         self._active: ContextVar[tuple[trace.Span, Token[context.Context]] | None] = ContextVar(
             "asynctask_tracing_attempt", default=None
         )
+
+    def observes(self, hook: str) -> bool:
+        # A worker asks when it starts: without a tracer provider then, its attempts are not
+        # traced (and cost nothing). Publishes look for a provider each time.
+        if hook in ("attempt_started", "attempt_finished"):
+            return self.tracer() is not None
+        return super().observes(hook)
 
     def tracer(self) -> trace.Tracer | None:
         """The tracer to use now, or ``None`` while no tracer provider is configured."""

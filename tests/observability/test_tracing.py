@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from asynctask import App, JobCtx, JobSpec, JobStatus
+from asynctask.events import Events
 from asynctask.testing.contract.suite.helpers import running, status_is
 from asynctask.tracing import Tracing, instrument
 
@@ -49,6 +50,7 @@ def parent_id(span: ReadableSpan) -> int | None:
 
 async def test_the_handler_continues_the_publishers_trace(app: App, traced: Traced) -> None:
     instrument(app, tracer_provider=traced.provider)
+    assert app.events.joined(Events()).wants("attempt_started", "attempt_finished")
 
     @app.task(queue="mail")
     async def send(ctx: JobCtx) -> str:
@@ -157,6 +159,9 @@ async def test_without_a_tracer_provider_nothing_is_added(app: App) -> None:
     assert tracing.tracer() is None
     assert instrument(app) is tracing
     assert [o for o in app.events.observers if isinstance(o, Tracing)] == [tracing]
+    # A worker starting now leaves its attempts alone: not a single hook per job.
+    assert not app.events.joined(Events()).wants("attempt_started", "attempt_finished")
+    assert app.events.wants("publishing")  # a publish looks for a provider each time
 
     @app.task
     async def plain(ctx: JobCtx) -> dict[str, str]:
