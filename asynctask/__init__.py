@@ -33,7 +33,7 @@ from asynctask.errors import (
     UnknownTask,
 )
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus, QueueStats
+from asynctask.models import Job, JobStatus, QueueStats, WorkerInfo
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import Middleware, Registry
 from asynctask.retry import Backoff, Fixed, RetryPolicy
@@ -99,6 +99,7 @@ __all__ = [
     "TaskOptions",
     "UnknownTask",
     "Worker",
+    "WorkerInfo",
     "WorkerOptions",
     "WorkerStats",
     "broker_from_url",
