@@ -1,12 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from asynctask.brokers import Broker
 from asynctask.testing import FakeClock
 from tests import backends
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_servers() -> Iterator[None]:
+    """Stop the servers this test process started on demand (the mongoeco one), by PID."""
+    yield
+    from tests.mongo import server
+
+    server.stop()
 
 
 @pytest.fixture
