@@ -51,7 +51,8 @@ class Waiter:
             return None
         if first["phase"] == PHASE_QUEUED:
             return 0.0
-        return max(first["run_at"] - self.clock(), 0.0)
+        due_in: float = first["run_at"] - self.clock()
+        return max(due_in, 0.0)
 
     async def wait(self, queue: str, timeout: float) -> None:
         """Return when a job of ``queue`` may be ready, or after ``timeout`` seconds."""
