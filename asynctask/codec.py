@@ -6,13 +6,15 @@ annotated ``bytes`` receives the raw bytes untouched; pickle is never used.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from asynctask.errors import PayloadDecodeError
 
-__all__ = ["Codec"]
+__all__ = ["Codec", "type_hints"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -54,3 +56,11 @@ class Codec:
 
 def _type_name(type_: Any) -> str:
     return getattr(type_, "__name__", None) or repr(type_)
+
+
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s resolved annotations; ``{}`` when they cannot be resolved (then: untyped, ``Any``)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # e.g. a name only imported under TYPE_CHECKING or in another scope
+        return {}

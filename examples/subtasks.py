@@ -28,7 +28,7 @@ async def measure_all(ctx: JobCtx, words: list[str]) -> None:
 @measure_all.on_finish
 async def total(ctx: JobCtx, children: list[Job]) -> dict[str, int]:
     ok = [c for c in children if c.status is JobStatus.SUCCEEDED]
-    return {"total": sum(ctx.app.decode_result(c) for c in ok), "failed": len(children) - len(ok)}
+    return {"total": sum(ctx.decode_result(c) for c in ok), "failed": len(children) - len(ok)}
 
 
 async def main() -> None:

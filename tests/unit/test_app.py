@@ -181,16 +181,39 @@ async def test_inspection_errors() -> None:
             await handle.result(timeout=0.05)
 
 
-async def test_app_open_is_reference_counted() -> None:
+async def test_app_open_is_reference_counted_by_its_broker() -> None:
     app = make_app()
     async with app:
         async with app:
             pass
-        assert app._opened == 1
-    assert app._opened == 0
+        assert app.broker.is_open
+    assert not app.broker.is_open
     with pytest.raises(ConfigurationError, match="open App"):
         async with app:
             app.set_broker("memory://")
+
+
+@pytest.mark.parametrize("url", ["memory://", "postgresql://app@127.0.0.1:1/db", "redis://127.0.0.1:1/0"])
+async def test_a_closed_app_says_so_whatever_the_broker(url: str) -> None:
+    app = App(url)
+
+    @app.task
+    async def noop(ctx: JobCtx) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"the App is not open .*async with app"):
+        await noop.publish(None)
+    with pytest.raises(ConfigurationError, match="not open"):
+        await app.list_jobs()
+
+
+async def test_an_opened_app_publishes() -> None:
+    app = make_app()
+
+    @app.task
+    async def noop(ctx: JobCtx) -> None: ...
+
+    async with app:
+        assert (await noop.publish(None)).created
 
 
 def test_reprs() -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from asynctask import Cancel, Fail, Fixed, PayloadDecodeError, Retry
 from asynctask.models import OutcomeKind
-from asynctask.outcome import Interruption, decide
 from asynctask.retry import Backoff
+from asynctask.runtime.outcome import Interruption, decide
 
 POLICY = Fixed(7)
 

@@ -15,22 +15,24 @@ from typing import Any
 from bson import ObjectId
 from pymongo import DESCENDING, ReturnDocument
 
-from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.mongo import claims
 from asynctask.brokers.mongo.config import DEFAULT_DATABASE, DEFAULT_PREFIX, parse_url, validate_prefix
 from asynctask.brokers.mongo.connection import make_client, supports_change_streams, supports_transactions
 from asynctask.brokers.mongo.creation import create_jobs
-from asynctask.brokers.mongo.documents import PHASE_QUEUED, expire_on, lit, to_job
+from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, expire_on, lit, to_job
 from asynctask.brokers.mongo.errors import translate
-from asynctask.brokers.mongo.expressions import REMOVE, has_parent
-from asynctask.brokers.mongo.indexes import ensure_indexes, jobs_collection
+from asynctask.brokers.mongo.expressions import REMOVE, cond, has_parent
+from asynctask.brokers.mongo.indexes import jobs_collection, migrate
 from asynctask.brokers.mongo.journal import record
 from asynctask.brokers.mongo.leases import extend, rescue_candidates, rescue_update
 from asynctask.brokers.mongo.outcomes import held
+from asynctask.brokers.mongo.stats import queue_stats
 from asynctask.brokers.mongo.wakeups import Waiter
 from asynctask.brokers.mongo.workflows import Step, Workflows
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["MongoBroker"]
 
@@ -104,7 +106,7 @@ class MongoBroker:
         self._display = opts.display_url if opts else f"mongodb://(your client)/{self.database}"
         if opts is None and self.prefix != DEFAULT_PREFIX:
             self._display += f"?prefix={self.prefix}"
-        self._opened = 0
+        self._open = OpenCount(self._connect_all, self._disconnect)
         self._coll: Any = None
         self._flows: Workflows | None = None
         self._waiter: Waiter | None = None
@@ -128,7 +130,8 @@ class MongoBroker:
 
     @property
     def is_open(self) -> bool:
-        return self._opened > 0
+        """Whether :meth:`open` was called more often than :meth:`close`."""
+        return self._open.is_open
 
     @property
     def transactions(self) -> bool:
@@ -136,7 +139,7 @@ class MongoBroker:
         return self._flows is not None and self._flows.transactions
 
     def __repr__(self) -> str:
-        state = "open" if self._opened else "closed"
+        state = "open" if self.is_open else "closed"
         return f"<MongoBroker {self._display} prefix={self.prefix} {state}>"
 
     def _translated(self, *, connecting: bool = False) -> Any:
@@ -166,16 +169,21 @@ class MongoBroker:
 
     async def open(self) -> None:
         """Connect, create missing indexes, and find out what the server supports (counted)."""
-        if self._opened:
-            self._opened += 1
-            return
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Undo one :meth:`open`; the last one closes the client this broker created."""
+        await self._open.close()
+
+    async def _connect_all(self) -> None:
         client = self._connect()
-        coll = client[self.database][jobs_collection(self.prefix)]
+        database = client[self.database]
+        coll = database[jobs_collection(self.prefix)]
         try:
             with self._translated(connecting=True):
                 await client.admin.command("ping")
             with self._translated():
-                await ensure_indexes(coll)
+                await migrate(database, self.prefix)
                 tx = self._want_transactions
                 if tx is None:
                     tx = await supports_transactions(client, coll)
@@ -192,14 +200,8 @@ class MongoBroker:
         self._waiter = Waiter(coll, self.clock, poll_interval=self.poll_interval)
         self._waiter.streams = streams
         self.capabilities = Capabilities(transactional_publish=tx, push_wakeups=streams)
-        self._opened = 1
 
-    async def close(self) -> None:
-        """Undo one :meth:`open`; the last one closes the client this broker created."""
-        if self._opened > 1:
-            self._opened -= 1
-            return
-        self._opened = 0
+    async def _disconnect(self) -> None:
         self._coll = self._flows = self._waiter = None
         self._claimed.clear()
         self._leases.clear()
@@ -210,17 +212,19 @@ class MongoBroker:
             client, self._client = self._client, None
             await client.close()
 
-    async def migrate(self) -> list[str]:
-        """Create the collection's indexes (idempotent); works on an unopened broker too."""
-        if self._coll is not None:
-            with self._translated():
-                return await ensure_indexes(self._coll)
+    async def migrate(self) -> Migration:
+        """Create the indexes and record the schema version; works on an unopened broker too.
+
+        Idempotent and safe to run from many processes at once (creating an existing index is
+        a no-op on the server).
+        """
         client = self._connect()
         try:
-            with self._translated(connecting=True):
-                return await ensure_indexes(client[self.database][jobs_collection(self.prefix)])
+            with self._translated(connecting=not self.is_open):
+                return await migrate(client[self.database], self.prefix)
         finally:
-            await self._release()
+            if not self.is_open:
+                await self._release()
 
     # --- publishing and claiming -----------------------------------------------------------
 
@@ -391,18 +395,37 @@ class MongoBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Jobs matching every given filter, newest first (``created_at``, then id, descending)."""
         if limit <= 0:
             return []
         query: dict[str, Any] = self._visible(self.clock())
         for field, value in (("status", status), ("queue", queue), ("task", task), ("parent_id", parent_id)):
             if value is not None:
                 query[field] = value.value if isinstance(value, JobStatus) else value
-        order = [("created_at", DESCENDING), ("cseq", DESCENDING)]
+        if before is not None:
+            created_at, job_id = before
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"created_at": {"$lt": created_at}},
+                            {"created_at": created_at, "_id": {"$lt": job_id}},
+                        ]
+                    },
+                ]
+            }
+        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
         with self._translated():
             cursor = self.collection.find(query, sort=order, limit=limit)
             return [to_job(doc) async for doc in cursor]
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, live jobs by status and the oldest ready job's ``run_at``: one aggregation."""
+        with self._translated():
+            return await queue_stats(self.collection, self.clock(), self._visible(self.clock()))
 
     async def _change(self, query: dict[str, Any], update: Any, job_id: str, *, effects: bool) -> Job | None:
         """Apply a single-job change if ``query`` matches; the job after it, or as it is."""
@@ -449,19 +472,17 @@ class MongoBroker:
         return job
 
     async def resume(self, job_id: str) -> Job | None:
-        """Queue a ``paused`` job again."""
+        """Queue a ``paused`` job again, keeping its ``run_at`` (``scheduled`` while that is ahead)."""
         now = self.clock()
-        update = {
-            "$set": {
-                "status": "queued",
-                "run_at": now,
-                "pause_requested": False,
-                "phase": PHASE_QUEUED,
-                "seq": ObjectId(),
-            },
-            "$unset": {"seq2": ""},
+        later = {"$gt": ["$run_at", now]}
+        fields = {
+            "status": cond(later, "scheduled", "queued"),
+            "phase": cond(later, PHASE_SCHEDULED, PHASE_QUEUED),
+            "pause_requested": False,
+            "seq": ObjectId(),
+            "seq2": REMOVE,
         }
-        return await self._change(self._live(job_id, ["paused"]), update, job_id, effects=False)
+        return await self._change(self._live(job_id, ["paused"]), [{"$set": fields}], job_id, effects=False)
 
     async def retry(self, job_id: str) -> Job | None:
         """Queue a failed or cancelled job again with a fresh attempt count."""

@@ -18,8 +18,8 @@ phase               0 (``queued``) or 1 (``scheduled``); absent otherwise. The c
 seq, seq2           claim order among equal priority and run_at: ``seq`` is an ObjectId taken
                     each time the job enters the ready set; a batch promoted together shares
                     one ``seq`` and keeps its former order in ``seq2``
-cseq                creation order (ObjectId), kept when an expired id is reused; the last
-                    tie-breaker of listings and of maintenance batches
+cseq                creation order (ObjectId), kept when an expired id is reused: the order
+                    maintenance batches take jobs in
 expires_at,         when a finished job expires (double, injected clock) and the BSON date the
 expire_on           TTL index deletes it at (``expires_at`` plus a margin, on the wall clock)
 lease_expires_at,   the lease of a running job; ``worker`` and ``claim`` name its holder and
@@ -34,8 +34,9 @@ Reserved for later features, so they fit without a migration: collections
 ``<prefix>.queues`` (per-queue settings: pause, global concurrency, rate-limit buckets),
 ``<prefix>.workers`` (the worker registry, with a TTL index on its last heartbeat),
 ``<prefix>.locks`` (unique active jobs and concurrency slots) and ``<prefix>.quarantine``
-(records that cannot be decoded); job fields ``unique_key`` and ``headers``. Listings page by
-``(created_at, cseq)``, which every listing index ends with (keyset pagination).
+(records that cannot be decoded); job fields ``unique_key`` and ``headers``.
+``<prefix>.meta`` holds the schema version (:func:`migrate`). Listings page by
+``(created_at, _id)``, which every listing index ends with (keyset pagination).
 
 Indexes are declared once, below. Creating an index that exists with the same definition is a
 no-op on the server, so :func:`ensure_indexes` runs on every open; an index whose definition
@@ -48,9 +49,14 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-__all__ = ["INDEXES", "ensure_indexes", "jobs_collection"]
+from asynctask.brokers.base import Migration
 
-_NEWEST = [("created_at", DESCENDING), ("cseq", DESCENDING)]
+__all__ = ["INDEXES", "SCHEMA_VERSION", "ensure_indexes", "jobs_collection", "migrate"]
+
+#: The version of the data model and indexes below; :func:`migrate` records it.
+SCHEMA_VERSION = 1
+
+_NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 INDEXES: tuple[IndexModel, ...] = (
     # The ready set in claim order: priority DESC, run_at, then publish order. Queued and
@@ -119,3 +125,14 @@ async def ensure_indexes(collection: Any) -> list[str]:
     """Create every index that is missing (a no-op for those that exist); returns their names."""
     names: list[str] = await collection.create_indexes(list(INDEXES))
     return names
+
+
+async def migrate(database: Any, prefix: str) -> Migration:
+    """Create the indexes and record :data:`SCHEMA_VERSION`; says what it did. Idempotent."""
+    meta = database[f"{prefix}.meta"]
+    found = await meta.find_one({"_id": "schema"})
+    before = None if found is None else int(found["version"])
+    await ensure_indexes(database[jobs_collection(prefix)])
+    after = max(before or 0, SCHEMA_VERSION)
+    await meta.update_one({"_id": "schema"}, {"$max": {"version": after}}, upsert=True)
+    return Migration(before, after)

@@ -7,22 +7,21 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import anyio
-import pytest
 
 from asynctask import App, JobCtx, JobStatus, Worker
-from asynctask.brokers import Broker
-from asynctask.periodic import PeriodicScheduler, tick_job_id
+from asynctask.brokers.base import Broker
+from asynctask.periodic import tick_job_id
+from asynctask.runtime.scheduler import PeriodicScheduler
 from asynctask.schedule import Cron, Interval
 from asynctask.testing import FakeClock, wait_until
-
-pytestmark = pytest.mark.anyio
 
 # A minute boundary, so Interval(60) and "* * * * *" ticks fall on whole steps of the fake clock.
 START = 1_800_000_000.0 - (1_800_000_000.0 % 60)
 
 
-@pytest.fixture
-def app(broker: Broker, clock: FakeClock) -> App:
+def periodic_app(broker: Broker, clock: FakeClock) -> App:
+    """An App with the default TTLs (tick records outlive the spans these tests cover), at a minute
+    boundary of the fake clock."""
     clock.now = START + 0.5
     return App(broker, clock=clock)
 
@@ -31,7 +30,8 @@ async def periodic_jobs(app: App, task: str) -> list[str]:
     return sorted(j.id for j in await app.list_jobs(task=task, limit=10_000))
 
 
-async def test_three_schedulers_publish_each_tick_once(app: App, clock: FakeClock) -> None:
+async def test_three_schedulers_publish_each_tick_once(broker: Broker, clock: FakeClock) -> None:
+    app = periodic_app(broker, clock)
     ran: list[str] = []
 
     @app.periodic(Interval(60))
@@ -43,7 +43,7 @@ async def test_three_schedulers_publish_each_tick_once(app: App, clock: FakeCloc
         assert payload == {"kind": "report"}
         ran.append(ctx.id)
 
-    schedulers = [PeriodicScheduler(app) for _ in range(3)]  # as if in three worker processes
+    schedulers = [PeriodicScheduler(app, app.broker) for _ in range(3)]  # as if in three worker processes
     rng = random.Random(7)
     async with app:
         worker = Worker(app, concurrency=8, poll_interval=0.01, scheduler=False)
@@ -84,7 +84,9 @@ async def test_three_schedulers_publish_each_tick_once(app: App, clock: FakeCloc
     assert {j.task for j in scheduled} == {"every_minute", "five_minutely"}, "the next ticks wait"
 
 
-async def test_missed_ticks_run_the_latest_once(app: App, clock: FakeClock) -> None:
+async def test_missed_ticks_run_the_latest_once(broker: Broker, clock: FakeClock) -> None:
+    app = periodic_app(broker, clock)
+
     @app.periodic(Interval(60))
     async def tick(ctx: JobCtx) -> None:
         return None
@@ -94,12 +96,12 @@ async def test_missed_ticks_run_the_latest_once(app: App, clock: FakeClock) -> N
         return None
 
     async with app:
-        first = PeriodicScheduler(app)
+        first = PeriodicScheduler(app, app.broker)
         await first.run_once(clock())
         assert len(await periodic_jobs(app, "tick")) == 2  # the latest tick (START) and the next
         assert len(await periodic_jobs(app, "skipper")) == 1  # only the next
         clock.advance(10 * 60)  # ten minutes with no scheduler running
-        restarted = PeriodicScheduler(app)
+        restarted = PeriodicScheduler(app, app.broker)
         await restarted.run_once(clock())
         ids = await periodic_jobs(app, "tick")
         latest = tick_job_id("tick", datetime.fromtimestamp(START + 600, UTC))
@@ -109,7 +111,8 @@ async def test_missed_ticks_run_the_latest_once(app: App, clock: FakeClock) -> N
         assert len(await periodic_jobs(app, "skipper")) == 2
 
 
-async def test_a_restart_does_not_rerun_a_tick_that_ran(app: App, clock: FakeClock) -> None:
+async def test_a_restart_does_not_rerun_a_tick_that_ran(broker: Broker, clock: FakeClock) -> None:
+    app = periodic_app(broker, clock)
     runs = 0
 
     @app.periodic(Interval(3600))
@@ -118,13 +121,13 @@ async def test_a_restart_does_not_rerun_a_tick_that_ran(app: App, clock: FakeClo
         runs += 1
 
     async with app:
-        await PeriodicScheduler(app).run_once(clock())
+        await PeriodicScheduler(app, app.broker).run_once(clock())
         worker = Worker(app, concurrency=2, poll_interval=0.01, scheduler=False)
         async with anyio.create_task_group() as tg:
             await tg.start(worker.run)
             await wait_until(lambda: runs == 1)
             clock.advance(1800)
-            restarted = PeriodicScheduler(app)  # as after a process restart
+            restarted = PeriodicScheduler(app, app.broker)  # as after a process restart
             await restarted.run_once(clock())
             worker.stop()
     assert runs == 1
@@ -134,7 +137,9 @@ async def test_a_restart_does_not_rerun_a_tick_that_ran(app: App, clock: FakeClo
     assert ran is not None and ran.status is JobStatus.SUCCEEDED
 
 
-async def test_tick_records_are_kept_for_two_periods(app: App, clock: FakeClock) -> None:
+async def test_tick_records_are_kept_for_two_periods(broker: Broker, clock: FakeClock) -> None:
+    app = periodic_app(broker, clock)
+
     @app.periodic(Interval(86400))
     async def daily(ctx: JobCtx) -> None:
         return None

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from asynctask.brokers import Broker
-from asynctask.models import Job, JobStatus, Lease, LeaseState, Outcome, OutcomeKind
+from asynctask.brokers.base import Broker
+from asynctask.models import JobStatus, Lease, LeaseState, Outcome, OutcomeKind
 from asynctask.testing import FakeClock
-from tests.contract.test_broker import LEASE, claim, get, new, outcome
-
-pytestmark = pytest.mark.anyio
-
-
-async def finish(broker: Broker, job: Job, kind: OutcomeKind = OutcomeKind.SUCCEEDED, **kw: object) -> None:
-    assert await broker.complete([outcome(job, kind, **kw)]) == [True]
+from asynctask.testing.contract.suite.helpers import APPROX, LEASE, claim, finish, get, new
 
 
 async def test_a_waiting_job_runs_when_its_children_finish(broker: Broker, clock: FakeClock) -> None:
@@ -163,6 +157,17 @@ async def test_pause_and_resume_a_queued_job(broker: Broker, clock: FakeClock) -
     assert [j.id for j in await claim(broker)] == ["a"]
     assert await broker.pause("missing") is None
     assert await broker.resume("missing") is None
+
+
+async def test_resume_keeps_a_delayed_job_waiting_for_its_time(broker: Broker, clock: FakeClock) -> None:
+    await broker.enqueue([new(clock, "later", run_at=clock() + 3600)])
+    assert (await broker.pause("later")) is not None
+    resumed = await broker.resume("later")
+    assert resumed is not None and resumed.status is JobStatus.SCHEDULED
+    assert resumed.run_at == pytest.approx(clock() + 3600, abs=APPROX)
+    assert await claim(broker) == [], "not run at once"
+    clock.advance(3601)
+    assert [j.id for j in await claim(broker)] == ["later"]
 
 
 async def test_pause_a_running_job_after_its_step(broker: Broker, clock: FakeClock) -> None:

@@ -5,15 +5,15 @@ Kept free of I/O so every branch is tested directly (``tests/unit/test_outcome.p
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import traceback
 
 import msgspec
 
-from asynctask.errors import Cancel, Fail, PayloadDecodeError, Retry
+from asynctask.errors import Cancel, CorruptJob, Fail, Paused, PayloadDecodeError, Retry
 from asynctask.models import OutcomeKind
 from asynctask.retry import RetryPolicy
-from asynctask.workflows import Paused
 
 __all__ = ["Decision", "Interruption", "decide", "format_error"]
 
@@ -45,8 +45,12 @@ def decide(
 
     * interrupted by shutdown → hand the lease back; by a cancel request → cancelled;
       by a lost lease → write nothing.
-    * no exception → succeeded; ``Cancel`` → cancelled; ``Fail`` or an undecodable payload →
-      failed now (no retry can fix it).
+    * no exception → succeeded; ``Paused`` → paused; ``Cancel`` → cancelled;
+    * ``Fail``, an undecodable payload or a corrupt job record → failed now (no retry can fix it);
+    * a ``BaseException`` that is not an ``Exception`` (``SystemExit`` from ``sys.exit()``,
+      ``KeyboardInterrupt``, ...; a ``CancelledError`` the handler raised itself is retried like
+      an exception) → failed now: it is a bug in the handler, the worker survives it,
+      and running the job again would only hit it again;
     * any other exception (``Retry`` and timeouts included) → retry after ``Retry.delay``,
       ``ctx.retry_after`` or the policy's delay, while attempts remain; failed after that.
     """
@@ -63,8 +67,14 @@ def decide(
     error = format_error(exc)
     if isinstance(exc, Cancel):
         return Decision(OutcomeKind.CANCELLED, error=error)
-    if isinstance(exc, Fail | PayloadDecodeError):
+    if isinstance(exc, Fail | PayloadDecodeError | CorruptJob):
         return Decision(OutcomeKind.FAILED, error=error)
+    if not isinstance(exc, Exception | asyncio.CancelledError):
+        return Decision(
+            OutcomeKind.FAILED,
+            error=f"the handler raised {type(exc).__name__}, which is not an Exception: failed without "
+            f"retry (the worker kept running)\n{error}",
+        )
     if attempt > max_retries:
         return Decision(OutcomeKind.FAILED, error=error)
     if isinstance(exc, Retry) and exc.delay is not None:

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
-from asynctask import App, Done, Fixed, JobCtx, JobFailed, JobStatus, Worker, reentrant
-from asynctask.brokers import Broker
+from asynctask import App, Done, JobCtx, JobFailed, JobStatus, Worker, reentrant
 from asynctask.models import Job
 from asynctask.testing import FakeClock, wait_until
-
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def app(broker: Broker, clock: FakeClock) -> App:
-    return App(broker, clock=clock, retry=Fixed(0))
-
-
-@asynccontextmanager
-async def workers(app: App, count: int = 1, **options: Any) -> AsyncIterator[list[Worker]]:
-    options = {"concurrency": 8, "poll_interval": 0.02, "heartbeat": 0.02, **options}
-    started = [Worker(app, **options) for _ in range(count)]
-    async with app, anyio.create_task_group() as tg:
-        for worker in started:
-            await tg.start(worker.run)
-        try:
-            yield started
-        finally:
-            for worker in started:
-                worker.stop()
-
-
-async def status_of(app: App, job_id: str) -> JobStatus:
-    job = await app.get_job(job_id)
-    assert job is not None
-    return job.status
-
+from asynctask.testing.contract.suite.helpers import status_of, workers
+from asynctask.testing.severable import Severable
 
 # --- subtasks ------------------------------------------------------------------------------
 
@@ -65,7 +37,7 @@ async def test_subtasks_then_on_finish_once(app: App) -> None:
     @fan_out.on_finish
     async def total(ctx: JobCtx, children: list[Job]) -> int:
         finished.append([c.id for c in children])
-        return sum(ctx.app.decode_result(c) for c in children)
+        return sum(ctx.decode_result(c) for c in children)
 
     async with workers(app):
         handle = await fan_out.publish(5)
@@ -78,7 +50,7 @@ async def test_subtasks_then_on_finish_once(app: App) -> None:
         assert parent is not None and parent.pending == 5
         assert app.decode_result(parent) == "spawned"
         release.set()
-        assert await handle.result(timeout=10) == 0 + 1 + 4 + 9 + 16
+        assert await app.result(handle.id, timeout=10) == 0 + 1 + 4 + 9 + 16
     assert finished == [[f"{handle.id}:{i}" for i in range(5)]]
 
 
@@ -104,7 +76,7 @@ async def test_a_parent_that_retries_after_spawning_does_not_duplicate_children(
 
     async with workers(app):
         handle = await parent.publish(None)
-        assert await handle.result(timeout=10) == 3
+        assert await app.result(handle.id, timeout=10) == 3
     assert len(await app.list_jobs(task="child")) == 3
     assert finishes == 1
 
@@ -114,7 +86,7 @@ async def test_on_finish_runs_once_for_200_children_over_4_workers(app: App) -> 
 
     @app.task
     async def leaf(ctx: JobCtx, n: int) -> int:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return n
 
     @app.task
@@ -125,11 +97,11 @@ async def test_on_finish_runs_once_for_200_children_over_4_workers(app: App) -> 
     @root.on_finish
     async def gather(ctx: JobCtx, children: list[Job]) -> int:
         finishes.append(len(children))
-        return sum(ctx.app.decode_result(c) for c in children)
+        return sum(ctx.decode_result(c) for c in children)
 
     async with workers(app, count=4) as started:
         handle = await root.publish(200)
-        assert await handle.result(timeout=30) == sum(range(200))
+        assert await app.result(handle.id, timeout=30) == sum(range(200))
     assert finishes == [200]
     assert sum(w.stats.succeeded for w in started) == 202, "200 leaves, the root, and its finish phase"
 
@@ -156,7 +128,10 @@ async def test_failed_children_are_visible_to_on_finish(app: App) -> None:
         }
 
     async with workers(app):
-        assert await (await batch.publish(None)).result(timeout=10) == {"ok": [0, 2], "failed": [1, 3]}
+        assert await app.result((await batch.publish(None)).id, timeout=10) == {
+            "ok": [0, 2],
+            "failed": [1, 3],
+        }
 
 
 async def test_own_subtask_handler(app: App) -> None:
@@ -171,11 +146,11 @@ async def test_own_subtask_handler(app: App) -> None:
 
     @crawl.on_finish
     async def crawled(ctx: JobCtx, children: list[Job]) -> list[str]:
-        return [ctx.app.decode_result(c) for c in children]
+        return [ctx.decode_result(c) for c in children]
 
     assert crawl_page.name == "crawl.subtask"
     async with workers(app):
-        assert await (await crawl.publish(3)).result(timeout=10) == ["page 0", "page 1", "page 2"]
+        assert await app.result((await crawl.publish(3)).id, timeout=10) == ["page 0", "page 1", "page 2"]
 
 
 # --- groups and chains -----------------------------------------------------------------------
@@ -215,6 +190,48 @@ async def test_chain_passes_results_along(app: App) -> None:
         info = await app.get_chain(chain)
         assert info.status == "succeeded" and info.failed_link is None
         assert [link.status for link in info.links] == ["succeeded"] * 3
+
+
+async def test_a_link_that_saves_its_result_passes_it_on(app: App) -> None:
+    seen: list[Any] = []
+
+    @app.task
+    async def save_then_return_none(ctx: JobCtx, n: int) -> None:
+        seen.append(ctx.prev_result)
+        await ctx.save((ctx.prev_result or 0) + n)
+
+    async with workers(app):
+        chain = await app.chain([save_then_return_none.spec(n) for n in (1, 10, 100)])
+        assert await app.result(chain, timeout=10) == 111
+    assert seen == [None, 1, 11], "each link saw the value its predecessor stored with ctx.save"
+
+
+async def test_hooks_of_a_parent_fire_once_per_job(app: App) -> None:
+    events: list[str] = []
+
+    async def on_processing(ctx: JobCtx) -> None:
+        events.append("processing")
+
+    async def on_success(ctx: JobCtx, result: Any) -> None:
+        events.append(f"success {result}")
+
+    @app.task
+    async def child(ctx: JobCtx, n: int) -> int:
+        return n
+
+    @app.task(on_processing=on_processing, on_success=on_success)
+    async def parent(ctx: JobCtx) -> str:
+        for n in range(3):
+            await ctx.spawn(child, n)
+        return "spawned"
+
+    @parent.on_finish
+    async def total(ctx: JobCtx, children: list[Job]) -> int:
+        return sum(ctx.decode_result(c) for c in children)
+
+    async with workers(app):
+        assert await app.result((await parent.publish(None)).id, timeout=10) == 3
+    assert events == ["processing", "success 3"], "one start, one success: after on_finish, with its result"
 
 
 async def test_a_failed_link_stops_the_chain(app: App) -> None:
@@ -342,12 +359,16 @@ async def test_incremental_task_survives_a_crashed_worker(app: App, clock: FakeC
 
     async with app:
         handle = await walk.publish(0)
-        doomed = Worker(app, concurrency=2, poll_interval=0.02, lease=30)
+        cut_off = Severable(app)
+        doomed = Worker(
+            cut_off, concurrency=2, poll_interval=0.02, lease=30, shutdown_grace=0, broker_timeout=0.2
+        )
         async with anyio.create_task_group() as tg:
             await tg.start(doomed.run)
             with anyio.fail_after(10):
                 await crash.wait()
-            tg.cancel_scope.cancel()  # no graceful shutdown: as abrupt as SIGKILL for the broker
+            cut_off.sever()  # the worker can no longer reach the broker: as if it had died
+            tg.cancel_scope.cancel()
         job = await handle.info()
         assert job is not None and job.status is JobStatus.RUNNING, "the dead worker still holds the lease"
         clock.advance(31)
