@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MONGOECO = "mongoeco==4.11.0"
 LAUNCHER = Path(__file__).with_name("mongoeco_server.py")
@@ -96,6 +97,13 @@ def url() -> str:
         raise RuntimeError(f"the mongoeco server did not start (said {line!r})")
     _url = f"mongodb://127.0.0.1:{int(line.split()[1])}/?directConnection=true"
     return _url
+
+
+def broker_url(prefix: str, database: str = "asynctask_test") -> str:
+    """A ``mongodb://`` URL for a broker on this process's server: ``database``, ``?prefix=``."""
+    parts = urlsplit(url())
+    query = urlencode([*parse_qsl(parts.query), ("prefix", prefix)])
+    return urlunsplit(parts._replace(path=f"/{database}", query=query))
 
 
 def stop() -> None:

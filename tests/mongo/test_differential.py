@@ -13,8 +13,8 @@ import pytest
 
 from asynctask.models import NewJob
 from asynctask.testing import FakeClock
-from tests import backends
 from asynctask.testing.contract.suite.differential import IDS, QUEUES, Run
+from tests import backends
 
 pytestmark = pytest.mark.anyio
 
