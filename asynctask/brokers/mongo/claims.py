@@ -12,8 +12,9 @@ the batch size:
    both take a job: the second one's filter no longer matches;
 3. **read**: the documents carrying this claim's mark.
 
-A claimer that lost every job it looked at to others looks again, so an empty answer always
-means the queue had nothing ready.
+A claimer that lost every job it looked at to others looks again (a random number of batches
+further down the line, so that many claimers spread out), so an empty answer means the queue
+had nothing ready. Without contention the first look is the answer, in exact claim order.
 
 Claim order is ``priority`` (highest first), ``run_at``, then ``seq``: an ObjectId taken when
 the job entered the ready set. Due scheduled jobs sort after queued ones with the same priority
@@ -23,6 +24,7 @@ keeps that order in ``seq2``, so the order seen by step 1 is the order they keep
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from bson import ObjectId
@@ -43,6 +45,8 @@ CLAIM_ORDER = [
 
 # A claimer that keeps losing races gives up (returning nothing) after this many looks.
 _MAX_LOOKS = 100
+# How many batches down the line a claimer that lost a race may look next.
+_SPREAD = 8
 
 
 def ready(queue: str, now: float) -> dict[str, Any]:
@@ -71,10 +75,15 @@ def promote(order_field: str) -> list[dict[str, Any]]:
 
 async def claim(coll: Any, queue: str, limit: int, *, now: float, lease: float, worker: str) -> list[Job]:
     """Claim up to ``limit`` ready jobs of ``queue``, in claim order."""
-    for _ in range(_MAX_LOOKS):
-        cursor = coll.find(ready(queue, now), projection={"_id": 1}, sort=CLAIM_ORDER, limit=limit)
+    for attempt in range(_MAX_LOOKS):
+        # After a lost race, look a random number of batches further down the line, so that
+        # many claimers spread out instead of all fighting over the same first jobs.
+        skip = random.randrange(min(attempt, _SPREAD) + 1) * limit
+        cursor = coll.find(ready(queue, now), projection={"_id": 1}, sort=CLAIM_ORDER, skip=skip, limit=limit)
         ids = [doc["_id"] async for doc in cursor]
         if not ids:
+            if skip:
+                continue  # looked past the end of the line
             return []
         mark = ObjectId()
         take = {
