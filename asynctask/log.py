@@ -12,8 +12,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["Formatter", "configure_logging", "join_url", "redact_url"]
 
-# Query options that carry secrets (libpq's sslpassword too).
-_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+# Query options that carry secrets (libpq's sslpassword; MongoDB's key-file password and
+# authMechanismProperties, which can hold an AWS session token).
+_SECRET_PARAMS = frozenset(
+    {"password", "sslpassword", "tlscertificatekeyfilepassword", "authmechanismproperties"}
+)
 
 
 def redact_url(url: str) -> str:
