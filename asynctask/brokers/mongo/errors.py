@@ -22,8 +22,10 @@ _AUTH_CODES = frozenset({18, 13})
 
 def _reason(exc: BaseException, secret: str | None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    # Cut the "full error: {...}" tail PyMongo appends: it can be long and says nothing more.
-    text = text.partition(", full error:")[0]
+    # Cut the tails PyMongo appends ("full error: {...}", the timeouts and the topology of a
+    # server selection failure): long, and nothing more for the reader.
+    for tail in (", full error:", " (configured timeouts:", ", Timeout:"):
+        text = text.partition(tail)[0]
     if len(text) > 500:
         text = text[:500] + "..."
     if secret:

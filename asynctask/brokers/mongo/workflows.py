@@ -142,23 +142,27 @@ class Workflows:
                     await self._reset(session)
                     if attempt == _RETRIES or not _retryable(exc):
                         raise
+                except BaseException:
+                    # Cancelled (a deadline, a shutdown) in the middle: abort on the server now.
+                    await self._reset(session)
+                    raise
             await anyio.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.2)))
         raise AssertionError("unreachable")
 
     async def _reset(self, session: Any) -> None:
-        """Start and abort an empty transaction on ``session`` after a failed one.
+        """Abort what is left of a failed or interrupted transaction on ``session``.
 
-        A commit that fails is not followed by an abort, and some servers (mongoeco) then keep
-        the failed transaction's snapshot attached to the session, where the driver's next
-        implicit use of the same server session would read and write. A fresh transaction,
-        aborted, detaches it; on MongoDB it is merely a no-op.
+        A commit that fails is not followed by an abort, nor is a transaction whose caller was
+        cancelled, and some servers (mongoeco) then keep the transaction's snapshot attached to
+        the session, where the driver's next implicit use of the same server session would read
+        and write. Aborting (or starting and aborting an empty transaction) detaches it; on
+        MongoDB it is a no-op. Shielded and bounded: it runs while the caller is being cancelled.
         """
-        with contextlib.suppress(PyMongoError):
-            await session.start_transaction()
-            try:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5), contextlib.suppress(PyMongoError):
+            if not session.in_transaction:
+                await session.start_transaction()
                 await self.coll.find_one({"_id": "\x00reset"}, {"_id": 1}, session=session)
-            finally:
-                await session.abort_transaction()
+            await session.abort_transaction()
 
     async def settle(self, docs: Sequence[Any], now: float, session: Any) -> None:
         """Apply the journals of ``docs`` (just changed by their events) in this unit."""
@@ -186,10 +190,17 @@ class Workflows:
         return [(o.job_id, o.token) in done for o in outcomes]
 
     async def _marked(self, ids: list[str], mark: ObjectId, session: Any) -> dict[tuple[str, int], Any]:
-        cursor = self.coll.find(
-            {"_id": {"$in": ids}, "done": mark}, {"token": 1, "journal": 1}, session=session
-        )
+        """The jobs this call's updates changed, by (id, token)."""
+        cursor = self.coll.find({"_id": {"$in": ids}, "done": mark}, {"token": 1}, session=session)
         return {(doc["_id"], doc["token"]): doc async for doc in cursor}
+
+    async def _journaled(self, ids: list[str], session: Any) -> list[Any]:
+        """The jobs among ``ids`` with effects still to apply: just recorded, or left by an
+        earlier call that was interrupted (its retry then finishes the work at once)."""
+        cursor = self.coll.find(
+            {"_id": {"$in": ids}, "jat": {"$exists": True}}, {"journal": 1}, session=session
+        )
+        return [doc async for doc in cursor]
 
     async def complete_many(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply outcomes that spawn nothing and count their jobs out of their parents.
@@ -208,10 +219,11 @@ class Workflows:
                 for o in outcomes
             ]
             await self.coll.bulk_write(writes, ordered=False, session=session)
-            done = await self._marked([o.job_id for o in outcomes], mark, session)
+            ids = [o.job_id for o in outcomes]
+            done = await self._marked(ids, mark, session)
             if session is None:
                 await self.step("committed")
-            await self.settle(list(done.values()), now, session)
+            await self.settle(await self._journaled(ids, session), now, session)
             return [(o.job_id, o.token) in done for o in outcomes]
 
         return await self.unit(body)
@@ -263,6 +275,8 @@ class Workflows:
                 await self.coll.delete_many(
                     {"_id": {"$in": activate}, "hold.j": hold["j"], "hold.t": hold["t"]}
                 )
+            # Stale, or applied by an earlier call that was interrupted: finish its effects.
+            await self.settle(await self._journaled([outcome.job_id], None), now, None)
             return False
         await self.step("committed")
         await self.settle([doc], now, None)
