@@ -33,11 +33,21 @@ _process: subprocess.Popen[str] | None = None
 _url: str | None = None
 
 
+def _pyenv() -> str:
+    """The pyenv command: on PATH, else in ``$PYENV_ROOT`` (default ``~/.pyenv``, pyenv's own
+    default), which a non-interactive shell such as CI's may not have put on PATH."""
+    found = shutil.which("pyenv")
+    if found:
+        return found
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    if (root / "bin" / "pyenv").exists():
+        return str(root / "bin" / "pyenv")
+    raise RuntimeError("pyenv is not installed: it provides the Python >= 3.13 that mongoeco needs")
+
+
 def _python313() -> str:
     """pyenv's newest installed CPython >= 3.13 (mongoeco's minimum)."""
-    pyenv = shutil.which("pyenv")
-    if pyenv is None:
-        raise RuntimeError("pyenv is not installed: it provides the Python >= 3.13 that mongoeco needs")
+    pyenv = _pyenv()
     listed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True, check=True)
     found: list[tuple[tuple[int, ...], str]] = []
     for name in listed.stdout.split():
