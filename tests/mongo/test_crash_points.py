@@ -79,6 +79,25 @@ async def test_crash_after_spawning_shows_nothing_and_the_rerun_spawns_once(
     assert finisher is not None and finisher.status is JobStatus.QUEUED and finisher.attempts == 0
 
 
+async def test_dormant_children_of_an_attempt_that_never_committed_are_swept(
+    notx: MongoBroker, other: MongoBroker, clock: FakeClock
+) -> None:
+    await notx.enqueue([job("p", clock(), max_retries=2)])
+    [parent] = await notx.claim("q", 1, lease=LEASE, worker="doomed")
+    notx._wf.step = crash_at("spawned")
+    with pytest.raises(Crash):
+        await notx.complete([outcome(parent, spawn=(job("p:0", clock(), parent_id="p"),))])
+    assert await other.collection.count_documents({"_id": "p:0"}) == 1
+    clock.advance(LEASE + 1)
+    await other.rescue_expired(10)
+    [again] = await other.claim("q", 1, lease=LEASE, worker="w")
+    # This attempt is still running with another token: the old attempt's child is garbage.
+    await other.rescue_expired(10)
+    assert await other.collection.count_documents({"_id": "p:0"}) == 0
+    assert await other.complete([outcome(again, OutcomeKind.FAILED, error="gave up")]) == [True]
+    assert await other.get("p:0") is None
+
+
 async def test_crash_after_the_commit_is_repaired_after_repair_after(
     notx: MongoBroker, other: MongoBroker, clock: FakeClock
 ) -> None:

@@ -12,24 +12,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bson import ObjectId
 from pymongo import DESCENDING, ReturnDocument
 
 from asynctask.brokers.base import Capabilities, Clock, Migration
-from asynctask.brokers.mongo import claims
+from asynctask.brokers.mongo import changes, claims
 from asynctask.brokers.mongo.config import DEFAULT_DATABASE, DEFAULT_PREFIX, parse_url, validate_prefix
 from asynctask.brokers.mongo.connection import make_client, supports_change_streams, supports_transactions
 from asynctask.brokers.mongo.creation import create_jobs
-from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, expire_on, lit, to_job
+from asynctask.brokers.mongo.documents import to_job
 from asynctask.brokers.mongo.errors import translate
-from asynctask.brokers.mongo.expressions import REMOVE, cond, has_parent
 from asynctask.brokers.mongo.indexes import jobs_collection, migrate
-from asynctask.brokers.mongo.journal import record
 from asynctask.brokers.mongo.leases import extend, rescue_candidates, rescue_update
 from asynctask.brokers.mongo.outcomes import held
 from asynctask.brokers.mongo.stats import queue_stats
 from asynctask.brokers.mongo.wakeups import Waiter
-from asynctask.brokers.mongo.workflows import Step, Workflows
+from asynctask.brokers.mongo.workflows import Workflows
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
@@ -37,7 +34,7 @@ from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome,
 __all__ = ["MongoBroker"]
 
 _AFTER = ReturnDocument.AFTER
-_CANCELLABLE = ["scheduled", "queued", "paused", "waiting"]
+_NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 def _pick(explicit: Any, from_url: Any, default: Any) -> Any:
@@ -110,7 +107,6 @@ class MongoBroker:
         self._coll: Any = None
         self._flows: Workflows | None = None
         self._waiter: Waiter | None = None
-        self._step: Step | None = None
         # job id -> (token, parent id) of the jobs this broker claimed: lets a completion of a
         # job without a parent skip the workflow path (one round trip for the whole batch).
         self._claimed: dict[str, tuple[int, str | None]] = {}
@@ -195,8 +191,6 @@ class MongoBroker:
             raise
         self._coll = coll
         self._flows = Workflows(client, coll, transactions=tx, ttl_margin=self.ttl_margin)
-        if self._step is not None:
-            self._flows.step = self._step
         self._waiter = Waiter(coll, self.clock, poll_interval=self.poll_interval)
         self._waiter.streams = streams
         self.capabilities = Capabilities(transactional_publish=tx, push_wakeups=streams)
@@ -374,17 +368,10 @@ class MongoBroker:
 
     # --- inspection ------------------------------------------------------------------------
 
-    def _visible(self, now: float) -> dict[str, Any]:
-        """Not dormant, not expired."""
-        return {
-            "hold": {"$exists": False},
-            "$or": [{"expires_at": {"$exists": False}}, {"expires_at": {"$gt": now}}],
-        }
-
     async def get(self, job_id: str) -> Job | None:
         """The job, or ``None`` if it does not exist or has expired."""
         with self._translated():
-            doc = await self.collection.find_one({"_id": job_id, **self._visible(self.clock())})
+            doc = await self.collection.find_one({"_id": job_id, **changes.visible(self.clock())})
         return None if doc is None else to_job(doc)
 
     async def list_jobs(
@@ -400,108 +387,57 @@ class MongoBroker:
         """Jobs matching every given filter, newest first (``created_at``, then id, descending)."""
         if limit <= 0:
             return []
-        query: dict[str, Any] = self._visible(self.clock())
-        for field, value in (("status", status), ("queue", queue), ("task", task), ("parent_id", parent_id)):
-            if value is not None:
-                query[field] = value.value if isinstance(value, JobStatus) else value
-        if before is not None:
-            created_at, job_id = before
-            query = {
-                "$and": [
-                    query,
-                    {
-                        "$or": [
-                            {"created_at": {"$lt": created_at}},
-                            {"created_at": created_at, "_id": {"$lt": job_id}},
-                        ]
-                    },
-                ]
-            }
-        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        filters = {"status": status, "queue": queue, "task": task, "parent_id": parent_id}
+        query = changes.listing(self.clock(), filters, before)
         with self._translated():
-            cursor = self.collection.find(query, sort=order, limit=limit)
+            cursor = self.collection.find(
+                query, sort=[("created_at", DESCENDING), ("_id", DESCENDING)], limit=limit
+            )
             return [to_job(doc) async for doc in cursor]
 
     async def queue_stats(self) -> list[QueueStats]:
         """Per queue, live jobs by status and the oldest ready job's ``run_at``: one aggregation."""
-        with self._translated():
-            return await queue_stats(self.collection, self.clock(), self._visible(self.clock()))
-
-    async def _change(self, query: dict[str, Any], update: Any, job_id: str, *, effects: bool) -> Job | None:
-        """Apply a single-job change if ``query`` matches; the job after it, or as it is."""
         now = self.clock()
+        with self._translated():
+            return await queue_stats(self.collection, now, changes.visible(now))
+
+    async def _change(self, statuses: list[str], update: Any, job_id: str, *, effects: bool) -> Job | None:
+        """Apply a single-job change if the job is in ``statuses``; the job after it, or as it is."""
+        now = self.clock()
+        query = changes.live(job_id, statuses, now)
         with self._translated():
             if effects:
                 doc = await self._wf.event(query, update, now)
             else:
                 doc = await self.collection.find_one_and_update(query, update, return_document=_AFTER)
             if doc is None:
-                doc = await self.collection.find_one({"_id": job_id, **self._visible(now)})
+                doc = await self.collection.find_one({"_id": job_id, **changes.visible(now)})
         return None if doc is None else to_job(doc)
-
-    def _live(self, job_id: str, statuses: list[str]) -> dict[str, Any]:
-        return {"_id": job_id, "status": {"$in": statuses}, **self._visible(self.clock())}
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a waiting job now (counting it out of its parent); request it of a running one."""
-        now = self.clock()
-        fields: dict[str, Any] = {
-            "status": "cancelled",
-            "finished_at": now,
-            "phase": REMOVE,
-            "seq2": REMOVE,
-            **record({"out": "$parent_id"}, has_parent(), now),
-        }
-        if expires_at is not None:
-            fields.update(expires_at=expires_at, expire_on=expire_on(expires_at, now, self.ttl_margin))
-        job = await self._change(self._live(job_id, _CANCELLABLE), [{"$set": fields}], job_id, effects=True)
+        update = changes.cancel(self.clock(), expires_at, self.ttl_margin)
+        job = await self._change(changes.CANCELLABLE, update, job_id, effects=True)
         if job is not None and job.status is JobStatus.RUNNING and not job.cancel_requested:
             return await self._change(
-                self._live(job_id, ["running"]), {"$set": {"cancel_requested": True}}, job_id, effects=False
+                ["running"], {"$set": {"cancel_requested": True}}, job_id, effects=False
             )
         return job
 
     async def pause(self, job_id: str) -> Job | None:
         """Park a scheduled or queued job as ``paused``; ask a running one to pause."""
-        update = {"$set": {"status": "paused"}, "$unset": {"phase": "", "seq2": ""}}
-        job = await self._change(self._live(job_id, ["scheduled", "queued"]), update, job_id, effects=False)
+        job = await self._change(["scheduled", "queued"], changes.pause(), job_id, effects=False)
         if job is not None and job.status is JobStatus.RUNNING and not job.pause_requested:
-            return await self._change(
-                self._live(job_id, ["running"]), {"$set": {"pause_requested": True}}, job_id, effects=False
-            )
+            return await self._change(["running"], {"$set": {"pause_requested": True}}, job_id, effects=False)
         return job
 
     async def resume(self, job_id: str) -> Job | None:
         """Queue a ``paused`` job again, keeping its ``run_at`` (``scheduled`` while that is ahead)."""
-        now = self.clock()
-        later = {"$gt": ["$run_at", now]}
-        fields = {
-            "status": cond(later, "scheduled", "queued"),
-            "phase": cond(later, PHASE_SCHEDULED, PHASE_QUEUED),
-            "pause_requested": False,
-            "seq": ObjectId(),
-            "seq2": REMOVE,
-        }
-        return await self._change(self._live(job_id, ["paused"]), [{"$set": fields}], job_id, effects=False)
+        return await self._change(["paused"], changes.resume(self.clock()), job_id, effects=False)
 
     async def retry(self, job_id: str) -> Job | None:
         """Queue a failed or cancelled job again with a fresh attempt count."""
-        now = self.clock()
-        fields: dict[str, Any] = {
-            "status": "queued",
-            "attempts": 0,
-            "run_at": now,
-            "finished_at": REMOVE,
-            "expires_at": REMOVE,
-            "expire_on": REMOVE,
-            "cancel_requested": False,
-            "phase": PHASE_QUEUED,
-            "seq": lit(ObjectId()),
-            "seq2": REMOVE,
-            **record({"rin": "$parent_id"}, has_parent(), now),
-        }
-        query = self._live(job_id, ["failed", "cancelled"])
-        return await self._change(query, [{"$set": fields}], job_id, effects=True)
+        return await self._change(["failed", "cancelled"], changes.retry(self.clock()), job_id, effects=True)
 
     async def delete(self, job_id: str) -> bool:
         """Delete a job in any status; ``False`` if it did not exist."""

@@ -306,7 +306,8 @@ class Workflows:
     # --- repair ----------------------------------------------------------------------------
 
     async def repair(self, now: float, *, older_than: float, limit: int = 100) -> int:
-        """Apply journals a crash left behind (recorded more than ``older_than`` s ago)."""
+        """Apply journals a crash left behind (recorded more than ``older_than`` s ago) and delete
+        dormant children nobody will release; returns how many jobs it repaired."""
         docs = [doc async for doc in self.coll.find(repair_candidates(now - older_than), limit=limit)]
         for doc in docs:
             logger.warning(
@@ -315,4 +316,34 @@ class Workflows:
                 extra={"action": "mongo_journal_repair", "job_id": doc["_id"]},
             )
         await flush(self.coll, docs, now, session=None, ledger=True)
-        return len(docs)
+        return len(docs) + await self._sweep(now - older_than, limit)
+
+    async def _sweep(self, before: float, limit: int) -> int:
+        """Delete dormant children (spawned before ``before``) whose outcome can never apply.
+
+        A dormant child is kept while its holder still runs with the token that spawned it (its
+        outcome may yet commit) or has committed and still has to release it (its journal
+        names it); otherwise its outcome was stale or the attempt died, and the child is garbage.
+        """
+        cursor = self.coll.find(
+            {"hold": {"$exists": True}, "created_at": {"$lte": before}}, {"hold": 1}, limit=limit
+        )
+        dormant = [doc async for doc in cursor]
+        if not dormant:
+            return 0
+        holders = list({doc["hold"]["j"] for doc in dormant})
+        found = self.coll.find({"_id": {"$in": holders}}, {"token": 1, "status": 1, "journal": 1})
+        state = {doc["_id"]: doc async for doc in found}
+        swept = 0
+        for doc in dormant:
+            holder, token = state.get(doc["hold"]["j"]), doc["hold"]["t"]
+            if holder is not None and holder["status"] == "running" and holder["token"] == token:
+                continue
+            entries = (holder or {}).get("journal") or ()
+            if any((e.get("act") or {}).get("t") == token and doc["_id"] in e["act"]["ids"] for e in entries):
+                continue
+            result = await self.coll.delete_one(
+                {"_id": doc["_id"], "hold.j": doc["hold"]["j"], "hold.t": token}
+            )
+            swept += result.deleted_count
+        return swept
