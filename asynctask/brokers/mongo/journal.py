@@ -46,11 +46,11 @@ def record(entry: Mapping[str, Any], present: Any, now: float) -> dict[str, Any]
     }
 
 
-def _count(delta: Any, now: float, source: str | None, ev: int) -> list[dict[str, Any]]:
-    """A pipeline adding ``delta`` to ``pending``; a waiting job that reaches 0 is released."""
+def _count(delta: Any, now: float) -> dict[str, Any]:
+    """``$set`` fields adding ``delta`` to ``pending``; a waiting job that reaches 0 is released."""
     reached = add(or_default("pending", 0), delta)
     release = {"$and": [{"$eq": ["$status", "waiting"]}, {"$lte": [reached, 0]}]}
-    fields: dict[str, Any] = {
+    return {
         "pending": {"$max": [reached, 0]},
         # Released: queued for its on-finish phase, a fresh attempt count, at the back of the line.
         "status": cond(release, "queued", "$status"),
@@ -60,18 +60,57 @@ def _count(delta: Any, now: float, source: str | None, ev: int) -> list[dict[str
         "seq": cond(release, ObjectId(), "$seq"),
         "seq2": cond(release, REMOVE, keep("seq2")),
     }
-    if source is not None:
-        others = {"$filter": {"input": or_default("ledger", []), "cond": {"$ne": ["$$this.s", lit(source)]}}}
-        fields["ledger"] = {"$concatArrays": [others, [{"s": lit(source), "n": ev}]]}
-    return [{"$set": fields}]
 
 
-def _target(parent: str, source: str | None, ev: int) -> dict[str, Any]:
-    """The filter of a count on ``parent``; with a ledger, only if this event is not applied yet."""
-    query: dict[str, Any] = {"_id": parent}
-    if source is not None:
-        query["ledger"] = {"$not": {"$elemMatch": {"s": source, "n": {"$gte": ev}}}}
-    return query
+def _counts(parent: str, items: list[dict[str, Any]], now: float, *, ledger: bool) -> UpdateOne:
+    """One update applying every count of ``items`` (``{s: source, n: event, d: delta}``) to ``parent``.
+
+    Counts into one parent commute but for the release, which is decided on their sum (counts
+    in first, then out), as if each source's event had been applied in turn. With ``ledger``,
+    only the items whose event the parent's ledger does not hold yet count, and the ledger
+    records them, in the same write.
+    """
+    if not ledger:
+        return UpdateOne({"_id": parent}, [{"$set": _count(sum(item["d"] for item in items), now)}])
+    taken = {
+        "$anyElementTrue": [
+            {
+                "$map": {
+                    "input": or_default("ledger", []),
+                    "as": "l",
+                    "in": {"$and": [{"$eq": ["$$l.s", "$$c.s"]}, {"$gte": ["$$l.n", "$$c.n"]}]},
+                }
+            }
+        ]
+    }
+    # ({"$eq": [x, False]} rather than {"$not": [x]}, which some servers lack.)
+    fresh = {"$filter": {"input": lit(items), "as": "c", "cond": {"$eq": [taken, False]}}}
+    kept = {
+        "$filter": {
+            "input": or_default("ledger", []),
+            "cond": {"$eq": [{"$in": ["$$this.s", "$_fresh.s"]}, False]},
+        }
+    }
+    recorded = {"$map": {"input": "$_fresh", "in": {"s": "$$this.s", "n": "$$this.n"}}}
+    return UpdateOne(
+        {"_id": parent},
+        [
+            {"$set": {"_fresh": fresh}},
+            {"$set": {**_count({"$sum": "$_fresh.d"}, now), "ledger": {"$concatArrays": [kept, recorded]}}},
+            {"$unset": "_fresh"},
+        ],
+    )
+
+
+def _rin(parent: str, item: dict[str, Any], now: float, *, ledger: bool) -> UpdateOne:
+    """A manual retry's count back into ``parent`` (``item["d"]`` is evaluated on the parent)."""
+    if not ledger:
+        return UpdateOne({"_id": parent}, [{"$set": _count(item["d"], now)}])
+    source, ev = item["s"], item["n"]
+    query = {"_id": parent, "ledger": {"$not": {"$elemMatch": {"s": source, "n": {"$gte": ev}}}}}
+    others = {"$filter": {"input": or_default("ledger", []), "cond": {"$ne": ["$$this.s", lit(source)]}}}
+    fields = {**_count(item["d"], now), "ledger": {"$concatArrays": [others, [{"s": lit(source), "n": ev}]]}}
+    return UpdateOne(query, [{"$set": fields}])
 
 
 async def release_children(coll: Any, holder: str, token: int, ids: list[str], session: Any) -> None:
@@ -95,18 +134,18 @@ async def flush(
     """Apply every journal entry of ``docs`` (as read after their events), then drop them.
 
     Three writes at most, whatever the number of jobs: the dormant children each entry
-    releases, one ordered bulk write of the counts (applied in the order of ``docs``, then of
-    each job's events), one bulk write dropping the applied entries. ``step`` is awaited in
+    releases, one bulk write of the counts (one update per parent, however many children count
+    into it), one bulk write dropping the applied entries. ``step`` is awaited in
     between (with ``"released"`` and ``"counted"``): the seam where tests inject crashes.
     """
-    counts: list[UpdateOne] = []
+    counts: dict[str, list[dict[str, Any]]] = {}
+    back: list[UpdateOne] = []
     drops: list[UpdateOne] = []
     for doc in docs:
         entries = sorted(doc.get("journal") or (), key=lambda e: e["ev"])
         if not entries:
             continue
         source = doc["_id"]
-        key = source if ledger else None
         for entry in entries:
             ev = entry["ev"]
             act = entry.get("act")
@@ -119,11 +158,11 @@ async def flush(
                 deltas[entry["out"]] = deltas.get(entry["out"], 0) - 1
             for parent, delta in deltas.items():
                 if delta:
-                    counts.append(UpdateOne(_target(parent, key, ev), _count(delta, now, key, ev)))
+                    counts.setdefault(parent, []).append({"s": source, "n": ev, "d": delta})
             if entry.get("rin") is not None:
                 # A retried child counts back into a parent that still waits for its children.
-                back = cond({"$eq": ["$status", "waiting"]}, 1, 0)
-                counts.append(UpdateOne(_target(entry["rin"], key, ev), _count(back, now, key, ev)))
+                item = {"s": source, "n": ev, "d": cond({"$eq": ["$status", "waiting"]}, 1, 0)}
+                back.append(_rin(entry["rin"], item, now, ledger=ledger))
         last = entries[-1]["ev"]
         remaining = {"$filter": {"input": or_default("journal", []), "cond": {"$gt": ["$$this.ev", last]}}}
         empty = {"$eq": [{"$size": remaining}, 0]}
@@ -137,8 +176,9 @@ async def flush(
         return
     if step is not None:
         await step("released")
-    if counts:
-        await coll.bulk_write(counts, ordered=True, session=session)
+    writes = [_counts(parent, items, now, ledger=ledger) for parent, items in counts.items()] + back
+    if writes:
+        await coll.bulk_write(writes, ordered=True, session=session)
     if step is not None:
         await step("counted")
     await coll.bulk_write(drops, ordered=False, session=session)

@@ -17,7 +17,7 @@ import anyio
 from pymongo.errors import PyMongoError
 
 from asynctask.brokers.base import Clock
-from asynctask.brokers.mongo.documents import PHASE_QUEUED
+from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED
 
 __all__ = ["Waiter"]
 
@@ -40,17 +40,15 @@ class Waiter:
     async def _look(self, queue: str) -> float | None:
         """``0.0`` if a job is ready, else seconds until the next one is due (``None``: none).
 
-        One read, no write: the first of the queue's queued jobs, else its earliest scheduled one.
+        No write, and no sort when a job is queued: any queued job will do.
         """
+        if await self.coll.find_one({"queue": queue, "phase": PHASE_QUEUED}, projection={"_id": 1}):
+            return 0.0
         first = await self.coll.find_one(
-            {"queue": queue, "phase": {"$exists": True}},
-            projection={"phase": 1, "run_at": 1},
-            sort=[("phase", 1), ("run_at", 1)],
+            {"queue": queue, "phase": PHASE_SCHEDULED}, projection={"run_at": 1}, sort=[("run_at", 1)]
         )
         if first is None:
             return None
-        if first["phase"] == PHASE_QUEUED:
-            return 0.0
         due_in: float = first["run_at"] - self.clock()
         return max(due_in, 0.0)
 
