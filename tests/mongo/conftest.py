@@ -9,11 +9,6 @@ from asynctask.testing import FakeClock
 from tests.backend_mongo import mongo_broker
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(params=[True, False], ids=["tx", "notx"])
 async def broker(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[MongoBroker]:
     """An opened Mongo broker on a fresh prefix, with transactions and without."""

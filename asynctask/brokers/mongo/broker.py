@@ -299,6 +299,7 @@ class MongoBroker:
             key = (held_lease.job_id, held_lease.token)
             if state is LeaseState.LOST:
                 self._leases.pop(key, None)
+                self._claimed.pop(held_lease.job_id, None)
             else:
                 self._leases[key] = until
         return states
