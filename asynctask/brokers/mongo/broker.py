@@ -259,7 +259,7 @@ class MongoBroker:
         return not outcome.spawn and self._claimed.get(outcome.job_id) == (outcome.token, None)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        """Apply outcomes: those that spawn nothing in one batch, those that spawn one by one.
+        """Apply outcomes: those that spawn nothing in one batch, then those that spawn, one by one.
 
         A batch of jobs claimed here without a parent is one bulk write (and one read if some
         token was stale); jobs with a parent add their count-outs (see
