@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import time
 
-from _run import run_with_worker
+import anyio
 
 from asynctask import App, Job, JobCtx
+from asynctask.testing import drain
 
 app = App(os.environ.get("ASYNCTASK_MONGO_URL", "mongodb://localhost:27017/stepper_example"))
 started = time.monotonic()
@@ -73,15 +74,17 @@ async def joined(ctx: JobCtx, children: list[Job]) -> str:
 
 
 async def main() -> None:
-    delayed = await greet.publish("stepper", delay=0.3)
-    retried = await flaky.publish(7)
-    walked = await walk.publish(10)
-    word = await split.publish("async")
-    assert await delayed.result(timeout=30) == "hello, stepper"
-    assert await retried.result(timeout=30) == 7
-    log(f"walk finished at {await walked.result(timeout=30)}")
-    log(f"subtasks are over: {await word.result(timeout=30)}")
+    async with app:
+        delayed = await greet.publish("stepper", delay=0.3)
+        retried = await flaky.publish(7)
+        walked = await walk.publish(10)
+        word = await split.publish("async")
+        await drain(app, timeout=120)  # a worker runs them all, the delays and retries included
+        assert await delayed.result() == "hello, stepper"
+        assert await retried.result() == 7
+        log(f"walk finished at {await walked.result()}")
+        log(f"subtasks are over: {await word.result()}")
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main)
+    anyio.run(main)
