@@ -1,7 +1,7 @@
 """``python -m benchmarks``: asynctask and its peers, each at its documented best settings, one run.
 
-    python -m benchmarks                          # the full suite (~22 min on a quiet 2-core box)
-    python -m benchmarks --quick                  # a smoke run (~5 min)
+    python -m benchmarks                          # the full suite (~25 min on a quiet 2-core box)
+    python -m benchmarks --quick                  # a smoke run (~5 min; 7 at load 8)
     python -m benchmarks --systems asynctask-redis,arq,saq --workloads w1,sweep
     python -m benchmarks --profile                # + a py-spy profile of the asynctask worker in W1
 
@@ -29,8 +29,16 @@ from benchmarks.tuning import TUNING
 
 RESULTS = services.ROOT / "results"
 
-#: Rough seconds per cell on a quiet 2-core machine (full, quick), for the estimate printed first.
-CELL_SECONDS = {"w1": (12, 5), "sweep": (7, 4), "w2": (4.5, 3), "w3": (4.5, 3), "w4": (10, 6), "w5": (12, 10)}
+#: Rough seconds per cell on a quiet 2-core machine (full, quick), for the estimate printed first:
+#: measured at load 8 and scaled down; slow systems hit W1's drain budget (20 s, quick 10 s).
+CELL_SECONDS = {
+    "w1": (15, 8),
+    "sweep": (10, 5),
+    "w2": (4.5, 3.5),
+    "w3": (4.5, 3.5),
+    "w4": (7, 2.5),
+    "w5": (7, 4.5),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -219,6 +227,8 @@ def brief(result: dict[str, Any]) -> str:
     }
     shown = [f"{k}={result[k]:,.1f}" for k in keys[result["workload"]] if result.get(k) is not None]
     shown.append(f"lost={result.get('lost')} dup={result.get('duplicates')}")
+    if result.get("capped"):
+        shown.append(f"(drain budget: {result.get('unfinished')} unfinished)")
     return " ".join(shown)
 
 

@@ -55,6 +55,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="longest wait for the handlers")
     parser.add_argument(
+        "--drain-budget",
+        type=float,
+        default=None,
+        help="W1: stop a worker still draining after this many seconds; its rate is measured over them",
+    )
+    parser.add_argument(
         "--settle", type=float, default=0.3, help="wait for late duplicates after the last job"
     )
     parser.add_argument("--stall", type=float, default=20.0, help="give up after this long without progress")

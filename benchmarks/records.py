@@ -32,6 +32,8 @@ class Records:
         self.total = 0
         self._seen: set[int] = set()
         self._finished: set[int] = set()
+        #: Why the last :meth:`wait` ended: ``done``, ``timeout``, ``stall`` or ``dead``.
+        self.stopped = ""
 
     def poll(self) -> None:
         try:
@@ -78,13 +80,21 @@ class Records:
         while True:
             self.poll()
             if done():
+                self.stopped = "done"
                 return True
             now = time.monotonic()
             if self.total != last_total:
                 last_progress, last_total = now, self.total
-            if now > deadline or now - last_progress > stall or not worker.alive():
-                return False
-            await asyncio.sleep(0.005)
+            if not worker.alive():
+                self.stopped = "dead"
+            elif now - last_progress > stall:
+                self.stopped = "stall"
+            elif now > deadline:
+                self.stopped = "timeout"
+            else:
+                await asyncio.sleep(0.005)
+                continue
+            return False
 
     def tally(self, indices: range, *, complete: bool = True) -> dict[str, int]:
         """Lost and duplicated runs; jobs not run when the wait was cut short are ``unfinished``."""

@@ -50,8 +50,9 @@ def _method(meta: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
         f"C = {sizes['concurrency']} the publish rates are measured too (one by one, each awaited, for at "
         f"most {meta['enqueue_budget']:g} s when a bulk API exists; bulk on a fresh namespace: asynctask "
         "`publish_many`, streaQ `enqueue_many`, PgQueuer `enqueue` with lists, procrastinate "
-        "`batch_defer_async`); at the other C the queue is filled untimed. Peak RSS: the largest "
-        "worker process's `VmHWM`.",
+        "`batch_defer_async`); at the other C the queue is filled untimed. A worker still draining "
+        f"{sizes['drain_budget']:g} s after its start is stopped and measured over that time (its jobs left "
+        "count as unfinished, not lost). Peak RSS: the largest worker process's `VmHWM`.",
         f"- **W2**: an idle, warmed-up worker at C = {sizes['concurrency']}; "
         f"{sizes['w2_jobs']} jobs published 10 ms apart; "
         "handler start (`time.time()`) - time before the publish call.",

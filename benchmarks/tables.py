@@ -62,13 +62,14 @@ def best_c(summary: Summary, system: str, sizes: dict[str, Any]) -> tuple[int | 
     return best
 
 
-def _totals(summary: Summary, system: str) -> tuple[int, int, int, int]:
+def _totals(summary: Summary, system: str) -> tuple[int, int, int, int, int]:
     cells = summary.get(system, {}).values()
     return (
         sum(c.get("lost", 0) for c in cells),
         sum(c.get("duplicates", 0) for c in cells),
         sum(c.get("failed", 0) for c in cells),
         sum(c.get("unfinished", 0) for c in cells),
+        sum(c.get("capped", 0) for c in cells),
     )
 
 
@@ -89,13 +90,15 @@ def main_table(summary: Summary, systems: list[str], sizes: dict[str, Any]) -> l
     for name in systems:
         w1, w2, w3 = (cell(summary, name, k) for k in ("w1", "w2", "w3"))
         best, rate = best_c(summary, name, sizes)
-        lost, dup, failed, unfinished = _totals(summary, name)
+        lost, dup, failed, unfinished, capped = _totals(summary, name)
         system = SYSTEMS.get(name)
         notes = [system.notes] if system and system.notes else []
         if failed:
-            notes.append(
-                f"{failed} failed run(s)" + (f", {unfinished} jobs unfinished" if unfinished else "")
-            )
+            notes.append(f"{failed} failed run(s)")
+        if capped:
+            notes.append(f"{capped} W1 run(s) measured over the {sizes['drain_budget']:g} s drain budget")
+        if unfinished:
+            notes.append(f"{unfinished:,} jobs unfinished")
         latency = f"{ms(w2.get('p50_ms'))} / {ms(w2.get('p99_ms'))}" if w2.get("p50_ms") is not None else "—"
         best_text = f"{num(rate)} (C = {best})" if best is not None else "—"
         lines.append(
@@ -199,7 +202,7 @@ def ours_table(summary: Summary, systems: list[str], sizes: dict[str, Any]) -> l
     """W4 fan-out and W5 recovery, asynctask's own workloads."""
     lines = [
         f"| system | W4 wall ({sizes['w4_jobs']:,} subtasks) | parent's spawn loop | children enqueued "
-        "| children run (jobs/s) | last child → on_finish | on_finish | "
+        "| children run (jobs/s) | last child → on_finish (children loaded) | on_finish | "
         f"W5 recovery ({sizes['w5_jobs']} jobs) | first rescue | bound: lease + maintenance "
         "| lost / run twice |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
