@@ -11,6 +11,9 @@ from benchmarks.verdicts import targets_table
 
 __all__ = ["render"]
 
+#: What results written before a field existed (issue #7's) mean by its absence.
+_OLD_SIZES = {"sweep": [], "w4_jobs": 0, "w5_jobs": 0, "lease": 0.0, "maintenance": 0.0, "drain_budget": 0.0}
+
 
 def _header(meta: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
     busy = float(meta["loadavg"].split(",")[0]) > 1.0
@@ -66,9 +69,14 @@ def _method(meta: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
     ]
 
 
+def _section(title: str, table: list[str]) -> list[str]:
+    """A titled table, or nothing when it has no rows (a run that did not select them)."""
+    return [f"## {title}", "", *table, ""] if len(table) > 2 else []
+
+
 def render(data: dict[str, Any], profiles: list[Path]) -> str:
     meta, summary = data["meta"], data["summary"]
-    sizes = meta["sizes"]
+    sizes = {**_OLD_SIZES, **meta["sizes"]}
     systems = [s["name"] for s in data["systems"]]
     smoke = sizes["w1_jobs"] != 10_000
     out = [
@@ -82,22 +90,16 @@ def render(data: dict[str, Any], profiles: list[Path]) -> str:
         "",
         *tables.settings_lines(data, systems),
         "",
-        "## W1 throughput by concurrency (no-op jobs/s, medians)",
-        "",
-        *tables.sweep_table(summary, systems, sizes),
-        "",
-        "## asynctask / peer, same broker",
-        "",
-        *tables.ratio_table(summary, systems, sizes),
-        "",
-        "## W2 latency, split",
-        "",
-        *tables.latency_table(summary, systems),
-        "",
-        "## W4 fan-out and W5 recovery (asynctask only: no peer has subtasks with `on_finish` or leases)",
-        "",
-        *tables.ours_table(summary, systems, sizes),
-        "",
+        *_section(
+            "W1 throughput by concurrency (no-op jobs/s, medians)",
+            tables.sweep_table(summary, systems, sizes),
+        ),
+        *_section("asynctask / peer, same broker", tables.ratio_table(summary, systems, sizes)),
+        *_section("W2 latency, split", tables.latency_table(summary, systems)),
+        *_section(
+            "W4 fan-out and W5 recovery (asynctask only: no peer has subtasks with `on_finish` or leases)",
+            tables.ours_table(summary, systems, sizes),
+        ),
         "## Targets (issue #18)",
         "",
         *(
