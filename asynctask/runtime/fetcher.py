@@ -47,6 +47,10 @@ class Fetcher:
         self.lease = lease
         self.poll_interval = poll_interval
         self.timeout = timeout
+        #: Claims sent and answered so far, and whether the last answer had fewer jobs than asked.
+        self.claims_sent = 0
+        self.claims = 0
+        self.dry = False
 
     async def run(self, send: MemoryObjectSendStream[Job]) -> None:
         backoff = _MIN_BACKOFF
@@ -57,6 +61,7 @@ class Fetcher:
                 if n == 0:
                     await control.unless_stopping(partial(slots.wait, queue))
                     continue
+                self.claims_sent += 1
                 try:
                     # A claim in flight is not cut short by stop(): it may already hold jobs.
                     with anyio.fail_after(self.timeout):
@@ -74,6 +79,8 @@ class Fetcher:
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
                 backoff = _MIN_BACKOFF
+                self.claims += 1
+                self.dry = len(jobs) < n
                 slots.release(queue, n - len(jobs))
                 self.stats.claimed += len(jobs)
                 for job in jobs:
