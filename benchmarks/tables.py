@@ -143,7 +143,11 @@ def settings_lines(data: dict[str, Any], systems: list[str]) -> list[str]:
     ]
     for name in systems:
         entry = table.get(name, {})
-        ran = cell(data["summary"], name, "w1").get("settings") or {}
+        # As run at C = 100: W1's, or any other cell's at that C when W1 was not selected.
+        cells = data["summary"].get(name, {})
+        ran: dict[str, Any] = next(
+            (c["settings"] for c in cells.values() if c.get("concurrency") == base and c.get("settings")), {}
+        )
         shown = ", ".join(f"{k}={v}" for k, v in ran.items()) or "—"
         lines.append(f"| {name} | {entry.get('summary', '—')} | {shown} | {entry.get('source', '—')} |")
     return lines

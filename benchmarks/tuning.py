@@ -20,8 +20,9 @@ from typing import Any
 
 __all__ = ["CPUS", "POSTGRES_POOL_CAP", "TUNING", "Tuning", "settings_for"]
 
-#: Worker processes for CLIs that fork one per core.
-CPUS = os.cpu_count() or 1
+#: Worker processes for CLIs that fork one per core (``$BENCH_WORKER_PROCESSES`` overrides it, e.g.
+#: 1 to compare single processes; every result records the settings it ran with).
+CPUS = int(os.environ.get("BENCH_WORKER_PROCESSES") or os.cpu_count() or 1)
 #: Largest client pool a peer may open: the server's ``max_connections`` (100 by default) is
 #: shared with the driver and, on a busy machine, with other users.
 POSTGRES_POOL_CAP = 50
@@ -47,7 +48,8 @@ def _split(c: int, processes: int) -> int:
 
 
 def _asynctask(c: int) -> Settings:
-    return {"processes": 1, "concurrency": c, "prefetch": c // 4}
+    per = _split(c, CPUS)
+    return {"processes": CPUS, "concurrency": per, "prefetch": per // 4}
 
 
 def _dramatiq(c: int) -> Settings:
@@ -89,8 +91,9 @@ def _procrastinate(c: int) -> Settings:
 TUNING: dict[str, Tuning] = {
     "asynctask": Tuning(
         _asynctask,
-        "1 process (`asynctask worker`), `-c C --prefetch C/4` (the CLI's defaults)",
-        "`asynctask worker --help`; README, Deployment",
+        "`asynctask worker --workers <cores> -c C/cores --prefetch C/cores/4` (per process; the "
+        "prefetch is the default)",
+        "README, Command line (`--workers N`) and Deployment (more worker processes)",
     ),
     "dramatiq": Tuning(
         _dramatiq,

@@ -7,8 +7,9 @@
   allows (untimed). Then start the worker(s); ``jobs_per_s`` counts from the first handler
   start to the last one (start-up excluded, the same for everyone); ``drain_s`` is from spawning
   the worker to the last handler. The workers' peak RSS is read before they stop.
-* **W2** (``w2``): start a worker, wait until it has run a warm-up job, let it idle, then publish
-  N jobs 10 ms apart; latency = handler start - publish call (both ``time.time()``, same host).
+* **W2** (``w2``): start a worker, wait until it has run a warm-up job, let it idle (a fleet of
+  processes as long again as the first took to be ready), then publish N jobs 10 ms apart;
+  latency = handler start - publish call (both ``time.time()``, same host).
 * **W3** (``w3``): enqueue N jobs of ``await asyncio.sleep(0.05)``; start the worker(s);
   ``wall_s`` = last handler end - first handler start.
 
@@ -83,6 +84,8 @@ class Run:
             "--output",
             str(out),
             "--nonblocking",
+            # A forking CLI's main process is a supervisor: sample its workers too.
+            "--subprocesses",
         ]
         self.profiler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -211,7 +214,10 @@ class Run:
         jobs = range(n)
         fleet = self.start_worker(NOOP)
         await self.warm_up(fleet)
-        await asyncio.sleep(self.args.idle)
+        # The warm-up job proves one process ready; a fleet's others started with it, so they get
+        # as long again as the first one took before the measured publishes start.
+        ready = time.time() - fleet.started
+        await asyncio.sleep(max(self.args.idle, ready if self.driver.processes > 1 else 0.0))
         published: dict[int, float] = {}
         returned: dict[int, float] = {}
         started = time.perf_counter()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 class AsynctaskDriver(Driver):
     library = "asynctask"
     has_bulk = True
+    forks = True
 
     def __init__(self, run_id: str, concurrency: int, broker: str) -> None:
         if broker not in TARGETS:
@@ -66,7 +67,15 @@ class AsynctaskDriver(Driver):
         ]
 
     def worker_command(self, kind: str) -> list[str]:
-        return self.cli("-c", str(self.settings["concurrency"]), "--prefetch", str(self.settings["prefetch"]))
+        settings = self.settings
+        return self.cli(
+            "--workers",
+            str(settings["processes"]),
+            "-c",
+            str(settings["concurrency"]),
+            "--prefetch",
+            str(settings["prefetch"]),
+        )
 
     async def teardown(self) -> None:
         await app.close()
