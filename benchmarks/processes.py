@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.services import PROJECT
 
-__all__ = ["Fleet", "WorkerProcess", "peak_rss"]
+__all__ = ["Fleet", "WorkerProcess", "descendants", "peak_rss"]
 
 
 class WorkerProcess:
@@ -44,21 +44,39 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the whole session at once: a worker dying without a word (W5)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGKILL the process and every descendant at once: a worker dying without a word (W5)."""
+        family = self._family()
+        self._kill_main()
+        _kill(family)
         self.proc.wait()
 
     def stop(self, grace: float = 5.0) -> None:
+        # Children may live in sessions of their own (asynctask's supervisor starts each worker
+        # so): note them now, they are orphaned once the main process is gone.
+        family = self._family()
         # SIGTERM to the main process only, as a supervisor would; it stops its own children.
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(grace)
-        # Children (dramatiq's forks) share the session; make sure none outlives the run.
-        self.kill()
-        self._log.close()
+        # Make sure nothing outlives the run.
+        family += self._family()
+        self._kill_main()
+        _kill(family)
+        self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+
+    def _family(self) -> list[Process]:
+        # Only while the main process is not reaped: after that its pid may be someone else's.
+        return descendants(self.proc.pid) if self.proc.poll() is None else []
+
+    def _kill_main(self) -> None:
+        # Only while not reaped: until then its pid cannot belong to anyone else.
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -67,17 +85,50 @@ class WorkerProcess:
             return ""
 
 
-def _session_of(pid: str) -> int | None:
+#: A process as (pid, start time in clock ticks since boot): a pid alone may be reused.
+Process = tuple[int, str]
+
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ..., starttime)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return []
     # The command name may hold spaces and parentheses: fields start after the last ')'.
-    fields = stat.rsplit(")", 1)[-1].split()
-    return int(fields[3]) if len(fields) > 3 else None
+    return stat.rsplit(")", 1)[-1].split()
 
 
-def _vm_hwm_kib(pid: str) -> int | None:
+def _kill(family: list[Process]) -> None:
+    """SIGKILL each process that is still the one noted (same pid, same start time)."""
+    for pid, started in dict.fromkeys(family):
+        fields = _stat(pid)
+        if len(fields) > 19 and fields[19] == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants(root: int) -> list[Process]:
+    """Every live descendant of ``root`` (children, grandchildren...), whatever their session."""
+    children: dict[int, list[Process]] = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        fields = _stat(pid)
+        if len(fields) > 19:
+            children.setdefault(int(fields[1]), []).append((int(pid), fields[19]))
+    found: list[Process] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def _vm_hwm_kib(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -87,21 +138,14 @@ def _vm_hwm_kib(pid: str) -> int | None:
     return None
 
 
-def peak_rss(sessions: list[int]) -> dict[str, float | int] | None:
-    """Peak resident memory (``VmHWM``) of every live process in the given sessions.
+def peak_rss(roots: list[int]) -> dict[str, float | int] | None:
+    """Peak resident memory (``VmHWM``) of the given processes and all their descendants.
 
     ``rss_peak_mib`` is the largest single process (one worker), ``rss_total_mib`` the sum over
-    the fleet (a forking CLI's supervisor included). ``None`` where ``/proc`` is unavailable.
+    the fleet (a supervisor included). ``None`` where ``/proc`` is unavailable.
     """
-    wanted = set(sessions)
-    peaks: list[int] = []
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return None
-    for pid in pids:
-        if _session_of(pid) in wanted and (kib := _vm_hwm_kib(pid)) is not None:
-            peaks.append(kib)
+    pids = [p for root in roots for p in (root, *(pid for pid, _ in descendants(root)))]
+    peaks = [kib for pid in dict.fromkeys(pids) if (kib := _vm_hwm_kib(pid)) is not None]
     if not peaks:
         return None
     return {
@@ -124,7 +168,7 @@ class Fleet:
         return self.members[0].pid
 
     @property
-    def sessions(self) -> list[int]:
+    def roots(self) -> list[int]:
         return [m.pid for m in self.members]
 
     def alive(self) -> bool:
@@ -139,7 +183,7 @@ class Fleet:
             member.stop()
 
     def peak_rss(self) -> dict[str, float | int] | None:
-        return peak_rss(self.sessions)
+        return peak_rss(self.roots)
 
     def tail(self, lines: int = 15) -> str:
         return "\n".join(m.tail(lines) for m in self.members)
