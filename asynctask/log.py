@@ -20,8 +20,11 @@ __all__ = ["FIELDS", "Formatter", "JsonFormatter", "configure_logging", "join_ur
 #: The structured fields of asynctask's records (``None`` where a record has none).
 FIELDS = ("action", "job_id", "task", "queue", "attempt", "worker")
 
-# Query options that carry secrets (libpq's sslpassword too).
-_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+# Query options that carry secrets (libpq's sslpassword; MongoDB's key-file password and
+# authMechanismProperties, which can hold an AWS session token).
+_SECRET_PARAMS = frozenset(
+    {"password", "sslpassword", "tlscertificatekeyfilepassword", "authmechanismproperties"}
+)
 
 
 def redact_url(url: str) -> str:

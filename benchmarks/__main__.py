@@ -1,8 +1,8 @@
-"""``python -m benchmarks``: asynctask and its peers, same workloads, one run, one table.
+"""``python -m benchmarks``: asynctask and its peers, each at its documented best settings, one run.
 
-    python -m benchmarks                          # the full suite (~14 min on a 2-core box)
-    python -m benchmarks --quick                  # a ~2.5-minute smoke run
-    python -m benchmarks --systems asynctask-redis,arq,saq --workloads w1
+    python -m benchmarks                          # the full suite (~25 min on a quiet 2-core box)
+    python -m benchmarks --quick                  # a smoke run (~5 min; 7 at load 8)
+    python -m benchmarks --systems asynctask-redis,arq,saq --workloads w1,sweep
     python -m benchmarks --profile                # + a py-spy profile of the asynctask worker in W1
 
 Peers are installed on first use into ``benchmarks/.venvs/`` (``python -m benchmarks.setup_peers``).
@@ -14,83 +14,47 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import harness, report, setup_peers, suite
+from benchmarks import environment, report, services, setup_peers, suite
 from benchmarks.systems import DEFAULT_SYSTEMS, SYSTEMS
+from benchmarks.tuning import TUNING
 
-RESULTS = harness.ROOT / "results"
+RESULTS = services.ROOT / "results"
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        mem = "? GiB"
-    system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} cores ({cpu}), {mem}, {system}, Python {platform.python_version()}"
-
-
-def servers() -> str:
-    import asyncio
-
-    parts = []
-    try:
-        info = asyncio.run(harness.redis_call("INFO", "server")).decode()
-        version = next(line.split(":")[1] for line in info.splitlines() if line.startswith("redis_version"))
-        parts.append(f"Redis {version.strip()}")
-    except Exception as exc:
-        parts.append(f"Redis ? ({exc})")
-    try:
-        out = subprocess.run(
-            ["psql", harness.POSTGRES_ADMIN_URL, "-tAc", "show server_version"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        parts.append(f"PostgreSQL {out.stdout.strip().split()[0]}")
-    except Exception as exc:
-        parts.append(f"PostgreSQL ? ({exc})")
-    return ", ".join(parts)
-
-
-def versions(selected: list[str]) -> str:
-    try:
-        ours = metadata.version("asynctask")
-    except metadata.PackageNotFoundError:
-        ours = "?"
-    parts = [f"asynctask {ours} (this checkout)"]
-    for name in selected:
-        venv = SYSTEMS[name].venv
-        if venv:
-            parts.append(" ".join(setup_peers.PEERS[venv]))
-    return "; ".join(dict.fromkeys(parts))
+#: Rough seconds per cell on a quiet 2-core machine (full, quick), for the estimate printed first:
+#: measured at load 8 and scaled down; slow systems hit W1's drain budget (20 s, quick 10 s).
+CELL_SECONDS = {
+    "w1": (15, 8),
+    "sweep": (10, 5),
+    "w2": (4.5, 3.5),
+    "w3": (4.5, 3.5),
+    "w4": (7, 2.5),
+    "w5": (7, 4.5),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 repetition, smaller workloads (~2.5 min)")
+    parser.add_argument("--quick", action="store_true", help="1 repetition, smaller workloads")
     parser.add_argument(
         "--systems",
         default=",".join(DEFAULT_SYSTEMS),
         help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the observability variants)",
     )
-    parser.add_argument("--workloads", default="w1,w2,w3", help="comma-separated subset of w1,w2,w3")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(suite.WORKLOADS),
+        help=f"comma-separated subset of {','.join(suite.WORKLOADS)} (sweep: W1 at the --sweep C)",
+    )
+    parser.add_argument("--sweep", default="10,50,200", help="W1's other concurrencies (default 10,50,200)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, --quick 1)")
     parser.add_argument("--profile", action="store_true", help="py-spy the asynctask worker during W1")
     parser.add_argument(
@@ -107,8 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown system(s): {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    if set(args.workloads) - {"w1", "w2", "w3"}:
-        parser.error("workloads are w1, w2, w3")
+    if set(args.workloads) - set(suite.WORKLOADS):
+        parser.error(f"workloads are {', '.join(suite.WORKLOADS)}")
+    try:
+        args.sweep = tuple(int(c) for c in args.sweep.split(",") if c.strip())
+    except ValueError:
+        parser.error(f"--sweep takes comma-separated concurrencies, not {args.sweep!r}")
+    if any(c < 1 for c in args.sweep):
+        parser.error("--sweep concurrencies must be at least 1")
     return args
 
 
@@ -124,6 +94,15 @@ def ensure_venvs(names: list[str], install: bool) -> list[str]:
     return ready
 
 
+def estimate_minutes(systems: list[str], workloads: list[str], sizes: suite.Sizes, quick: bool) -> float:
+    seconds = 0.0
+    for name in systems:
+        for cell in suite.cells(SYSTEMS[name], workloads, sizes):
+            kind = "sweep" if cell.fill_only else cell.workload
+            seconds += CELL_SECONDS[kind][1 if quick else 0]
+    return seconds * sizes.reps / 60
+
+
 def run_profiles(systems: list[str], sizes: suite.Sizes, out: Path) -> list[Path]:
     py_spy = setup_peers.bin_of("tools", "py-spy")
     if not py_spy.exists():
@@ -137,14 +116,23 @@ def run_profiles(systems: list[str], sizes: suite.Sizes, out: Path) -> list[Path
         print(f"profiling {name} W1 -> {target}", flush=True)
         # More jobs than W1 so the steady state lasts long enough to sample.
         profile_sizes = replace(sizes, w1_jobs=max(sizes.w1_jobs, 30_000))
-        result = suite.run_one(
-            SYSTEMS[name], "w1", profile_sizes, extra=["--profile", str(target), "--py-spy", str(py_spy)]
-        )
+        cell = suite.Cell("w1", sizes.concurrency)
+        extra = ["--profile", str(target), "--py-spy", str(py_spy)]
+        result = suite.run_one(SYSTEMS[name], cell, profile_sizes, extra=extra)
         if target.exists():
             profiles.append(target)
         else:
             print(f"  no profile written: {result.get('error') or result.get('stderr_tail', '')[-300:]}")
     return profiles
+
+
+def settings_table(systems: list[str]) -> dict[str, dict[str, str]]:
+    """Each system's settings as formulas of C, with their source (from benchmarks.tuning)."""
+    out = {}
+    for name in systems:
+        tuning = TUNING[SYSTEMS[name].tuning_key]
+        out[name] = {"summary": tuning.summary, "source": tuning.source}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_reports(args.out or RESULTS, chart=not args.no_chart))
         return 0
     sizes = suite.QUICK if args.quick else suite.FULL
-    if args.reps:
-        sizes = replace(sizes, reps=args.reps)
+    sizes = replace(sizes, sweep=args.sweep, reps=args.reps or sizes.reps)
     if args.out is None:
         # A smoke run must not overwrite the committed full results.
         args.out = RESULTS / "quick" if args.quick else RESULTS
@@ -166,36 +153,37 @@ def main(argv: list[str] | None = None) -> int:
 
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    loadavg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    loadavg = environment.loadavg()
+    expected = estimate_minutes(systems, args.workloads, sizes, args.quick)
     print(
-        f"{len(systems)} systems x {args.workloads} x {sizes.reps} rep(s); load average {loadavg}", flush=True
+        f"{len(systems)} systems x {args.workloads} (sweep C = {sizes.sweep}) x {sizes.reps} rep(s); "
+        f"load average {loadavg}; about {expected:.0f} min on a quiet 2-core machine",
+        flush=True,
     )
     runs: list[dict[str, Any]] = []
     for rep in range(sizes.reps):
         # Rotate the order each repetition so drift on the machine hits every system alike.
         order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
         for name in order:
-            for workload in args.workloads:
-                result = suite.run_one(SYSTEMS[name], workload, sizes)
+            for cell in suite.cells(SYSTEMS[name], args.workloads, sizes):
+                result = suite.run_one(SYSTEMS[name], cell, sizes)
                 result["rep"] = rep
                 runs.append(result)
-                print(
-                    f"[{time.monotonic() - started:6.0f}s] rep {rep + 1} {name:20} {workload}: "
-                    + brief(result),
-                    flush=True,
-                )
+                clock = f"[{time.monotonic() - started:6.0f}s]"
+                print(f"{clock} rep {rep + 1} {name:20} {cell.key:7}: {brief(result)}", flush=True)
     profiles = run_profiles(systems, sizes, args.out) if args.profile else []
     summary = suite.summarise(runs)
 
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     meta = {
         "date": started_at.strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        "servers": servers(),
+        "machine": environment.machine(),
+        "servers": environment.servers(),
         "loadavg": loadavg,
+        "loadavg_end": environment.loadavg(),
         "cpus": os.cpu_count(),
         "command": command.strip(),
-        "versions": versions(systems),
+        "versions": environment.versions(systems),
         "sizes": asdict(sizes),
         "duration_s": time.monotonic() - started,
         "enqueue_budget": 5.0,
@@ -203,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {
         "meta": meta,
         "systems": [{"name": n, "broker": SYSTEMS[n].broker} for n in systems],
+        "settings": settings_table(systems),
         "summary": summary,
         "runs": runs,
     }
@@ -215,17 +204,14 @@ def main(argv: list[str] | None = None) -> int:
 def write_reports(out: Path, profiles: list[Path] | None = None, *, chart: bool = True) -> str:
     """``results.md`` and ``chart.png`` from ``out/results.json``; returns the Markdown."""
     data = json.loads((out / "results.json").read_text())
-    meta = data["meta"]
-    sizes = suite.Sizes(**meta["sizes"])
-    systems = [s["name"] for s in data["systems"]]
     if profiles is None:
         profiles = sorted(out.glob("profile-*.speedscope.json"))
-    markdown = report.render(meta, data["summary"], systems, sizes, profiles)
+    markdown = report.render(data, profiles)
     (out / "results.md").write_text(markdown)
     if chart:
         tools_python = setup_peers.python_of("tools")
         python = str(tools_python) if tools_python.exists() else sys.executable
-        command = [python, str(harness.ROOT / "chart.py"), str(out / "results.json"), str(out / "chart.png")]
+        command = [python, str(services.ROOT / "chart.py"), str(out / "results.json"), str(out / "chart.png")]
         if subprocess.run(command, check=False).returncode:
             print("chart failed (is matplotlib installed? python -m benchmarks.setup_peers tools)")
     return markdown
@@ -235,12 +221,16 @@ def brief(result: dict[str, Any]) -> str:
     if not result.get("ok"):
         return f"FAILED {result.get('error', '')[:200]}"
     keys = {
-        "w1": ("jobs_per_s", "enqueue_per_s", "bulk_per_s"),
+        "w1": ("jobs_per_s", "enqueue_per_s", "bulk_per_s", "rss_peak_mib"),
         "w2": ("p50_ms", "p99_ms"),
         "w3": ("wall_s",),
+        "w4": ("wall_s", "children_per_s"),
+        "w5": ("recovery_s", "bound_s"),
     }
     shown = [f"{k}={result[k]:,.1f}" for k in keys[result["workload"]] if result.get(k) is not None]
     shown.append(f"lost={result.get('lost')} dup={result.get('duplicates')}")
+    if result.get("capped"):
+        shown.append(f"(drain budget: {result.get('unfinished')} unfinished)")
     return " ".join(shown)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from asynctask import App, JobCtx, JobSpec
-from benchmarks import harness
+from benchmarks.peers.targets import TARGETS
 
 VARIANTS = ("off", "metrics", "tracing-unset", "tracing", "tracing-1%")
 
@@ -40,14 +40,8 @@ class Variant:
     def __init__(self, name: str, broker: str, jobs: int) -> None:
         self.name, self.jobs = name, jobs
         self.namespace = f"obs_{uuid.uuid4().hex[:8]}"
-        if broker == "redis":
-            url = f"{harness.REDIS_URL}?prefix={self.namespace}"
-        elif broker == "postgres":
-            url = f"{harness.POSTGRES_URL}?schema={self.namespace}&auto_migrate=true"
-        else:
-            url = "memory://"
         self.broker = broker
-        self.app = App(url)
+        self.app = App(TARGETS[broker].url(self.namespace) if broker != "memory" else "memory://")
         self.done = anyio.Event()
         self.count = 0
         self.health: Callable[[Any], Any] | None = None
@@ -80,10 +74,8 @@ class Variant:
         return spent / self.jobs * 1e6
 
     async def drop(self) -> None:
-        from benchmarks.peers.drive_asynctask import wipe_namespace
-
         if self.broker != "memory":
-            await wipe_namespace(self.broker, self.namespace)
+            await TARGETS[self.broker].wipe(self.namespace)
 
 
 def observe(name: str, variant: Variant) -> None:
@@ -165,7 +157,7 @@ def hooks(jobs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker", choices=["redis", "postgres", "memory"], default="redis")
+    parser.add_argument("--broker", choices=[*TARGETS, "memory"], default="redis")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--hooks", action="store_true", help="time the hooks alone instead")

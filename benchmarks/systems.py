@@ -1,4 +1,10 @@
-"""The systems under test: asynctask on each broker, and every peer in its own venv."""
+"""The systems under test: asynctask on each broker, and every peer in its own venv.
+
+Adding asynctask on another broker is one line here (``ours("mongo")``; the broker's URL and wipe
+are in :mod:`benchmarks.peers.targets`). Adding a peer: an app module, a driver, a venv in
+:data:`benchmarks.setup_peers.PEERS`, its settings in :data:`benchmarks.tuning.TUNING` and a
+line here.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +18,25 @@ from benchmarks import setup_peers
 @dataclass(frozen=True)
 class System:
     name: str
-    broker: str  # "redis" or "postgres"
+    broker: str  # "redis", "postgres", ...: peers are compared on the same broker
     #: The peer's venv under benchmarks/.venvs/; None runs in this interpreter (asynctask).
     venv: str | None
     module: str
     notes: str = ""
-    #: asynctask with observability on: ``metrics``, ``tracing`` (SDK provider, no exporter) or
-    #: ``tracing-unset`` (instrumented, no provider configured). Run only when named (--systems).
+    #: The key of its settings in benchmarks.tuning.TUNING (default: the name).
+    library: str = ""
+    #: asynctask with observability on (issue #14): ``metrics`` (``--metrics-port``), ``tracing``
+    #: (OpenTelemetry SDK provider, no exporter) or ``tracing-unset`` (instrumented, no provider).
+    #: Run only when named with --systems.
     variant: str | None = None
 
     @property
     def is_asynctask(self) -> bool:
         return self.venv is None
+
+    @property
+    def tuning_key(self) -> str:
+        return self.library or self.name
 
     def python(self) -> Path:
         return Path(sys.executable) if self.venv is None else setup_peers.python_of(self.venv)
@@ -35,43 +48,44 @@ class System:
         return [str(self.python()), "-m", self.module, workload, *extra]
 
 
+def ours(broker: str, variant: str | None = None, notes: str = "") -> System:
+    """asynctask on ``broker`` (a key of benchmarks.peers.targets.TARGETS), observed by ``variant``."""
+    name = f"asynctask-{broker}" + (f"-{variant}" if variant else "")
+    return System(name, broker, None, "benchmarks.peers.drive_asynctask", notes, "asynctask", variant)
+
+
+#: The observability variants (issue #14), each next to the plain worker on its broker.
+VARIANTS = {
+    "metrics": "--metrics-port: Prometheus metrics and health probes served",
+    "tracing": "OpenTelemetry SDK provider, no exporter",
+    "tracing-unset": "instrumented, no tracer provider configured",
+}
+
+
+def peer(name: str, broker: str, notes: str = "") -> System:
+    """A peer with its venv, app and driver named after it (``benchmarks.peers.drive_<name>``)."""
+    return System(name, broker, name, f"benchmarks.peers.drive_{name.replace('-', '_')}", notes)
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
-        System("asynctask-redis", "redis", None, "benchmarks.peers.drive_asynctask"),
-        System(
-            "dramatiq",
-            "redis",
-            "dramatiq",
-            "benchmarks.peers.drive_dramatiq",
-            "threads; worker timeout 100 ms",
-        ),
-        System("taskiq", "redis", "taskiq", "benchmarks.peers.drive_taskiq", "taskiq-redis streams"),
-        System("arq", "redis", "arq", "benchmarks.peers.drive_arq", "poll_delay 0.01 s"),
-        System("saq", "redis", "saq", "benchmarks.peers.drive_saq"),
-        System("streaq", "redis", "streaq", "benchmarks.peers.drive_streaq"),
-        System("asynctask-postgres", "postgres", None, "benchmarks.peers.drive_asynctask"),
-        System("pgqueuer", "postgres", "pgqueuer", "benchmarks.peers.drive_pgqueuer"),
-        System("procrastinate", "postgres", "procrastinate", "benchmarks.peers.drive_procrastinate"),
-        # Observability overhead (issue #14): the same worker with metrics or tracing on.
+        ours("redis"),
+        peer("dramatiq", "redis", "processes x threads"),
+        peer("taskiq", "redis", "taskiq-redis streams"),
+        peer("arq", "redis"),
+        peer("saq", "redis"),
+        peer("streaq", "redis"),
+        ours("postgres"),
+        peer("pgqueuer", "postgres"),
+        peer("procrastinate", "postgres"),
         *(
-            System(
-                f"asynctask-{broker}-{variant}",
-                broker,
-                None,
-                "benchmarks.peers.drive_asynctask",
-                note,
-                variant,
-            )
+            ours(broker, variant, notes)
             for broker in ("redis", "postgres")
-            for variant, note in (
-                ("metrics", "--metrics-port: Prometheus metrics and health probes served"),
-                ("tracing", "OpenTelemetry SDK provider, no exporter"),
-                ("tracing-unset", "instrumented, no tracer provider configured"),
-            )
+            for variant, notes in VARIANTS.items()
         ),
     ]
 }
 
-#: What ``python -m benchmarks`` runs unless --systems says otherwise: the variants are extra.
+#: What ``python -m benchmarks`` runs unless --systems names others: not the variants.
 DEFAULT_SYSTEMS = [name for name, system in SYSTEMS.items() if system.variant is None]

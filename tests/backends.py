@@ -31,7 +31,8 @@ async def memory_broker(clock: Clock) -> AsyncIterator[Broker]:
 FACTORIES: dict[str, BrokerFactory] = {"memory": memory_broker}
 
 # Each server-backed broker registers its factory from its own module,
-# ``tests/backend_<name>.py``, defining ``factory: BrokerFactory``.
+# ``tests/backend_<name>.py``, defining ``factory: BrokerFactory`` (registered under <name>), or
+# ``FACTORIES: dict[str, BrokerFactory]`` for several configurations of one broker.
 for _name in ("postgres", "redis", "mongo", "nats"):
     try:
         _module = importlib.import_module(f"tests.backend_{_name}")
@@ -39,7 +40,7 @@ for _name in ("postgres", "redis", "mongo", "nats"):
         if _exc.name != f"tests.backend_{_name}":
             raise
         continue
-    FACTORIES[_name] = _module.factory
+    FACTORIES.update(getattr(_module, "FACTORIES", None) or {_name: _module.factory})
 
 
 def selected() -> list[str]:

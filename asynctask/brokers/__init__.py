@@ -23,6 +23,8 @@ _SCHEMES: dict[str, tuple[str, str, str, str]] = {
     "postgres": ("asynctask.brokers.postgres", "PostgresBroker", "postgres", "asyncpg"),
     "redis": ("asynctask.brokers.redis", "RedisBroker", "redis", "redis"),
     "rediss": ("asynctask.brokers.redis", "RedisBroker", "redis", "redis"),
+    "mongodb": ("asynctask.brokers.mongo", "MongoBroker", "mongo", "pymongo"),
+    "mongodb+srv": ("asynctask.brokers.mongo", "MongoBroker", "mongo", "pymongo"),
 }
 #: Brokers outside this package register a URL scheme as an entry point of this group, e.g. in
 #: pyproject.toml: ``[project.entry-points."asynctask.brokers"] mybroker = "mypkg.broker:MyBroker"``.

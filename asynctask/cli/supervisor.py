@@ -28,9 +28,13 @@ from click.core import ParameterSource
 
 from asynctask.lifecycle import watch_signals
 
-__all__ = ["CRASH_WINDOW", "DROP", "MAX_CRASHES", "Supervisor", "child_env", "worker_command"]
+__all__ = ["CRASH_WINDOW", "DROP", "MAX_CRASHES", "SLOT_ENV", "Supervisor", "child_env", "worker_command"]
 
 log = logging.getLogger("asynctask.supervisor")
+
+#: The environment variable telling a supervised worker its slot (1..N), kept across restarts:
+#: ``--metrics-port P`` serves on ``P + slot - 1``.
+SLOT_ENV = "ASYNCTASK_SLOT"
 
 #: Failures within :data:`CRASH_WINDOW` seconds after which the supervisor gives up.
 MAX_CRASHES = 5
@@ -88,8 +92,9 @@ class Supervisor:
     async def _keep(self, slot: int) -> None:
         backoff = _BACKOFF[0]
         while not self.stopping:
+            env = {**(self.env if self.env is not None else os.environ), SLOT_ENV: str(slot)}
             process = await anyio.open_process(
-                self.command, stdin=None, stdout=None, stderr=None, env=self.env, start_new_session=True
+                self.command, stdin=None, stdout=None, stderr=None, env=env, start_new_session=True
             )
             self._children[slot] = process
             started = anyio.current_time()

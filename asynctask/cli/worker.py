@@ -21,6 +21,7 @@ import click
 from asynctask import log as log_setup
 from asynctask.brokers import MemoryBroker
 from asynctask.cli.common import LOG_LEVELS, CliError, friendly, load_app, run_async
+from asynctask.cli.supervisor import SLOT_ENV
 from asynctask.lifecycle import with_signal_notify
 from asynctask.runtime.logs import JobContextFilter
 
@@ -63,7 +64,8 @@ log = logging.getLogger("asynctask.worker")
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
-    help="Serve /metrics (Prometheus), /healthz and /readyz on this port (extra 'metrics').",
+    help="Serve /metrics (Prometheus), /healthz and /readyz on this port (extra 'metrics'); with "
+    "--workers N, process i serves PORT + i - 1.",
 )
 @click.option(
     "--metrics-host",
@@ -124,11 +126,6 @@ def worker(
         handler.addFilter(JobContextFilter())
     if reload and workers > 1:
         raise CliError("--reload runs one worker process; drop --workers (or --reload)")
-    if metrics_port is not None and workers > 1:
-        raise CliError(
-            "--metrics-port serves one worker process; with --workers, each process would need its "
-            "own port: run the processes separately (one per container), each with its --metrics-port"
-        )
     if health_threshold <= 0:
         raise CliError("--health-threshold must be > 0 seconds")
     app = load_app(app_path, broker)  # in a supervisor too: a bad APP is one line, not a crash loop
@@ -162,6 +159,9 @@ def worker(
     )
     run: Callable[[], Awaitable[None]] = w.run
     if metrics_port is not None:
+        # Under --workers N, process i (1..N) serves port + i - 1: one port per process.
+        slot = int(os.environ.get(SLOT_ENV, "1"))
+        metrics_port = metrics_port + slot - 1 if metrics_port else 0
         from asynctask.metrics import Metrics
         from asynctask.monitoring import serve_monitoring
 

@@ -41,9 +41,11 @@ class Presence:
             await anyio.sleep(self.interval)
             await self.run_once()
 
-    async def run_once(self) -> None:
+    async def run_once(self, *, deadline: float | None = None) -> None:
+        """Write the record once; a failure is logged and left to the next heartbeat."""
+        limit = min(self.timeout, self.interval * HEARTBEATS_TO_LIVE, deadline or float("inf"))
         try:
-            with anyio.fail_after(min(self.timeout, self.interval * HEARTBEATS_TO_LIVE)):
+            with anyio.fail_after(limit):
                 await self.broker.record_worker(self.info(), ttl=self.interval * HEARTBEATS_TO_LIVE)
         except Exception as exc:
             # Once per failing spell: the fetchers already say when the broker is away.

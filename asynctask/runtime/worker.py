@@ -74,6 +74,8 @@ log = logging.getLogger("asynctask.worker")
 _STOP_MARGIN = 1.0
 #: The longest a stopping worker tries to take its record out of the registry.
 _FAREWELL = 0.5
+#: The worker registry needs no record fresher than this, however short the heartbeat.
+_PRESENCE_MIN_INTERVAL = 1.0
 
 
 class Worker:
@@ -118,6 +120,9 @@ class Worker:
         self.burst = opts["burst"]
         self.id = opts["worker_id"] or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
+        #: Seconds between refreshes of this worker's record in the registry: its heartbeat, at
+        #: least a second; the record lives three of them.
+        self.presence_interval = max(self.heartbeat, _PRESENCE_MIN_INTERVAL)
         #: This worker's own observers, besides its app's (``app.events``); see :mod:`asynctask.events`.
         self.events = Events()
         self.started_at: float | None = None
@@ -272,9 +277,12 @@ class Worker:
                 timeout=self.broker_timeout,
             )
             maintainer = Maintainer(broker, interval=self.maintenance_interval, timeout=self.broker_timeout)
-            presence = Presence(broker, self.info, interval=self.heartbeat, timeout=self.broker_timeout)
+            presence = Presence(
+                broker, self.info, interval=self.presence_interval, timeout=self.broker_timeout
+            )
             background = [heartbeat.run, maintainer.run, presence.run]
-            await presence.run_once()  # listed from the moment it runs
+            # Listed from the moment it runs; a slow broker delays the start by a second at most.
+            await presence.run_once(deadline=1.0)
             if self.scheduler and self.registry.periodic_tasks:
                 background.append(PeriodicScheduler(self.registry, broker, timeout=self.broker_timeout).run)
             # Every stream is closed on the way out, even when the worker is cancelled outright.

@@ -10,7 +10,7 @@ from typing import Any
 from arq.connections import RedisSettings
 
 from benchmarks.apps import record
-from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, REDIS_URL
+from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, REDIS_URL, SETTINGS
 
 
 async def noop(ctx: dict[str, Any], index: int) -> None:
@@ -25,6 +25,7 @@ class WorkerSettings:
     functions = [noop, sleep]  # noqa: RUF012 (arq reads class attributes)
     queue_name = NAMESPACE
     redis_settings = RedisSettings.from_dsn(REDIS_URL)
-    max_jobs = CONCURRENCY
-    # The poll delay the reference figures were measured with (default 0.5 s).
-    poll_delay = 0.01
+    # benchmarks.tuning: max_jobs C, poll_delay 0.01 s (default 0.5 s), the default read limit.
+    max_jobs = SETTINGS.get("max_jobs", CONCURRENCY)
+    poll_delay = SETTINGS.get("poll_delay_s", 0.5)
+    queue_read_limit = SETTINGS.get("queue_read_limit")

@@ -1,4 +1,4 @@
-"""SAQ: ``saq benchmarks.apps.saq_app.settings`` (SAQ logs at WARNING without ``-v``)."""
+"""SAQ: ``saq benchmarks.apps.saq_app.settings --workers N`` (SAQ logs at WARNING without ``-v``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from saq import Queue
 
 from benchmarks.apps import record
-from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, REDIS_URL
+from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, REDIS_URL, SETTINGS
 
 
 async def noop(ctx: dict[str, Any], *, index: int) -> None:
@@ -22,4 +22,9 @@ def make_queue() -> Queue:
     return Queue.from_url(REDIS_URL, name=NAMESPACE)
 
 
-settings = {"queue": make_queue(), "functions": [noop, sleep], "concurrency": CONCURRENCY}
+#: ``concurrency`` is per worker process (benchmarks.tuning splits C between them).
+settings = {
+    "queue": make_queue(),
+    "functions": [noop, sleep],
+    "concurrency": SETTINGS.get("concurrency", CONCURRENCY),
+}

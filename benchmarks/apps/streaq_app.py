@@ -1,4 +1,4 @@
-"""streaQ: ``streaq run benchmarks.apps.streaq_app:worker``."""
+"""streaQ: ``streaq run --workers N benchmarks.apps.streaq_app:worker``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from streaq import Worker
 
 from benchmarks.apps import record
-from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, REDIS_URL, quiet
+from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, REDIS_URL, SETTINGS, quiet
 
 
 @asynccontextmanager
@@ -18,7 +18,14 @@ async def lifespan() -> AsyncIterator[None]:
     yield
 
 
-worker = Worker(redis_url=REDIS_URL, queue_name=NAMESPACE, concurrency=CONCURRENCY, lifespan=lifespan)
+# Per worker process: benchmarks.tuning splits C between them; prefetch = concurrency (default).
+worker = Worker(
+    redis_url=REDIS_URL,
+    queue_name=NAMESPACE,
+    concurrency=SETTINGS.get("concurrency", CONCURRENCY),
+    prefetch=SETTINGS.get("prefetch"),
+    lifespan=lifespan,
+)
 
 
 @worker.task(name="noop")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks import harness
+from benchmarks.driver import PeerDriver
+from benchmarks.services import venv_bin
 
 
-class ArqDriver(harness.PeerDriver):
+class ArqDriver(PeerDriver):
     name = "arq"
 
     async def setup(self) -> None:
@@ -23,7 +25,7 @@ class ArqDriver(harness.PeerDriver):
 
     def worker_command(self, kind: str) -> list[str]:
         return [
-            harness.venv_bin("arq"),
+            venv_bin("arq"),
             "benchmarks.apps.arq_app.WorkerSettings",
             "--custom-log-dict",
             "benchmarks.apps.settings.LOG_CONFIG",

@@ -1,18 +1,21 @@
-"""Dramatiq on Redis (threads; no bulk API): ``python -m benchmarks.peers.drive_dramatiq w1``."""
+"""Dramatiq on Redis (processes x threads; no bulk API): ``python -m benchmarks.peers.drive_dramatiq w1``."""
 
 from __future__ import annotations
 
 from benchmarks import harness
+from benchmarks.driver import NOOP, SLEEP, PeerDriver
+from benchmarks.services import venv_bin
 
 
-class DramatiqDriver(harness.PeerDriver):
+class DramatiqDriver(PeerDriver):
     name = "dramatiq"
+    forks = True
 
     async def setup(self) -> None:
         from benchmarks.apps import dramatiq_app
 
         self.app = dramatiq_app
-        self.actors = {harness.NOOP: dramatiq_app.noop, harness.SLEEP: dramatiq_app.sleep}
+        self.actors = {NOOP: dramatiq_app.noop, SLEEP: dramatiq_app.sleep}
 
     async def enqueue_one(self, index: int, kind: str) -> None:
         # Dramatiq's client is synchronous: send() returns once Redis has the message.
@@ -20,18 +23,19 @@ class DramatiqDriver(harness.PeerDriver):
 
     def worker_command(self, kind: str) -> list[str]:
         return [
-            harness.venv_bin("dramatiq"),
+            venv_bin("dramatiq"),
             "benchmarks.apps.dramatiq_app",
             "--processes",
-            "1",
+            str(self.processes),
             "--threads",
-            str(self.concurrency),
+            str(self.settings["threads"]),
         ]
 
     def worker_env(self) -> dict[str, str]:
         # Dramatiq's Redis consumer backs off up to the worker timeout (1 s by default) when its
-        # queue is empty; 100 ms is the documented knob set for an idle-latency comparison.
-        return {**super().worker_env(), "dramatiq_worker_timeout": "100"}
+        # queue is empty; the documented knob (dramatiq_worker_timeout) for idle latency.
+        timeout = str(self.settings["worker_timeout_ms"])
+        return {**super().worker_env(), "dramatiq_worker_timeout": timeout}
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import harness
+from benchmarks.driver import PeerDriver
+from benchmarks.services import venv_bin
 
 
-class PgqueuerDriver(harness.PeerDriver):
+class PgqueuerDriver(PeerDriver):
     name = "pgqueuer"
     database = True
     has_bulk = True
@@ -21,6 +23,9 @@ class PgqueuerDriver(harness.PeerDriver):
         self.conn: Any = await asyncpg.connect(self.env["BENCH_PG_URL"])
         self.queries: Any = Queries(AsyncpgDriver(self.conn))
         await self.queries.install()
+        if self.settings["autovac"]:
+            # `pgq autovac`: the autovacuum settings PgQueuer recommends for its high-churn tables.
+            await self.queries.optimize_autovacuum()
 
     async def enqueue_one(self, index: int, kind: str) -> None:
         await self.queries.enqueue(kind, str(index).encode())
@@ -31,13 +36,15 @@ class PgqueuerDriver(harness.PeerDriver):
 
     def worker_command(self, kind: str) -> list[str]:
         return [
-            harness.venv_bin("pgq"),
+            venv_bin("pgq"),
             "run",
             "benchmarks.apps.pgqueuer_app:create_pgqueuer",
             "--log-level",
             "WARNING",
+            "--batch-size",
+            str(self.settings["batch_size"]),
             "--max-concurrent-tasks",
-            str(self.concurrency),
+            str(self.settings["max_concurrent_tasks"]),
         ]
 
     async def teardown(self) -> None:

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import harness
+from benchmarks.driver import NOOP, SLEEP, PeerDriver
+from benchmarks.services import venv_bin
 
 
-class ProcrastinateDriver(harness.PeerDriver):
+class ProcrastinateDriver(PeerDriver):
     name = "procrastinate"
     database = True
     has_bulk = True
@@ -20,7 +22,7 @@ class ProcrastinateDriver(harness.PeerDriver):
         self.app: Any = procrastinate_app.app
         await self.app.open_async()
         await self.app.schema_manager.apply_schema_async()
-        self.tasks = {harness.NOOP: procrastinate_app.noop, harness.SLEEP: procrastinate_app.sleep}
+        self.tasks = {NOOP: procrastinate_app.noop, SLEEP: procrastinate_app.sleep}
 
     async def enqueue_one(self, index: int, kind: str) -> None:
         await self.tasks[kind].defer_async(index=index)
@@ -30,14 +32,14 @@ class ProcrastinateDriver(harness.PeerDriver):
 
     def worker_command(self, kind: str) -> list[str]:
         return [
-            harness.venv_bin("procrastinate"),
+            venv_bin("procrastinate"),
             "--app",
             "benchmarks.apps.procrastinate_app.app",
             "--log-level",
             "warning",
             "worker",
             "--concurrency",
-            str(self.concurrency),
+            str(self.settings["concurrency"]),
         ]
 
     async def teardown(self) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks import harness
+from benchmarks.driver import PeerDriver
+from benchmarks.services import venv_bin
 
 
-class SaqDriver(harness.PeerDriver):
+class SaqDriver(PeerDriver):
     name = "saq"
+    forks = True
 
     async def setup(self) -> None:
         from benchmarks.apps.saq_app import make_queue
@@ -20,7 +23,7 @@ class SaqDriver(harness.PeerDriver):
         await self.queue.enqueue(kind, index=index)
 
     def worker_command(self, kind: str) -> list[str]:
-        return [harness.venv_bin("saq"), "benchmarks.apps.saq_app.settings"]
+        return [venv_bin("saq"), "benchmarks.apps.saq_app.settings", "--workers", str(self.processes)]
 
     async def teardown(self) -> None:
         await self.queue.disconnect()

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from benchmarks import harness
+from benchmarks import harness, services
+from benchmarks.driver import NOOP, SLEEP, PeerDriver
+from benchmarks.services import venv_bin
 
 
-class StreaqDriver(harness.PeerDriver):
+class StreaqDriver(PeerDriver):
     name = "streaq"
+    forks = True
     has_bulk = True
 
     async def setup(self) -> None:
@@ -19,7 +22,7 @@ class StreaqDriver(harness.PeerDriver):
 
         self.stack = AsyncExitStack()
         self.worker: Any = await self.stack.enter_async_context(streaq_app.worker)
-        self.tasks = {harness.NOOP: streaq_app.noop, harness.SLEEP: streaq_app.sleep}
+        self.tasks = {NOOP: streaq_app.noop, SLEEP: streaq_app.sleep}
 
     async def enqueue_one(self, index: int, kind: str) -> None:
         await self.tasks[kind].enqueue(index)
@@ -29,14 +32,20 @@ class StreaqDriver(harness.PeerDriver):
         await self.worker.enqueue_many([task.enqueue(i) for i in indices])
 
     def worker_command(self, kind: str) -> list[str]:
-        return [harness.venv_bin("streaq"), "run", "benchmarks.apps.streaq_app:worker"]
+        return [
+            venv_bin("streaq"),
+            "run",
+            "--workers",
+            str(self.processes),
+            "benchmarks.apps.streaq_app:worker",
+        ]
 
     async def teardown(self) -> None:
         await self.stack.aclose()
         await super().teardown()
         # streaQ loads its Lua as a server-wide function library; leave the server as we found it.
         with contextlib.suppress(RuntimeError):
-            await harness.redis_call("FUNCTION", "DELETE", "streaq")
+            await services.redis_call("FUNCTION", "DELETE", "streaq")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from benchmarks import harness
+from benchmarks.driver import NOOP, SLEEP, PeerDriver
+from benchmarks.services import venv_bin
 
 
-class TaskiqDriver(harness.PeerDriver):
+class TaskiqDriver(PeerDriver):
     name = "taskiq"
+    forks = True
 
     async def setup(self) -> None:
         from benchmarks.apps import taskiq_app
@@ -15,20 +18,22 @@ class TaskiqDriver(harness.PeerDriver):
         # startup() creates the consumer group before anything is published, so a worker
         # started later reads every message.
         await taskiq_app.broker.startup()
-        self.tasks = {harness.NOOP: taskiq_app.noop, harness.SLEEP: taskiq_app.sleep}
+        self.tasks = {NOOP: taskiq_app.noop, SLEEP: taskiq_app.sleep}
 
     async def enqueue_one(self, index: int, kind: str) -> None:
         await self.tasks[kind].kiq(index)
 
     def worker_command(self, kind: str) -> list[str]:
         return [
-            harness.venv_bin("taskiq"),
+            venv_bin("taskiq"),
             "worker",
             "benchmarks.apps.taskiq_app:broker",
             "--workers",
-            "1",
+            str(self.processes),
             "--max-async-tasks",
-            str(self.concurrency),
+            str(self.settings["max_async_tasks"]),
+            "--max-prefetch",
+            str(self.settings["max_prefetch"]),
             "--log-level",
             "WARNING",
         ]

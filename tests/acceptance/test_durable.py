@@ -1,4 +1,4 @@
-"""Crash safety with real worker processes on the durable brokers (PostgreSQL and Redis).
+"""Crash safety with real worker processes on the durable brokers (PostgreSQL, Redis, MongoDB).
 
 * a worker SIGKILLed mid-job: another worker re-runs its jobs once their leases expire;
 * an incremental task survives SIGKILL and resumes from its last saved state;
@@ -24,8 +24,10 @@ import pytest
 import redis
 
 from asynctask import App, Done, JobCtx, JobStatus
+from tests.backend_mongo import drop_prefix
 from tests.backend_postgres import URL as POSTGRES_URL
 from tests.backend_postgres import drop_schema
+from tests.mongo import server as mongo_server
 
 REDIS_URL = os.environ.get("ASYNCTASK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -62,10 +64,13 @@ APP_MODULE = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", "mongo"])
 def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
     name = uuid.uuid4().hex[:12]
-    if request.param == "postgres":
+    if request.param == "mongo":
+        yield mongo_server.broker_url(f"t{name}")
+        anyio.run(drop_prefix, f"t{name}")
+    elif request.param == "postgres":
         schema = f"t_{name}"
         yield f"{POSTGRES_URL}?schema={schema}&auto_migrate=true"
         anyio.run(drop_schema, schema)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -79,8 +81,8 @@ def run_cli(directory: Path, *args: str, timeout: float = 60) -> subprocess.Comp
 class CliWorker:
     """``asynctask worker obsapp:app`` with a monitoring port on 127.0.0.1."""
 
-    def __init__(self, directory: Path, broker: str, *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, directory: Path, broker: str, *args: str, ports: int = 1) -> None:
+        self.port = free_ports(ports)
         self.log = directory / f"worker-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if k != "ASYNCTASK_BROKER_URL"}
         command = [sys.executable, "-m", "asynctask", "worker", "obsapp:app", "--broker", broker]
@@ -89,6 +91,12 @@ class CliWorker:
             self.process = subprocess.Popen(
                 command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT
             )
+
+    def at(self, port: int) -> CliWorker:
+        """The same worker process(es), asked on ``port`` (another process under ``--workers``)."""
+        other = copy.copy(self)
+        other.port = port
+        return other
 
     def get(self, path: str) -> tuple[int, bytes]:
         """``(status, body)`` of a GET on the monitoring port; status 0 while nothing listens."""
@@ -118,9 +126,27 @@ class CliWorker:
                 self.process.wait(10)
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    for _ in range(100):
+        first = free_port()
+        if all(_free(first + i) for i in range(1, count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @contextmanager
-def cli_worker(directory: Path, broker: str, *args: str) -> Iterator[CliWorker]:
-    worker = CliWorker(directory, broker, *args)
+def cli_worker(directory: Path, broker: str, *args: str, ports: int = 1) -> Iterator[CliWorker]:
+    worker = CliWorker(directory, broker, *args, ports=ports)
     try:
         yield worker
     finally:

@@ -186,12 +186,15 @@ async def test_workers_and_queues_commands(tmp_path: Path, shared_redis: str) ->
             assert await app.list_workers() == []
 
 
-def test_one_metrics_port_per_process(tmp_path: Path) -> None:
+async def test_supervised_workers_serve_one_port_each(tmp_path: Path, shared_redis: str) -> None:
     write_app(tmp_path)
-    refused = run_cli(
-        tmp_path, "worker", "obsapp:app", "--broker", REDIS_URL, "--workers", "2", "--metrics-port", "2121"
-    )
-    assert refused.returncode == 2
-    assert "--metrics-port serves one worker process" in refused.stderr
+    with cli_worker(tmp_path, shared_redis, "--workers", "2", "-q", "work", ports=2) as first:
+        for worker in (first, first.at(first.port + 1)):
+            await wait_until(lambda worker=worker: worker.probe("/readyz")[0] == 200, timeout=60)
+            assert b"asynctask_worker_capacity 10.0" in worker.get("/metrics")[1]
+
+
+def test_a_non_positive_health_threshold_is_refused(tmp_path: Path) -> None:
+    write_app(tmp_path)
     bad = run_cli(tmp_path, "worker", "obsapp:app", "--metrics-port", "2121", "--health-threshold", "0")
     assert bad.returncode == 2 and "--health-threshold must be > 0" in bad.stderr

@@ -194,9 +194,9 @@ async def test_a_running_worker_is_listed_with_what_it_does(app: App) -> None:
 
 
 async def test_a_dead_worker_is_gone_three_heartbeats_later(app: App, clock: FakeClock) -> None:
-    heartbeat = 0.05
     host = Severable(app)
-    worker = Worker(host, concurrency=2, heartbeat=heartbeat, poll_interval=0.02, shutdown_grace=0)
+    worker = Worker(host, concurrency=2, heartbeat=0.05, poll_interval=0.02, shutdown_grace=0)
+    heartbeat = worker.presence_interval  # the registry's heartbeat: at least a second
     async with app, anyio.create_task_group() as tg:
         await tg.start(worker.run)
         await wait_until(lambda: _listed(app, worker.id))
@@ -208,14 +208,14 @@ async def test_a_dead_worker_is_gone_three_heartbeats_later(app: App, clock: Fak
         assert not await _listed(app, worker.id)
         worker.stop_now()
     # A live worker keeps its record fresh at every heartbeat, however long it runs.
-    async with running(app, heartbeat=heartbeat) as alive:
+    async with running(app, heartbeat=0.05) as alive:
         await wait_until(lambda: _listed(app, alive.id))
-        clock.advance(heartbeat * HEARTBEATS_TO_LIVE * 10)
+        clock.advance(alive.presence_interval * HEARTBEATS_TO_LIVE * 10)
 
         async def renewed() -> bool:
             return await _listed(app, alive.id)
 
-        await wait_until(renewed)
+        await wait_until(renewed, timeout=alive.presence_interval + 10)
 
 
 async def _listed(app: App, worker_id: str) -> bool:

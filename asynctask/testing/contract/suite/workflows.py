@@ -101,7 +101,7 @@ async def test_on_finish_runs_once_for_200_children_over_4_workers(app: App) -> 
 
     async with workers(app, count=4) as started:
         handle = await root.publish(200)
-        assert await app.result(handle.id, timeout=30) == sum(range(200))
+        assert await app.result(handle.id, timeout=120) == sum(range(200))
     assert finishes == [200]
     assert sum(w.stats.succeeded for w in started) == 202, "200 leaves, the root, and its finish phase"
 

@@ -1,0 +1,122 @@
+"""Claiming ready jobs in batches, each job by one claimer only; promoting delayed jobs.
+
+MongoDB has no ``SELECT ... FOR UPDATE SKIP LOCKED``. A claim is three round trips, whatever
+the batch size:
+
+1. **look**: the ids of the first ``limit`` ready jobs, in claim order, from the partial
+   ``claim_order`` index (queued jobs, and scheduled jobs that are due);
+2. **take**: one ``update`` command with two statements: promote the queue's due scheduled jobs
+   to ``queued``, then move those of the looked-up ids that are still ``queued`` to ``running``,
+   bumping ``attempts`` and the fencing ``token`` and stamping the claim's own ``claim`` mark.
+   Each document update is atomic and requires ``status: queued``, so two claimers can never
+   both take a job: the second one's filter no longer matches;
+3. **read**: the documents carrying this claim's mark.
+
+A claimer that lost every job it looked at to others looks again (a random number of batches
+further down the line, so that many claimers spread out), so an empty answer means the queue
+had nothing ready. Without contention the first look is the answer, in exact claim order.
+
+Claim order is ``priority`` (highest first), ``run_at``, then ``seq``: an ObjectId taken when
+the job entered the ready set. Due scheduled jobs sort after queued ones with the same priority
+and ``run_at`` (``phase``), in their own order; the promotion gives them one fresh ``seq`` and
+keeps that order in ``seq2``, so the order seen by step 1 is the order they keep.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, UpdateMany
+
+from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, to_job
+from asynctask.models import Job
+
+__all__ = ["CLAIM_ORDER", "claim", "due", "promote", "promote_due", "ready"]
+
+CLAIM_ORDER = [
+    ("priority", DESCENDING),
+    ("run_at", ASCENDING),
+    ("phase", ASCENDING),
+    ("seq", ASCENDING),
+    ("seq2", ASCENDING),
+]
+
+# A claimer that keeps losing races gives up (returning nothing) after this many looks.
+_MAX_LOOKS = 100
+# How many batches down the line a claimer that lost a race may look next.
+_SPREAD = 8
+
+
+def ready(queue: str, now: float) -> dict[str, Any]:
+    """Claimable jobs of ``queue``: queued, or scheduled and due."""
+    return {
+        "queue": queue,
+        "phase": {"$exists": True},
+        "$or": [{"phase": PHASE_QUEUED}, {"phase": PHASE_SCHEDULED, "run_at": {"$lte": now}}],
+    }
+
+
+def due(now: float, queue: str | None = None) -> dict[str, Any]:
+    """Scheduled jobs whose time has come (of one queue, or of all)."""
+    query: dict[str, Any] = {"phase": PHASE_SCHEDULED, "run_at": {"$lte": now}}
+    if queue is not None:
+        query["queue"] = queue
+    return query
+
+
+def promote(order_field: str) -> list[dict[str, Any]]:
+    """Queue scheduled jobs, one batch: one fresh ``seq``, the former order kept in ``seq2``."""
+    return [
+        {"$set": {"status": "queued", "phase": PHASE_QUEUED, "seq": ObjectId(), "seq2": f"${order_field}"}}
+    ]
+
+
+async def claim(coll: Any, queue: str, limit: int, *, now: float, lease: float, worker: str) -> list[Job]:
+    """Claim up to ``limit`` ready jobs of ``queue``, in claim order."""
+    for attempt in range(_MAX_LOOKS):
+        # After a lost race, look a random number of batches further down the line, so that
+        # many claimers spread out instead of all fighting over the same first jobs.
+        skip = random.randrange(min(attempt, _SPREAD) + 1) * limit
+        cursor = coll.find(ready(queue, now), projection={"_id": 1}, sort=CLAIM_ORDER, skip=skip, limit=limit)
+        ids = [doc["_id"] async for doc in cursor]
+        if not ids:
+            if skip:
+                continue  # looked past the end of the line
+            return []
+        mark = ObjectId()
+        take = {
+            "$set": {
+                "status": "running",
+                "started_at": now,
+                "lease_expires_at": now + lease,
+                "worker": worker,
+                "claim": mark,
+            },
+            "$inc": {"attempts": 1, "token": 1},
+            "$unset": {"phase": "", "seq2": ""},
+        }
+        await coll.bulk_write(
+            [
+                UpdateMany(due(now, queue), promote("seq")),
+                UpdateMany({"_id": {"$in": ids}, "status": "queued"}, take),
+            ],
+            ordered=True,
+        )
+        position = {job_id: i for i, job_id in enumerate(ids)}
+        docs = [doc async for doc in coll.find({"_id": {"$in": ids}, "claim": mark})]
+        if docs:
+            docs.sort(key=lambda doc: position[doc["_id"]])
+            return [to_job(doc) for doc in docs]
+    return []
+
+
+async def promote_due(coll: Any, now: float, limit: int) -> int:
+    """Queue up to ``limit`` due scheduled jobs, oldest first; returns how many."""
+    cursor = coll.find(due(now), projection={"_id": 1}, sort=[("cseq", ASCENDING)], limit=limit)
+    ids = [doc["_id"] async for doc in cursor]
+    if not ids:
+        return 0
+    result = await coll.update_many({"_id": {"$in": ids}, **due(now)}, promote("cseq"))
+    return int(result.modified_count)

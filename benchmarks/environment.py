@@ -1,0 +1,74 @@
+"""What a result must say about where it was measured: machine, load, servers, versions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks import services, setup_peers
+from benchmarks.systems import SYSTEMS
+
+__all__ = ["loadavg", "machine", "servers", "versions"]
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15-minute load averages."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine() -> str:
+    """CPU model and cores, memory, kernel, Python."""
+    cpu = "unknown CPU"
+    mem = "? GiB"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    kernel = f"{platform.system()} {platform.release()}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem}, {kernel}, {python}"
+
+
+def servers() -> str:
+    """The Redis and PostgreSQL server versions."""
+    parts = []
+    try:
+        info = asyncio.run(services.redis_call("INFO", "server")).decode()
+        version = next(line.split(":")[1] for line in info.splitlines() if line.startswith("redis_version"))
+        parts.append(f"Redis {version.strip()}")
+    except Exception as exc:
+        parts.append(f"Redis ? ({exc})")
+    try:
+        out = subprocess.run(
+            ["psql", services.POSTGRES_ADMIN_URL, "-tAc", "show server_version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        parts.append(f"PostgreSQL {out.stdout.strip().split()[0]}")
+    except Exception as exc:
+        parts.append(f"PostgreSQL ? ({exc})")
+    return ", ".join(parts)
+
+
+def versions(selected: list[str]) -> str:
+    """asynctask's version and every selected peer's pinned requirements."""
+    try:
+        ours = metadata.version("asynctask")
+    except metadata.PackageNotFoundError:
+        ours = "?"
+    parts = [f"asynctask {ours} (this checkout)"]
+    for name in selected:
+        venv = SYSTEMS[name].venv
+        if venv:
+            parts.append(" ".join(setup_peers.PEERS[venv]))
+    return "; ".join(dict.fromkeys(parts))

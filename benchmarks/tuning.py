@@ -1,0 +1,145 @@
+"""Every system's worker settings for a total concurrency C: the one table, with its sources.
+
+Each peer runs with what its own documentation gives for throughput (issue #18). A worker fleet
+always holds C jobs in flight in total: a library whose CLI forks worker processes runs one per
+core (the documented way to use the cores; :data:`CPUS`) and splits C between them. The driver
+turns these settings into CLI flags or environment, the app module reads them back
+(``benchmarks.apps.settings.SETTINGS``), and every result records the settings it ran with, so
+``results.md`` prints them beside each system. ``benchmarks/README.md`` has the same table with
+links.
+
+Standard library only: imported by every driver and app module, in every peer's venv.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CPUS", "POSTGRES_POOL_CAP", "TUNING", "Tuning", "settings_for"]
+
+#: Worker processes for CLIs that fork one per core (``$BENCH_WORKER_PROCESSES`` overrides it, e.g.
+#: 1 to compare single processes; every result records the settings it ran with).
+CPUS = int(os.environ.get("BENCH_WORKER_PROCESSES") or os.cpu_count() or 1)
+#: Largest client pool a peer may open: the server's ``max_connections`` (100 by default) is
+#: shared with the driver and, on a busy machine, with other users.
+POSTGRES_POOL_CAP = 50
+
+Settings = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How one library is set up for a total concurrency C."""
+
+    #: C -> settings; ``processes`` is always present.
+    settings: Callable[[int], Settings]
+    #: The settings as formulas of C, for the report.
+    summary: str
+    #: Where the documentation says so (short; benchmarks/README.md has the links).
+    source: str
+
+
+def _split(c: int, processes: int) -> int:
+    """C shared by ``processes`` processes (at least one slot each)."""
+    return max(1, c // processes)
+
+
+def _asynctask(c: int) -> Settings:
+    per = _split(c, CPUS)
+    return {"processes": CPUS, "concurrency": per, "prefetch": per // 4}
+
+
+def _dramatiq(c: int) -> Settings:
+    return {"processes": CPUS, "threads": _split(c, CPUS), "worker_timeout_ms": 100}
+
+
+def _taskiq(c: int) -> Settings:
+    per = _split(c, CPUS)
+    return {"processes": CPUS, "max_async_tasks": per, "max_prefetch": per}
+
+
+def _saq(c: int) -> Settings:
+    return {"processes": CPUS, "concurrency": _split(c, CPUS)}
+
+
+def _streaq(c: int) -> Settings:
+    per = _split(c, CPUS)
+    return {"processes": CPUS, "concurrency": per, "prefetch": per}
+
+
+def _arq(c: int) -> Settings:
+    return {"processes": 1, "max_jobs": c, "poll_delay_s": 0.01, "queue_read_limit": max(5 * c, 100)}
+
+
+def _pgqueuer(c: int) -> Settings:
+    return {
+        "processes": 1,
+        "batch_size": max(1, min(c // 2, 100)),
+        "max_concurrent_tasks": c,
+        "autovac": True,
+    }
+
+
+def _procrastinate(c: int) -> Settings:
+    return {"processes": 1, "concurrency": c, "pool_max_size": min(c + 1, POSTGRES_POOL_CAP)}
+
+
+#: library -> tuning. A new peer adds one entry (and its line in ``benchmarks.systems``).
+TUNING: dict[str, Tuning] = {
+    "asynctask": Tuning(
+        _asynctask,
+        "`asynctask worker --workers <cores> -c C/cores --prefetch C/cores/4` (per process; the "
+        "prefetch is the default)",
+        "README, Command line (`--workers N`) and Deployment (more worker processes)",
+    ),
+    "dramatiq": Tuning(
+        _dramatiq,
+        "`--processes <cores> --threads C/cores`, hiredis, `dramatiq_worker_timeout=100` ms, "
+        "queue prefetch 2 x threads (default)",
+        "Dramatiq guide, Workers; reference, Environment Variables; installation (hiredis)",
+    ),
+    "taskiq": Tuning(
+        _taskiq,
+        "`--workers <cores> --max-async-tasks C/cores --max-prefetch C/cores`",
+        "taskiq CLI guide (worker parameters); streaQ's benchmark command for the prefetch value",
+    ),
+    "saq": Tuning(
+        _saq,
+        "`saq --workers <cores>`, `concurrency` C/cores, hiredis",
+        "SAQ docs, Comparison (multiple workers to use more cores) and Workers (`--workers`)",
+    ),
+    "streaq": Tuning(
+        _streaq,
+        "`streaq run --workers <cores>`, `concurrency` C/cores, `prefetch` = concurrency (default)",
+        "streaQ docs, Worker (concurrency, prefetch) and CLI (`--workers`)",
+    ),
+    "arq": Tuning(
+        _arq,
+        "1 process (no multi-process CLI), `max_jobs` C, `poll_delay` 0.01 s (default 0.5), "
+        "`queue_read_limit` max(5C, 100) (default)",
+        "arq `Worker` reference (max_jobs, poll_delay, queue_read_limit); arq issue #210",
+    ),
+    "pgqueuer": Tuning(
+        _pgqueuer,
+        "1 process (`pgq run`), `--batch-size min(C/2, 100) --max-concurrent-tasks C`, `pgq autovac`; "
+        "durable tables (default)",
+        "PgQueuer docs, Performance Tuning (batch size, autovacuum) and CLI reference",
+    ),
+    "procrastinate": Tuning(
+        _procrastinate,
+        f"1 process, `--concurrency C`, pool `max_size` min(C + 1, {POSTGRES_POOL_CAP}), LISTEN/NOTIFY on",
+        "procrastinate how-to, Concurrency; discussions, Mind the size of your PostgreSQL pool",
+    ),
+}
+
+
+def settings_for(library: str, concurrency: int) -> Settings:
+    """The settings ``library`` runs with at total concurrency ``concurrency``."""
+    try:
+        tuning = TUNING[library]
+    except KeyError:
+        raise KeyError(f"no tuning for {library!r}: add it to benchmarks.tuning.TUNING") from None
+    return tuning.settings(concurrency)
