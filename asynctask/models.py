@@ -56,6 +56,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     pending: int = 0
     #: Opaque workflow data; brokers store and return it, never read it.
     meta: bytes | None = None
+    #: ``unique="active"``: no other unfinished job may hold this key (see :mod:`asynctask.flow`).
+    unique_key: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +95,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     pending: int = 0
     #: Opaque workflow data; brokers store and return it, never read it.
     meta: bytes | None = None
+    #: The key this job holds while it is unfinished (``unique="active"``), or ``None``.
+    unique_key: str | None = None
 
     @property
     def has_result(self) -> bool:

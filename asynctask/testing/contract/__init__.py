@@ -53,6 +53,7 @@ from asynctask.testing.contract.suite import (  # noqa: E402
     broker_leases,
     broker_workflows,
     differential,
+    flow,
     periodic,
     robustness,
     worker_jobs,
@@ -103,6 +104,7 @@ for _module in (
     workflows,
     periodic,
     robustness,
+    flow,
 ):
     for _name, _test in vars(_module).items():
         if _name.startswith("test_") and inspect.isfunction(_test):
