@@ -211,8 +211,10 @@ def refill(tokens: float | None, refilled_at: float | None, now: float, rate: Ra
 
 
 def tokens_due_at(tokens: float, now: float, rate: RateLimit, want: float) -> float:
-    """When a bucket holding ``tokens`` at ``now`` holds ``min(want, burst)`` (at least one)."""
-    target = max(min(want, float(rate.burst)), 1.0)
+    """When a bucket holding ``tokens`` at ``now`` holds half of ``min(want, burst)`` (at least
+    one token): a worker that wakes a little late then still finds room in the bucket, so no
+    token is lost to a full bucket."""
+    target = max(min(want, float(rate.burst)) / 2, 1.0)
     return now + max(target - tokens, 0.0) / rate.per_second
 
 

@@ -54,8 +54,8 @@ Semantics every backend implements:
   Checks and token updates are atomic with the claim: two workers claiming at once never take
   more than the limit between them. When the claim left ready jobs behind because of one of
   these rules it returns a :class:`~asynctask.flow.Claimed` with ``held_back=True`` and
-  ``retry_at`` = the earliest time a bucket that held jobs back holds ``min(burst, n)`` tokens
-  (:func:`~asynctask.flow.tokens_due_at`; ``None`` when no bucket held jobs back); otherwise
+  ``retry_at`` = the earliest time a bucket that held jobs back holds ``max(min(burst, n) / 2, 1)``
+  tokens (:func:`~asynctask.flow.tokens_due_at`; ``None`` when no bucket held jobs back); otherwise
   any ``list``. ``wait_for_jobs(q, timeout, held=True)`` then does not return merely because
   ready jobs exist: it returns on a wake-up (a publish, a resume, a settings change) or after
   ``timeout``. Every settings change wakes the queue's idle workers. When no limit is passed and

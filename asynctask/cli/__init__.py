@@ -1,6 +1,6 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``; see ``asynctask --help``. Bad input prints
+``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``; see ``asynctask --help``. Bad input prints
 one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
 """
 
@@ -12,6 +12,7 @@ from asynctask.cli.demo import demo
 from asynctask.cli.jobs import jobs
 from asynctask.cli.migrate import migrate
 from asynctask.cli.publish import publish
+from asynctask.cli.queues import queues
 from asynctask.cli.worker import worker
 
 __all__ = ["main"]
@@ -23,5 +24,5 @@ def main() -> None:
     """asynctask: an asyncio-native distributed job queue."""
 
 
-for _command in (worker, publish, jobs, migrate, demo):
+for _command in (worker, publish, jobs, queues, migrate, demo):
     main.add_command(_command)

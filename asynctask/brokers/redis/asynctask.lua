@@ -638,7 +638,7 @@ end
 -- A ready job of this claim was held back by quota q: when does q have tokens again?
 local function due(q, limit)
   if not q.rate or q.free < 1 or q.tokens >= 1 then return false end
-  return now + (math.max(math.min(limit, q.burst), 1) - q.tokens) / q.rate
+  return now + (math.max(math.min(limit, q.burst) / 2, 1) - q.tokens) / q.rate
 end
 
 -- How many ready jobs a flow claim looks at, at most, past the ones it holds back.

@@ -628,10 +628,10 @@ summary AS (
          OR EXISTS (SELECT 1 FROM ranked AS r JOIN task_quota AS t ON t.task = r.task
                     WHERE r.nth > least(t.free, t.tokens))) AS held_back,
         (SELECT min(due) FROM (
-            SELECT $3::double precision + (greatest(least($2::double precision, burst), 1) - tokens) / rate AS due
+            SELECT $3::double precision + (greatest(least($2::double precision, burst) / 2, 1) - tokens) / rate AS due
             FROM queue_left WHERE rate IS NOT NULL AND free >= 1 AND tokens < 1
             UNION ALL
-            SELECT $3::double precision + (greatest(least($2::double precision, burst), 1) - tokens) / rate
+            SELECT $3::double precision + (greatest(least($2::double precision, burst) / 2, 1) - tokens) / rate
             FROM task_left WHERE rate IS NOT NULL AND free >= 1 AND tokens < 1
         ) AS dues) AS retry_at,
         (EXISTS (SELECT 1 FROM settings)

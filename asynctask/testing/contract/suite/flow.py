@@ -126,9 +126,10 @@ async def test_flow_task_rate_limit_is_a_token_bucket(broker: Broker, clock: Fak
     first = await limited(broker, limits)
     assert len(first) == 3, "a fresh bucket is full: burst tokens"
     assert held(first)
-    assert isinstance(first, Claimed) and first.retry_at == pytest.approx(clock() + 0.3, abs=APPROX)
+    # Tokens are due back when the bucket holds half of min(burst, limit): 1.5 tokens, in 0.15 s.
+    assert isinstance(first, Claimed) and first.retry_at == pytest.approx(clock() + 0.15, abs=APPROX)
     clock.advance(0.1)
-    assert len(await limited(broker, limits)) == 1
+    assert len(await limited(broker, limits)) == 1, "one token refilled in 0.1 s"
     clock.advance(5)
     assert len(await limited(broker, limits)) == 3, "the bucket holds at most burst tokens"
     assert len(await broker.list_jobs(status=JobStatus.QUEUED)) == 3, "jobs over the limit stay queued"
