@@ -39,7 +39,9 @@ Semantics every backend implements:
   :class:`~asynctask.flow.TaskLimit` travels with every claim (``claim(..., limits=)``, task name
   -> limit, from the worker's registry). ``claim(q, n, limits=L)`` takes jobs in claim order,
   skipping (leaving ``queued``, in place) every job that would break one of these rules, and
-  takes the claimable jobs behind a skipped one:
+  takes the claimable jobs behind a skipped one (a broker may bound how many ready jobs one claim
+  looks at, held-back ones included, to ``4 * n + 64`` but at most 2048, so that a backlog held
+  back costs each claim a bounded effort):
 
   - a **paused** queue gives nothing (publishing into it still works; running jobs finish);
   - **concurrency**: never more than ``settings.concurrency`` jobs of ``q``, nor more than

@@ -218,7 +218,7 @@ class MemoryBroker:
         if gate.paused:
             return Claimed(held_back=self._has_ready(queue))
         skipped: list[tuple[int, float, int, str]] = []
-        while len(claimed) < limit and self._has_ready(queue) and gate.room():
+        while len(claimed) < limit and len(skipped) < gate.window and self._has_ready(queue) and gate.room():
             entry = heapq.heappop(self._ready[queue])
             job = self._jobs[entry[3]]
             if gate.admits(job):

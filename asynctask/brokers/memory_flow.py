@@ -139,6 +139,8 @@ class Gate:
         self.held_back = self.paused
         self.retry_at: float | None = None
         self.taken: Counter[str] = Counter()
+        #: How many held-back jobs the claim may pass over (see the broker protocol).
+        self.window = min(4 * want + 64, 2048) - want
         self.quotas: dict[str, Quota] = {}
         self.budget = self._quota(
             f"queue:{queue}", settings.concurrency, settings.rate, lambda j: j.queue == queue

@@ -1,7 +1,7 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``; see ``asynctask --help``. Bad input prints
-one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
+``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``; see ``asynctask --help``. Bad
+input prints one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
 """
 
 from __future__ import annotations

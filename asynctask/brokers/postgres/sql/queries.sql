@@ -498,7 +498,7 @@ ORDER BY k;
 -- name: flow_claim
 -- $1: queue, $2: limit, $3: now, $4: lease seconds, $5: worker, $6..$9: the task limits as
 -- arrays (name, concurrency, tokens per second, burst; NULL: none), $10: clock slack (seconds),
--- $11: how many ready jobs the claim looks at, past the ones it holds back.
+-- $11: how many ready jobs the claim looks at (its head of the queue), held-back ones included.
 -- Claims in order, skipping jobs of tasks at a limit, within the queue's own limits; spends the
 -- tokens. Returns the claimed rows (summary = false), then one summary row (the job columns
 -- NULL): held_back, retry_at, and flow (whether the next claim should come here directly).
@@ -550,16 +550,25 @@ budget AS (
 blocked AS (
     SELECT task FROM task_quota WHERE free < 1 OR tokens < 1
 ),
-candidates AS (
-    SELECT id, task, priority, run_at, seq
-    FROM __schema__.jobs
+-- The head of the queue, $11 ready jobs in claim order (an index scan, bounded however many
+-- jobs of blocked tasks wait in the queue); the jobs of blocked tasks are left out, the others
+-- locked (those another claim holds are skipped; a job claimed meanwhile fails the re-check).
+head AS (
+    SELECT id, task FROM __schema__.jobs
     WHERE queue = $1::text
       AND status IN ('queued', 'scheduled')
       AND (status = 'queued' OR run_at <= $3::double precision)
-      AND NOT (task = ANY (ARRAY(SELECT task FROM blocked)))
       AND (SELECT n FROM budget) > 0
     ORDER BY priority DESC, run_at, seq
     LIMIT $11::integer
+),
+candidates AS (
+    SELECT id, task, priority, run_at, seq
+    FROM __schema__.jobs
+    WHERE id = ANY (ARRAY(SELECT id FROM head WHERE NOT (task = ANY (ARRAY(SELECT task FROM blocked)))))
+      AND queue = $1::text
+      AND status IN ('queued', 'scheduled')
+      AND (status = 'queued' OR run_at <= $3::double precision)
     FOR UPDATE SKIP LOCKED
 ),
 ranked AS (
@@ -610,16 +619,6 @@ spent_queue AS (
     WHERE s.name = $1::text AND s.rate_count IS NOT NULL AND EXISTS (SELECT 1 FROM claimed)
     RETURNING 1
 ),
--- The head of the queue, as a plain claim would pick it: a limited task there keeps the queue
--- on the flow path.
-head AS (
-    SELECT task FROM __schema__.jobs
-    WHERE queue = $1::text
-      AND status IN ('queued', 'scheduled')
-      AND (status = 'queued' OR run_at <= $3::double precision)
-    ORDER BY priority DESC, run_at, seq
-    LIMIT $2::integer
-),
 summary AS (
     SELECT
         -- Over-reporting is harmless (the worker waits for a wake-up rather than polling at once).
@@ -634,6 +633,7 @@ summary AS (
             SELECT $3::double precision + (greatest(least($2::double precision, burst) / 2, 1) - tokens) / rate
             FROM task_left WHERE rate IS NOT NULL AND free >= 1 AND tokens < 1
         ) AS dues) AS retry_at,
+        -- A limited task at the head of the queue keeps the queue on the flow path.
         (EXISTS (SELECT 1 FROM settings)
          OR EXISTS (SELECT 1 FROM head WHERE task = ANY ($6::text[]))) AS flow
     FROM queue_left AS q
