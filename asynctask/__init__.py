@@ -32,7 +32,7 @@ from asynctask.errors import (
     UnknownTask,
 )
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus
+from asynctask.models import Job, JobStatus, QueueStats
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import Middleware, Registry
 from asynctask.retry import Backoff, Fixed, RetryPolicy
@@ -87,6 +87,7 @@ __all__ = [
     "PayloadDecodeError",
     "PayloadTooLarge",
     "PublishOptions",
+    "QueueStats",
     "Registry",
     "Retry",
     "RetryPolicy",

@@ -14,13 +14,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 import anyio
+import msgspec
 
 from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
 from asynctask.errors import ConfigurationError, JobFailed, JobNotFound, JobTimeout
 from asynctask.flow import QueueSettings, RateLimit, check_concurrency, parse_rate
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus, NewJob
+from asynctask.models import Job, JobStatus, NewJob, QueueStats, zero_counts
 from asynctask.names import validate_queue
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import BUILTIN_TASKS, Registry
@@ -233,10 +234,19 @@ class App(Registry):
         queue: str | None = None,
         task: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Up to ``limit`` jobs matching every given filter, newest first.
+
+        Pages follow a cursor (keyset pagination, as cheap deep in the list as at its start): pass
+        the last job's ``(job.created_at, job.id)`` as ``before`` to get the next page.
+        """
         return await self._open_broker().list_jobs(
-            status=JobStatus(status) if status is not None else None, queue=queue, task=task, limit=limit
+            status=JobStatus(status) if status is not None else None,
+            queue=queue,
+            task=task,
+            limit=limit,
+            before=before,
         )
 
     async def cancel(self, job_id: str) -> Job:
@@ -295,6 +305,26 @@ class App(Registry):
     async def queue_settings(self, queue: str) -> QueueSettings:
         """The queue's stored settings: paused, global concurrency, rate limit."""
         return await self._open_broker().queue_settings(validate_queue(queue))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, its live jobs counted by status and when its oldest ready job became ready.
+
+        Every queue that holds jobs, plus this app's own queues (all zeros while empty), sorted
+        by name, with whether each is paused; two broker calls (see :meth:`Broker.queue_stats
+        <asynctask.Broker.queue_stats>` and :meth:`Broker.configured_queues`).
+        """
+        broker = self._open_broker()
+        found = {stats.queue: stats for stats in await broker.queue_stats()}
+        for queue in self.queues:
+            found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
+        # Paused queues (flow control) are few and their settings a second, small read.
+        settings = await broker.configured_queues()
+        for queue in settings:
+            found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
+        return [
+            msgspec.structs.replace(found[queue], paused=queue in settings and settings[queue].paused)
+            for queue in sorted(found)
+        ]
 
     # --- groups and chains ---------------------------------------------------------------------
 

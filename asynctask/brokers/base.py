@@ -69,6 +69,11 @@ Semantics every backend implements:
   finishes (``succeeded``, ``failed``, ``cancelled``), expires or is deleted.
   :meth:`Broker.find_unique` returns the unfinished holder. :meth:`Broker.retry` of a finished job
   whose key another unfinished job now holds leaves it as it is.
+* **Inspection.** :meth:`Broker.list_jobs` returns jobs newest first: ``created_at``
+  descending, then ``id`` descending, a total order, so the pair ``(created_at, id)`` of the
+  last job of a page is the cursor (``before=``) of the next page (keyset pagination: a page
+  costs the same however deep it is). :meth:`Broker.queue_stats` counts every queue's jobs by
+  status in one cheap call (no per-job round trips), for dashboards and metrics.
 * **Time** comes from the injected ``clock`` (a zero-argument callable returning POSIX seconds)
   so tests can drive expiry with a fake clock.
 * **Opening** is counted: the first :meth:`Broker.open` connects, each ``open`` needs its
@@ -89,7 +94,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 import msgspec
 
 from asynctask.flow import QueueSettings, RateLimit, TaskLimits
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["Broker", "Capabilities", "Clock", "Migratable", "Migration"]
 
@@ -216,8 +221,25 @@ class Broker(Protocol):
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Up to ``limit`` jobs matching every given filter, newest first.
+
+        Newest first means ``created_at`` descending, then ``id`` descending. ``before`` is the
+        ``(created_at, id)`` of the last job of the previous page: only jobs strictly after it in
+        that order (older, or as old with a smaller id) are returned. Expired jobs are left out.
+        """
+        ...
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, its live jobs counted by status and its oldest ready job's ``run_at``.
+
+        One entry for every queue holding at least one live job, sorted by queue name; each
+        ``counts`` has every :class:`~asynctask.models.JobStatus` (zeros included). A job is
+        ready when it is ``queued``, or ``scheduled`` with ``run_at <= now``; ``oldest_ready_at``
+        is the smallest ``run_at`` among them (``None``: nothing ready). One cheap call: a
+        backend answers it without a round trip per job and without reading payloads.
+        """
         ...
 
     async def pause(self, job_id: str) -> Job | None:

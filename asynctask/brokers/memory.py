@@ -20,11 +20,21 @@ import anyio
 import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
-from asynctask.brokers.memory_flow import MemoryFlow
+from asynctask.brokers.memory_flow import FlowCalls, MemoryFlow
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.flow import Claimed, QueueSettings, RateLimit, TaskLimits
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind
+from asynctask.flow import Claimed, TaskLimits
+from asynctask.models import (
+    Job,
+    JobStatus,
+    Lease,
+    LeaseState,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    zero_counts,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -33,7 +43,7 @@ _WAITABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED})
 _CANCELLABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.WAITING})
 
 
-class MemoryBroker:
+class MemoryBroker(FlowCalls):
     """A broker that keeps jobs in a dict; see the module docstring."""
 
     def __init__(self, *, path: str | os.PathLike[str] | None = None, clock: Clock = time.time) -> None:
@@ -379,6 +389,7 @@ class MemoryBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
         now = self.clock()
         found = [
@@ -389,9 +400,26 @@ class MemoryBroker:
             and (task is None or j.task == task)
             and (parent_id is None or j.parent_id == parent_id)
             and (j.expires_at is None or j.expires_at > now)
+            and (before is None or (j.created_at, j.id) < before)
         ]
-        found.sort(key=lambda j: (j.created_at, self._seq.get(j.id, 0)), reverse=True)
+        # A scan and a sort: fine for the jobs one process holds in memory.
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[:limit]
+
+    async def queue_stats(self) -> list[QueueStats]:
+        now = self.clock()
+        stats: dict[str, tuple[dict[JobStatus, int], list[float]]] = {}
+        for job in self._jobs.values():
+            if job.expires_at is not None and job.expires_at <= now:
+                continue
+            counts, ready = stats.setdefault(job.queue, (zero_counts(), []))
+            counts[job.status] += 1
+            if job.status is JobStatus.QUEUED or (job.status is JobStatus.SCHEDULED and job.run_at <= now):
+                ready.append(job.run_at)
+        return [
+            QueueStats(queue=queue, counts=counts, oldest_ready_at=min(ready, default=None))
+            for queue, (counts, ready) in sorted(stats.items())
+        ]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         job = self._live(job_id)
@@ -456,28 +484,3 @@ class MemoryBroker:
         self._seq.pop(job_id, None)
         self._flow.forget(job_id)
         return self._jobs.pop(job_id, None) is not None
-
-    # --- flow control ----------------------------------------------------------------------
-
-    async def find_unique(self, unique_key: str) -> Job | None:
-        return self._flow.holder(self._jobs, unique_key, self.clock())
-
-    async def queue_settings(self, queue: str) -> QueueSettings:
-        return self._flow.get(queue)
-
-    async def configured_queues(self) -> dict[str, QueueSettings]:
-        return dict(sorted(self._flow.settings.items()))
-
-    async def set_queue_limits(
-        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
-    ) -> QueueSettings:
-        current = self._flow.get(queue)
-        settings = self._flow.put(queue, QueueSettings(current.paused, concurrency, rate))
-        self._wake(queue)
-        return settings
-
-    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
-        current = self._flow.get(queue)
-        settings = self._flow.put(queue, QueueSettings(paused, current.concurrency, current.rate))
-        self._wake(queue)
-        return settings

@@ -23,7 +23,7 @@ from asynctask.flow import (
 )
 from asynctask.models import Job, JobStatus
 
-__all__ = ["Gate", "MemoryFlow", "Quota"]
+__all__ = ["FlowCalls", "Gate", "MemoryFlow", "Quota"]
 
 
 class MemoryFlow:
@@ -96,6 +96,38 @@ class MemoryFlow:
 
     def spend(self, key: str, rate: RateLimit, now: float, n: int) -> None:
         self.buckets[key] = (self.tokens(key, rate, now) - n, now)
+
+
+class FlowCalls:
+    """The broker protocol's flow-control calls, mixed into the memory broker."""
+
+    _flow: MemoryFlow
+    _jobs: dict[str, Job]
+    clock: Callable[[], float]
+    _wake: Callable[[str], None]
+
+    async def find_unique(self, unique_key: str) -> Job | None:
+        return self._flow.holder(self._jobs, unique_key, self.clock())
+
+    async def queue_settings(self, queue: str) -> QueueSettings:
+        return self._flow.get(queue)
+
+    async def configured_queues(self) -> dict[str, QueueSettings]:
+        return dict(sorted(self._flow.settings.items()))
+
+    async def set_queue_limits(
+        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
+    ) -> QueueSettings:
+        current = self._flow.get(queue)
+        settings = self._flow.put(queue, QueueSettings(current.paused, concurrency, rate))
+        self._wake(queue)
+        return settings
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
+        current = self._flow.get(queue)
+        settings = self._flow.put(queue, QueueSettings(paused, current.concurrency, current.rate))
+        self._wake(queue)
+        return settings
 
 
 class Quota:

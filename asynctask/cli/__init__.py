@@ -1,7 +1,7 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``; see ``asynctask --help``. Bad
-input prints one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
+``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``, ``web``; see ``asynctask --help``.
+Bad input prints one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from asynctask.cli.jobs import jobs
 from asynctask.cli.migrate import migrate
 from asynctask.cli.publish import publish
 from asynctask.cli.queues import queues
+from asynctask.cli.web import web
 from asynctask.cli.worker import worker
 
 __all__ = ["main"]
@@ -24,5 +25,5 @@ def main() -> None:
     """asynctask: an asyncio-native distributed job queue."""
 
 
-for _command in (worker, publish, jobs, queues, migrate, demo):
+for _command in (worker, publish, jobs, queues, migrate, demo, web):
     main.add_command(_command)

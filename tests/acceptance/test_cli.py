@@ -271,16 +271,16 @@ def test_migrate_creates_the_schema(project: Path) -> None:
     from asynctask.brokers.postgres.sql import latest_version
     from tests.backend_postgres import URL, drop_schema
 
+    latest = latest_version()
     schema = f"t_{uuid.uuid4().hex}"
     url = f"{URL}?schema={schema}"
-    version = latest_version()
     try:
         first = run(project, "migrate", "--broker", url)
         assert first.returncode == 0, first.stderr
-        assert first.stdout.endswith(f"schema created (version {version})\n"), first.stdout
+        assert first.stdout.endswith(f"schema created (version {latest})\n"), first.stdout
         again = run(project, "migrate", "--broker", url)
         assert again.returncode == 0, again.stderr
-        assert again.stdout.endswith(f"schema already current (version {version})\n"), again.stdout
+        assert again.stdout.endswith(f"schema already current (version {latest})\n"), again.stdout
         published = run(project, "publish", "jobsapp:app", "work", "1", "--broker", url)
         assert published.returncode == 0, published.stderr
     finally:

@@ -8,6 +8,7 @@ See :class:`PostgresBroker`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -20,24 +21,30 @@ from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
 from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
-from asynctask.brokers.postgres.flow import PostgresFlow, insert_jobs
+from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.pool import Database
-from asynctask.brokers.postgres.rows import enqueue_columns, to_job, to_jobs
+from asynctask.brokers.postgres.rows import enqueue_columns, queue_stats_from_rows, to_job, to_jobs
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.flow import QueueSettings, RateLimit, TaskLimits
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.flow import TaskLimits
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["PostgresBroker"]
 
+# The active statuses are listed by one query each (the status a literal: see queries.sql).
+_ACTIVE = {
+    JobStatus.QUEUED: "list_jobs_queued",
+    JobStatus.SCHEDULED: "list_jobs_scheduled",
+    JobStatus.RUNNING: "list_jobs_running",
+}
 _POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10}
 _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 # Seconds allowed to open the LISTEN connection (less when a wait's timeout is shorter).
 _LISTENER_CONNECT_TIMEOUT = 10.0
 
 
-class PostgresBroker:
+class PostgresBroker(FlowCalls):
     """A broker keeping jobs in one table of a PostgreSQL schema (default ``asynctask``).
 
     Build it from a URL (``postgresql://user:pass@host:5432/db?schema=jobs``, see
@@ -403,19 +410,47 @@ class PostgresBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Jobs matching every given filter, newest first, from ``before`` on (keyset pagination).
+
+        Each page is one statement starting at the cursor: a walk of ``jobs_list_idx``
+        unfiltered, of ``jobs_settled_idx`` for a finished, waiting or paused status, of
+        ``jobs_parent_idx`` for a job's children; for a queued, scheduled or running status the
+        planner picks the walk or a sort of the few such jobs (see ``queries.sql``). A queue or
+        task filter is checked on the rows walked, so a rare task among many jobs costs a longer
+        walk (``benchmarks/web_list.py`` measures these on 100,000 jobs).
+        """
+        created_at, job_id = before if before is not None else (math.inf, "")
+        now = self.clock()
         with self._translated():
-            rows = await self._db.fetch(
-                "list_jobs",
-                None if status is None else status.value,
-                queue,
-                task,
-                self.clock(),
-                limit,
-                parent_id,
-            )
+            if parent_id is not None:
+                rows = await self._db.fetch(
+                    "list_children",
+                    parent_id,
+                    None if status is None else status.value,
+                    now,
+                    limit,
+                    created_at,
+                    job_id,
+                    queue,
+                    task,
+                )
+            elif status in _ACTIVE:
+                rows = await self._db.fetch(_ACTIVE[status], queue, task, now, limit, created_at, job_id)
+            elif status is not None:
+                rows = await self._db.fetch(
+                    "list_jobs_settled", queue, task, now, limit, created_at, job_id, status.value
+                )
+            else:
+                rows = await self._db.fetch("list_jobs_page", queue, task, now, limit, created_at, job_id)
         return to_jobs(rows)
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Every queue's live jobs by status, in one statement (one pass over the table)."""
+        with self._translated():
+            rows = await self._db.fetch("queue_stats", self.clock())
+        return queue_stats_from_rows(rows)
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a waiting job now, or request the cancel of a running one."""
@@ -448,35 +483,6 @@ class PostgresBroker:
         with self._translated():
             found = await self._db.fetchval("delete", job_id)
         return found is not None
-
-    # --- flow control ------------------------------------------------------------------------
-
-    async def find_unique(self, unique_key: str) -> Job | None:
-        """The unfinished job holding ``unique_key``, or ``None``."""
-        with self._translated():
-            return await self._flow.find_unique(unique_key)
-
-    async def queue_settings(self, queue: str) -> QueueSettings:
-        """The queue's settings (the defaults when it has no row)."""
-        with self._translated():
-            return await self._flow.settings(queue)
-
-    async def configured_queues(self) -> dict[str, QueueSettings]:
-        """Every queue with a row in ``queues``."""
-        with self._translated():
-            return await self._flow.configured()
-
-    async def set_queue_limits(
-        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
-    ) -> QueueSettings:
-        """Replace the queue's limits; wakes its idle workers."""
-        with self._translated():
-            return await self._flow.set_limits(queue, concurrency, rate)
-
-    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
-        """Pause or resume the queue; wakes its idle workers."""
-        with self._translated():
-            return await self._flow.set_paused(queue, paused)
 
 
 def _lease_state(row: Any) -> LeaseState:

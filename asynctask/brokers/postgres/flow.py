@@ -16,6 +16,7 @@ is held, since ``flow_claim`` starts after the previous holder committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ from asynctask.brokers.postgres.rows import to_job, to_jobs
 from asynctask.flow import CLOCK_SLACK, Claimed, QueueSettings, RateLimit, TaskLimits, normalize_limits
 from asynctask.models import Job
 
-__all__ = ["PostgresFlow", "insert_jobs", "to_settings"]
+__all__ = ["FlowCalls", "PostgresFlow", "insert_jobs", "to_settings"]
 
 #: How many ready jobs a flow claim looks at, at most, for ``limit`` jobs: it skips jobs of tasks
 #: over their limit, so it looks further than a plain claim.
@@ -157,3 +158,38 @@ class PostgresFlow:
     async def find_unique(self, unique_key: str) -> Job | None:
         row = await self._db.fetchrow("find_unique", unique_key)
         return None if row is None else to_job(row)
+
+
+class FlowCalls:
+    """The broker protocol's flow-control calls, mixed into
+    :class:`~asynctask.brokers.postgres.PostgresBroker`."""
+
+    _flow: PostgresFlow
+    _translated: Callable[[], AbstractContextManager[None]]
+
+    async def find_unique(self, unique_key: str) -> Job | None:
+        """The unfinished job holding ``unique_key``, or ``None``."""
+        with self._translated():
+            return await self._flow.find_unique(unique_key)
+
+    async def queue_settings(self, queue: str) -> QueueSettings:
+        """The queue's settings (the defaults when it has no row)."""
+        with self._translated():
+            return await self._flow.settings(queue)
+
+    async def configured_queues(self) -> dict[str, QueueSettings]:
+        """Every queue with a row in ``queues``."""
+        with self._translated():
+            return await self._flow.configured()
+
+    async def set_queue_limits(
+        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
+    ) -> QueueSettings:
+        """Replace the queue's limits; wakes its idle workers."""
+        with self._translated():
+            return await self._flow.set_limits(queue, concurrency, rate)
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
+        """Pause or resume the queue; wakes its idle workers."""
+        with self._translated():
+            return await self._flow.set_paused(queue, paused)

@@ -381,3 +381,19 @@ async def test_flow_periodic_ticks_do_not_overlap(app: App, clock: FakeClock) ->
 async def _settled(app: App, jobs: list[Job]) -> bool:
     found = [await app.get_job(j.id) for j in jobs]
     return all(j is not None and j.status.finished for j in found)
+
+
+async def test_flow_queue_stats_say_which_queues_are_paused(app: App, clock: FakeClock) -> None:
+    @app.task(queue="billing")
+    async def bill(ctx: JobCtx) -> None: ...
+
+    async with app:
+        await app.pause_queue("idle")  # configured, but holds no job: listed too
+        await app.pause_queue("billing")
+        await bill.publish(None)
+        stats = {s.queue: s for s in await app.queue_stats()}
+        assert {q: s.paused for q, s in stats.items()} == {"billing": True, "idle": True}
+        assert stats["billing"].count(JobStatus.QUEUED) == 1
+        await app.resume_queue("billing")
+        await app.resume_queue("idle")
+        assert [(s.queue, s.paused) for s in await app.queue_stats()] == [("billing", False)]
