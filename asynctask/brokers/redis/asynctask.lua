@@ -833,9 +833,18 @@ flow_claim = function(limit, lease, worker, limits, slack)
   local queue = new_quota(tonumber(s[2]), s[2] and redis.call('ZCARD', Q.leased) or 0,
     qrate, tonumber(s[5]), s[6], s[7], slack)
   local quotas = {}
-  local window = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
-  for _, member in ipairs(redis.call('ZRANGE', Q.ready, 0, window - 1)) do
-    if #out >= limit then break end
+  local left = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
+  -- Pages of `limit` members in claim order (all scores are 0: lexicographic order is the
+  -- zset's), from after the last member seen, so claimed members leaving the zset shift nothing.
+  local from, members, i = '-', {}, 1
+  while #out < limit and left > 0 do
+    if i > #members then
+      members = redis.call('ZRANGE', Q.ready, from, '+', 'BYLEX', 'LIMIT', 0, math.min(limit, left))
+      i = 1
+      if #members == 0 then break end
+    end
+    local member = members[i]
+    i, left, from = i + 1, left - 1, '(' .. members[i]
     if queue.free < 1 or queue.tokens < 1 then
       hold(queue)
       break
