@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from functools import partial
 from typing import Any, Protocol, TypeVar, Unpack
 
+import anyio.to_thread
 import msgspec
 
 from asynctask.brokers.base import Broker
-from asynctask.errors import LeaseLost
+from asynctask.errors import ConfigurationError, LeaseLost
 from asynctask.models import Job
 from asynctask.options import JobBuilder, PublishOptions
 from asynctask.workflows.meta import list_children, read_meta
 
-__all__ = ["JobCtx", "SpawnFn", "current_ctx"]
+__all__ = ["NO_RESOURCES", "JobCtx", "RunSync", "SpawnFn", "current_ctx"]
 
 T = TypeVar("T")
+
+#: ``await run_sync(fn, *args)``: runs blocking ``fn(*args)`` in a thread.
+RunSync = Callable[..., Awaitable[Any]]
 
 #: ``spawn(task_name, payload, options) -> child id``: records a subtask of the running attempt.
 SpawnFn = Callable[[str, Any, PublishOptions], str]
 
 _current: ContextVar[JobCtx] = ContextVar("asynctask_current_job")
+
+
+class _NoResources:
+    def __repr__(self) -> str:
+        return "NO_RESOURCES"
+
+
+#: ``ctx.resources`` when the app has no worker lifespan (reading it then raises).
+NO_RESOURCES: Any = _NoResources()
+
+# Outside a worker (a bare JobCtx): anyio's threads, abandoned when the caller is cancelled.
+_to_thread: RunSync = partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
 
 
 def current_ctx() -> JobCtx:
@@ -53,6 +70,8 @@ class JobCtx:
     __slots__ = (
         "_broker",
         "_builder",
+        "_resources",
+        "_run_sync",
         "_spawn",
         "_state",
         "deadline",
@@ -71,6 +90,8 @@ class JobCtx:
         spawn: SpawnFn,
         worker_id: str,
         deadline: float | None = None,
+        resources: Any = NO_RESOURCES,
+        run_sync: RunSync | None = None,
     ) -> None:
         self.job = job
         self.worker_id = worker_id
@@ -84,6 +105,8 @@ class JobCtx:
         self._builder = builder
         self._spawn = spawn
         self._state: Any = _UNSET
+        self._resources = resources
+        self._run_sync = run_sync or _to_thread
 
     # --- facts about the job ---------------------------------------------------------------
 
@@ -130,6 +153,50 @@ class JobCtx:
     def prev_result(self) -> Any:
         """In a chain: the previous link's result (decoded JSON); ``None`` for the first link."""
         return read_meta(self.job).prev
+
+    @property
+    def resources(self) -> Any:
+        """What the app's worker lifespan yielded (``@app.lifespan``): a pool, a client, ...
+
+        The worker enters the lifespan once, before it claims a job, and every attempt it runs
+        shares the value. Typed ``Any``; :meth:`resources_as` gives it a type.
+        :class:`~asynctask.errors.ConfigurationError` when the app has no lifespan.
+        """
+        resources = self._resources
+        if resources is NO_RESOURCES:
+            raise ConfigurationError(
+                f"job {self.id} ({self.task}): ctx.resources is empty because the app registers no "
+                "worker lifespan; add one with @app.lifespan (see 'Worker lifespan and resources')"
+            )
+        return resources
+
+    def resources_as(self, type_: type[T]) -> T:
+        """:attr:`resources`, typed: ``pool = ctx.resources_as(Resources).pool`` is checked by mypy.
+
+        Raises :class:`TypeError` if the lifespan yielded something else (checked with
+        ``isinstance`` when ``type_`` allows it: a class, not a Protocol or a ``TypedDict``).
+        """
+        resources = self.resources
+        try:
+            ok = isinstance(resources, type_)
+        except TypeError:  # not checkable at run time: trust the annotation
+            ok = True
+        if not ok:
+            raise TypeError(
+                f"ctx.resources is a {type(resources).__name__}, not a {getattr(type_, '__name__', type_)}: "
+                "check what the worker lifespan yields"
+            )
+        return resources  # type: ignore[no-any-return]
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` in the worker's thread pool and return its result.
+
+        The pool is bounded by the worker's concurrency; ``def`` handlers run there too. If the
+        attempt is interrupted (timeout, cancel, shutdown) the thread runs on and its result is
+        discarded: a thread cannot be killed.
+        """
+        result: T = await self._run_sync(fn, *args)
+        return result
 
     # --- subtasks ----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ __all__ = [
     "JobNotFound",
     "JobTimeout",
     "LeaseLost",
+    "LifespanFailed",
     "MissingExtra",
     "Paused",
     "PayloadDecodeError",
@@ -78,6 +79,10 @@ class BrokerUnavailable(BrokerError, ConnectionError):
 
 class SchemaOutdated(BrokerError):
     """The broker's schema is missing or older than this version of asynctask; run `asynctask migrate`."""
+
+
+class LifespanFailed(AsyncTaskError):
+    """The worker lifespan failed while starting: the worker stopped before claiming a job."""
 
 
 class JobNotFound(AsyncTaskError, LookupError):

@@ -21,6 +21,7 @@ from asynctask.ctx import JobCtx
 from asynctask.errors import ConfigurationError, PayloadTooLarge, UnknownTask
 from asynctask.flow import TaskLimit, check_unique, unique_key
 from asynctask.handle import Publisher
+from asynctask.lifespan import LifespanFactory, as_factory
 from asynctask.models import Job, JobStatus, NewJob
 from asynctask.names import validate_job_id, validate_queue
 from asynctask.options import (
@@ -45,6 +46,7 @@ __all__ = ["BUILTIN_TASKS", "IncrementalDecorator", "Middleware", "Registry", "T
 P = TypeVar("P")
 R = TypeVar("R")
 S = TypeVar("S")
+L = TypeVar("L", bound=Callable[[], Any])
 
 #: The tasks every registry has: the finishers of group and chain containers.
 BUILTIN_TASKS = frozenset({GROUP_TASK, CHAIN_TASK})
@@ -57,13 +59,20 @@ _PUBLISH_OPTIONS = frozenset(PublishOptions.__annotations__)
 
 
 class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` returns: registers a ``(ctx)`` or ``(ctx, payload)`` handler."""
+    """What ``@app.task(...)`` returns: registers a ``(ctx)`` or ``(ctx, payload)`` handler,
+    ``async def`` or plain ``def`` (which runs in the worker's threads)."""
 
     @overload
     def __call__(self, fn: Callable[[JobCtx], Awaitable[R]], /) -> Task[None, R]: ...
 
     @overload
     def __call__(self, fn: Callable[[JobCtx, P], Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[JobCtx], R], /) -> Task[None, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[JobCtx, P], R], /) -> Task[P, R]: ...
 
 
 class IncrementalDecorator(Protocol):
@@ -73,7 +82,11 @@ class IncrementalDecorator(Protocol):
     ``R`` out of ``S | Done[R]``.
     """
 
+    @overload
     def __call__(self, step: Callable[[JobCtx, S], Awaitable[S | Done[Any]]], /) -> Task[S, Any]: ...
+
+    @overload
+    def __call__(self, step: Callable[[JobCtx, S], S | Done[Any]], /) -> Task[S, Any]: ...
 
 
 class Registry:
@@ -110,13 +123,15 @@ class Registry:
         self.middleware: list[Middleware] = []
         #: Where this registry's tasks publish (the App sets itself); ``None`` for a bare registry.
         self.publisher: Publisher | None = None
+        #: Set by :meth:`lifespan`: what each worker enters before it claims a job.
+        self.worker_lifespan: LifespanFactory | None = None
         self.register(group_finisher, name=GROUP_TASK, max_retries=3)
         self.register(chain_finisher, name=CHAIN_TASK, max_retries=3)
 
     # --- registering -----------------------------------------------------------------------
 
     def register(
-        self, fn: Callable[..., Awaitable[Any]], *, name: str | None = None, **options: Unpack[TaskOptions]
+        self, fn: Callable[..., Any], *, name: str | None = None, **options: Unpack[TaskOptions]
     ) -> Task[Any, Any]:
         """Register ``fn`` as a task (the plain form of :meth:`task`); returns the task."""
         task: Task[Any, Any] = Task(self, fn, name=name, **options)
@@ -132,19 +147,27 @@ class Registry:
     def task(self, fn: Callable[[JobCtx, P], Awaitable[R]], /) -> Task[P, R]: ...
 
     @overload
+    def task(self, fn: Callable[[JobCtx], R], /) -> Task[None, R]: ...
+
+    @overload
+    def task(self, fn: Callable[[JobCtx, P], R], /) -> Task[P, R]: ...
+
+    @overload
     def task(
         self, fn: None = None, /, *, name: str | None = None, **options: Unpack[TaskOptions]
     ) -> TaskDecorator: ...
 
     def task(self, fn: Any = None, /, *, name: str | None = None, **options: Unpack[TaskOptions]) -> Any:
-        """Register an async handler ``(ctx, payload) -> result`` (or ``(ctx) -> result``) as a task.
+        """Register a handler ``(ctx, payload) -> result`` (or ``(ctx) -> result``) as a task.
 
+        An ``async def`` handler runs on the worker's event loop; a plain ``def`` handler runs in
+        the worker's thread pool (bounded by its concurrency; see "Sync handlers" in the README).
         The name defaults to the function's; :class:`~asynctask.task.TaskOptions` lists the options.
         """
         if fn is not None:
             return self.register(fn, name=name, **options)
 
-        def register(handler: Callable[..., Awaitable[Any]]) -> Task[Any, Any]:
+        def register(handler: Callable[..., Any]) -> Task[Any, Any]:
             return self.register(handler, name=name, **options)
 
         return register
@@ -187,7 +210,7 @@ class Registry:
                 )
             options["global_concurrency"] = 1
 
-        def register(handler: Callable[..., Awaitable[Any]]) -> Task[Any, Any]:
+        def register(handler: Callable[..., Any]) -> Task[Any, Any]:
             task = self.register(handler, name=name, **options)
             periodic = Periodic(task, every, payload=payload, missed=missed, overlap=overlap)
             # Keep finished ticks for two periods, so a restart can tell a tick that ran from one
@@ -201,7 +224,7 @@ class Registry:
     def pipeline(
         self,
         name: str,
-        steps: Sequence[Step | Callable[[JobCtx, Any], Awaitable[Any]]],
+        steps: Sequence[Step | Callable[[JobCtx, Any], Any]],
         /,
         **options: Unpack[TaskOptions],
     ) -> Task[Any, Any]:
@@ -225,10 +248,33 @@ class Registry:
         continues from the saved state. ``timeout`` applies to each attempt.
         """
 
-        def register(step: Callable[[JobCtx, Any], Awaitable[Any]]) -> Task[Any, Any]:
+        def register(step: Callable[[JobCtx, Any], Any]) -> Task[Any, Any]:
             return self.register(incremental_handler(step), name=name or step.__name__, **options)
 
         return register
+
+    def lifespan(self, fn: L) -> L:
+        """Register the worker lifespan: what a worker sets up before its first job (a database
+        pool, an HTTP client) and tears down after its last. Handlers get what it yields as
+        ``ctx.resources``.
+
+        >>> @app.lifespan                                          # doctest: +SKIP
+        ... async def resources() -> AsyncIterator[Resources]:
+        ...     async with asyncpg.create_pool(DSN) as pool:
+        ...         yield Resources(pool=pool)
+
+        ``fn`` is an async generator function (as above) or a callable returning an async context
+        manager. Every worker (``asynctask worker``, ``worker.run()``, one embedded in a FastAPI
+        lifespan) enters it once, after connecting to the broker and before claiming a job, and
+        exits it after its drain. If entering fails, the worker stops without claiming anything.
+        One per app: compose several resources inside it (``contextlib.AsyncExitStack``).
+        """
+        if self.worker_lifespan is not None:
+            raise ConfigurationError(
+                "a worker lifespan is already registered; an app has one: open every resource in it"
+            )
+        self.worker_lifespan = as_factory(fn)
+        return fn
 
     def add_middleware(self, middleware: Middleware) -> Middleware:
         """Wrap every handler call: ``async def mw(ctx, call_next): ... return await call_next()``."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
+from asynctask.calls import check_callable, is_async_callable
 from asynctask.codec import Codec, type_hints
 from asynctask.ctx import JobCtx
 from asynctask.errors import ConfigurationError
@@ -23,7 +24,8 @@ __all__ = ["Hook", "Hooks", "Task", "TaskOptions", "TaskOwner"]
 P = TypeVar("P")
 R = TypeVar("R")
 
-Hook = Callable[..., Awaitable[None]]
+#: ``async def hook(ctx[, result | exc])``, or a plain ``def`` (run in the worker's threads).
+Hook = Callable[..., Any]
 
 
 class TaskOptions(TypedDict, total=False):
@@ -32,6 +34,9 @@ class TaskOptions(TypedDict, total=False):
 
     * ``queue`` (``"default"``); ``priority`` (0; higher runs first);
     * ``max_retries`` (the App's, 3: attempts after the first) and ``retry`` (the App's policy);
+    * ``retry_on`` / ``no_retry_on``: exception classes (one or a tuple) that are / are not
+      retried; any other exception fails the job at once when ``retry_on`` is given (see
+      :func:`~asynctask.runtime.outcome.decide`);
     * ``timeout``: seconds per attempt, after which the handler is cancelled (a failed attempt);
     * ``concurrency``: at most this many jobs of the task at once per worker;
     * ``global_concurrency``: at most this many running at once in the whole cluster (1: a
@@ -40,12 +45,15 @@ class TaskOptions(TypedDict, total=False):
     * ``unique="active"``: every publish of the task is unique (see
       :class:`~asynctask.options.PublishOptions`);
     * ``on_processing(ctx)``, ``on_success(ctx, result)``, ``on_retrying(ctx, exc)``,
-      ``on_failed(ctx, exc)``: async hooks (tasqueue's callbacks); an error in one is logged.
+      ``on_failed(ctx, exc)``: hooks (tasqueue's callbacks; ``async def``, or ``def`` run in the
+      worker's threads); an error in one is logged.
     """
 
     queue: str
     max_retries: int | None
     retry: RetryPolicy | None
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None
+    no_retry_on: type[BaseException] | tuple[type[BaseException], ...] | None
     timeout: float | None
     priority: int
     concurrency: int | None
@@ -76,7 +84,7 @@ class TaskOwner(Protocol):
     def publisher(self) -> Publisher | None: ...
 
     def register(
-        self, fn: Callable[..., Awaitable[Any]], *, name: str | None = None, **options: Unpack[TaskOptions]
+        self, fn: Callable[..., Any], *, name: str | None = None, **options: Unpack[TaskOptions]
     ) -> Task[Any, Any]: ...
 
 
@@ -86,23 +94,27 @@ class Task(Generic[P, R]):
     def __init__(
         self,
         owner: TaskOwner,
-        fn: Callable[..., Awaitable[Any]],
+        fn: Callable[..., Any],
         *,
         name: str | None = None,
         **options: Unpack[TaskOptions],
     ) -> None:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"task handler {fn!r} must be an async function")
+        check_callable(fn, "task handler")
         concurrency = options.get("concurrency")
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             raise ConfigurationError(f"task concurrency must be an integer >= 1, got {concurrency!r}")
         max_retries = options.get("max_retries")
         self.owner = owner
         self.fn = fn
-        self.name = validate_task_name(name or fn.__name__)
+        #: ``async def`` handlers run on the event loop; plain ``def`` ones in the worker's threads.
+        self.is_async = is_async_callable(fn)
+        self.name = validate_task_name(name or str(getattr(fn, "__name__", type(fn).__name__)))
         self.queue = validate_queue(options.get("queue", "default"))
         self.max_retries = None if max_retries is None else check_max_retries(max_retries)
         self.retry = options.get("retry")
+        retry_on = options.get("retry_on")
+        self.retry_on = None if retry_on is None else _exception_types("retry_on", retry_on)
+        self.no_retry_on = _exception_types("no_retry_on", options.get("no_retry_on") or ())
         self.timeout = check_timeout(options.get("timeout"))
         self.priority = check_priority(options.get("priority", 0))
         self.concurrency = concurrency
@@ -119,8 +131,8 @@ class Task(Generic[P, R]):
         #: Runs once all subtasks spawned by a job of this task have finished.
         self.finish_handler: FinishHandler | None = None
         payload_type, result_type, self.takes_payload = _signature(fn)
-        self.payload_codec = Codec(payload_type)
-        self.result_codec = Codec(result_type)
+        self.payload_codec = Codec(payload_type, what=f"the payload of task {self.name!r}")
+        self.result_codec = Codec(result_type, what=f"the result of task {self.name!r}")
 
     async def publish(
         self, payload: P, *, connection: Any = None, **options: Unpack[PublishOptions]
@@ -144,15 +156,15 @@ class Task(Generic[P, R]):
         Type checkers still see the first handler's result type on this task's handles: read
         the final result with ``app.result(handle.id)`` (typed ``Any``).
         """
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError("on_finish handler must be an async function (ctx, children)")
-        self.finish_handler = fn
+        check_callable(fn, "on_finish handler")
         # The job's final result is the finish handler's, so results decode as its return type.
         result_type = type_hints(fn).get("return", Any)
-        self.result_codec = Codec(Any if result_type is type(None) else result_type)
+        what = f"the on_finish result of task {self.name!r}"
+        self.result_codec = Codec(Any if result_type is type(None) else result_type, what=what)
+        self.finish_handler = fn
         return fn
 
-    def subtask(self, fn: Callable[[JobCtx, Any], Awaitable[Any]]) -> Task[Any, Any]:
+    def subtask(self, fn: Callable[[JobCtx, Any], Any]) -> Task[Any, Any]:
         """Register ``fn`` as this task's own subtask handler (Stepper's ``SubtaskHandler``),
         named ``<task>.subtask``; spawn it with ``ctx.spawn_subtask(payload)``."""
         return self.owner.register(fn, name=f"{self.name}.subtask", queue=self.queue)
@@ -171,11 +183,21 @@ def _limit(concurrency: object, rate: str | RateLimit | None) -> TaskLimit | Non
     )
 
 
+def _exception_types(option: str, value: object) -> tuple[type[BaseException], ...]:
+    """``retry_on=`` / ``no_retry_on=``: one exception class or a tuple of them."""
+    types = value if isinstance(value, tuple) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ConfigurationError(f"{option} must be an exception class or a tuple of them, got {t!r}")
+    return types
+
+
 def _signature(fn: Callable[..., Any]) -> tuple[Any, Any, bool]:
     """(payload type, result type, whether the handler takes a payload) from annotations."""
     params = list(inspect.signature(fn).parameters.values())
     if not 1 <= len(params) <= 2:
-        raise TypeError(f"task handler {fn.__qualname__} must take (ctx) or (ctx, payload)")
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise TypeError(f"task handler {name} must take (ctx) or (ctx, payload)")
     hints = type_hints(fn)
     payload_type: Any = hints.get(params[1].name, Any) if len(params) == 2 else type(None)
     result_type: Any = hints.get("return", Any)

@@ -9,13 +9,12 @@ limit when a worker claims jobs.
 from __future__ import annotations
 
 import anyio
-from _run import run_with_worker
 
 from asynctask import App, JobCtx
+from asynctask.testing import drain
 
 app = App("memory://")
 running = peak = 0
-release = anyio.Event()
 
 
 @app.task(global_concurrency=1)  # one at a time in the whole cluster
@@ -30,7 +29,6 @@ async def rebuild_index(ctx: JobCtx, part: int) -> int:
 
 @app.task
 async def refresh_user(ctx: JobCtx, user_id: int) -> int:
-    await release.wait()
     return user_id
 
 
@@ -40,26 +38,28 @@ async def charge(ctx: JobCtx, cents: int) -> int:
 
 
 async def main() -> None:
-    parts = [await rebuild_index.publish(i) for i in range(5)]
-    for handle in parts:
-        await handle.result(timeout=10)
-    print(f"rebuild_index: 5 jobs on 8 slots, at most {peak} at once")
+    async with app:
+        for part in range(5):
+            await rebuild_index.publish(part)
+        await drain(app, concurrency=8)
+        print(f"rebuild_index: 5 jobs on 8 slots, at most {peak} at once")
 
-    first = await refresh_user.publish(7, unique="active")
-    again = await refresh_user.publish(7, unique="active")
-    same = again.id == first.id
-    print(f"unique: the second publish follows the first job: {same} (created={again.created})")
-    release.set()
-    await first.result(timeout=10)
+        first = await refresh_user.publish(7, unique="active")
+        again = await refresh_user.publish(7, unique="active")
+        print(f"unique: the second publish follows the first job: {again.id == first.id}")
+        await drain(app)
+        after = await refresh_user.publish(7, unique="active")
+        print(f"unique: once it finished, a new job: {after.created}")
 
-    await app.pause_queue("billing")
-    bill = await charge.publish(1250)
-    await anyio.sleep(0.2)  # a few wake-ups of the worker: it claims nothing from a paused queue
-    info = await bill.info()
-    print(f"billing paused: the job is {info.status if info else None}")
-    await app.resume_queue("billing")
-    print(f"billing resumed: charged {await bill.result(timeout=10)}")
+        await app.pause_queue("billing")
+        bill = await charge.publish(1250)
+        await drain(app)  # leaves the paused queue's jobs waiting
+        info = await bill.info()
+        print(f"billing paused: the job is {info.status if info else None}")
+        await app.resume_queue("billing")
+        await drain(app)
+        print(f"billing resumed: charged {await bill.result(timeout=10)}")
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main, concurrency=8)
+    anyio.run(main)

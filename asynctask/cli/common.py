@@ -17,6 +17,7 @@ import anyio
 import click
 
 from asynctask.app import App
+from asynctask.brokers import MemoryBroker
 from asynctask.errors import AsyncTaskError
 from asynctask.lifecycle import backend_options
 
@@ -28,7 +29,9 @@ __all__ = [
     "app_command",
     "friendly",
     "load_app",
+    "memory_note",
     "run_async",
+    "warn_if_memory",
 ]
 
 P = ParamSpec("P")
@@ -88,6 +91,25 @@ def load_app(path: str, broker: str | None = None) -> App:
     return app
 
 
+def memory_note(app: App) -> str | None:
+    """What to tell a user whose command acted on a ``memory://`` broker that no file backs: its
+    jobs live in this process only (``None`` for any other broker)."""
+    broker = app.broker
+    if isinstance(broker, MemoryBroker) and broker.path is None:
+        return (
+            "this ran on memory://, whose jobs live in this process only and are gone when it exits "
+            "(no broker configured? give --broker URL or set ASYNCTASK_BROKER_URL)"
+        )
+    return None
+
+
+def warn_if_memory(app: App) -> None:
+    """Say on stderr that what a command just did on ``memory://`` does not outlive it."""
+    note = memory_note(app)
+    if note is not None:
+        click.echo(f"asynctask: warning: {note}", err=True)
+
+
 class AppGroup(click.Group):
     """A group ``NAME APP [--broker URL] COMMAND ...``: accepts ``--broker`` after APP too, as the
     README writes it (a click group otherwise stops reading its own options at its first argument).
@@ -122,6 +144,12 @@ def app_command(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
             async with app:
                 await fn(app, **kwargs)
 
-        run_async(go)
+        note = memory_note(app)
+        try:
+            run_async(go)
+        except (CliError, AsyncTaskError) as exc:
+            # Still one line: an empty memory:// broker is the likely reason.
+            raise CliError(f"{exc}; {note}" if note else str(exc)) from exc
+        warn_if_memory(app)
 
     return command

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from asynctask.cli.common import CliError, friendly, load_app, run_async
+from asynctask.cli.common import CliError, friendly, load_app, run_async, warn_if_memory
 from asynctask.handle import JobHandle
 
 __all__ = ["publish"]
@@ -50,3 +50,4 @@ def publish(
         click.echo(handle.id if handle.created else f"{handle.id} (already existed)")
 
     run_async(go)
+    warn_if_memory(app)

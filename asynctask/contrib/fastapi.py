@@ -7,6 +7,9 @@
 With ``worker=True`` the worker runs in the same event loop as the web server and shuts down
 gracefully with it (stop claiming, let running jobs finish within ``shutdown_grace``, hand the
 rest back). The server owns signal handling, so the embedded worker installs no signal handlers.
+The embedded worker enters the app's worker lifespan (``@app.lifespan``) like any worker: once,
+before it claims a job, and exits it after its drain, when the server stops; if it fails to
+start, the server's startup fails with :class:`~asynctask.errors.LifespanFailed`.
 Nothing here imports FastAPI: the lifespan is a plain async context manager factory.
 """
 

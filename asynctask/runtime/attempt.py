@@ -18,10 +18,12 @@ from typing import Any
 import anyio
 
 from asynctask.brokers.base import Broker
-from asynctask.ctx import JobCtx, _current
+from asynctask.calls import invoke
+from asynctask.ctx import NO_RESOURCES, JobCtx, RunSync, _current
 from asynctask.errors import Cancel, Fail, UnknownTask
 from asynctask.models import Job, Outcome, OutcomeKind
 from asynctask.registry import Middleware, Registry
+from asynctask.runtime.logs import job_fields
 from asynctask.runtime.outcome import Decision, Interruption, decide
 from asynctask.runtime.overlap import skip_reason
 from asynctask.task import Task
@@ -39,7 +41,18 @@ _FINISHED_KINDS = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.FAILED, OutcomeK
 class Attempt:
     """One attempt of a claimed job; the worker may :meth:`interrupt` it from outside."""
 
-    __slots__ = ("broker", "ctx", "interruption", "job", "limiter", "registry", "scope", "worker_id")
+    __slots__ = (
+        "broker",
+        "ctx",
+        "interruption",
+        "job",
+        "limiter",
+        "registry",
+        "resources",
+        "run_sync",
+        "scope",
+        "worker_id",
+    )
 
     def __init__(
         self,
@@ -49,8 +62,13 @@ class Attempt:
         *,
         worker_id: str,
         limiter: anyio.CapacityLimiter | None,
+        resources: Any = NO_RESOURCES,
+        run_sync: RunSync | None = None,
     ) -> None:
         self.registry = registry
+        #: What the worker lifespan yielded (``ctx.resources``), and the worker's thread pool.
+        self.resources = resources
+        self.run_sync = run_sync
         self.broker = broker
         self.job = job
         self.worker_id = worker_id
@@ -79,7 +97,9 @@ class Attempt:
             # Something around the handler failed (a hook raising SystemExit, the broker failing
             # while the next chain link was read): the attempt fails like a handler error would.
             log.exception(
-                "job %s: the attempt failed outside its handler", self.job.id, extra=_extra(self.job)
+                "job %s: the attempt failed outside its handler",
+                self.job.id,
+                extra=job_fields(self.job, self.worker_id, "attempt_error"),
             )
             decision = decide_for(self.registry, self.job, None, exc)
             return None if decision.kind is None else self._outcome(None, decision, None)
@@ -96,6 +116,8 @@ class Attempt:
             spawn=spawned,
             worker_id=self.worker_id,
             deadline=registry.clock() + timeout if timeout else None,
+            resources=self.resources,
+            run_sync=self.run_sync,
         )
         meta: Meta | None = None
         exc: BaseException | None = None
@@ -156,8 +178,14 @@ class Attempt:
                 raise Cancel(reason)
         payload = task.payload_codec.decode(self.job.payload) if task.takes_payload else None
         middleware = self.registry.middleware
-        if self.limiter is None and not timeout and not middleware and task.hooks.on_processing is None:
-            # The hot path: no limiter, timeout, middleware or hook to arrange.
+        if (
+            task.is_async
+            and self.limiter is None
+            and not timeout
+            and not middleware
+            and task.hooks.on_processing is None
+        ):
+            # The hot path: no thread, limiter, timeout, middleware or hook to arrange.
             return await (task.fn(ctx, payload) if task.takes_payload else task.fn(ctx))
         async with AsyncExitStack() as stack:
             if self.limiter is not None:
@@ -168,6 +196,10 @@ class Attempt:
                 stack.enter_context(anyio.fail_after(timeout))
 
             async def handler() -> Any:
+                if not task.is_async:
+                    # In the worker's threads; interrupted, the thread is abandoned (runtime.threads).
+                    args = (ctx, payload) if task.takes_payload else (ctx,)
+                    return await ctx.run_sync(task.fn, *args)
                 return await (task.fn(ctx, payload) if task.takes_payload else task.fn(ctx))
 
             call: Callable[[], Awaitable[Any]] = handler
@@ -186,7 +218,7 @@ class Attempt:
         waits: bool,
     ) -> None:
         hooks = task.hooks
-        hook: Callable[..., Awaitable[None]] | None = None
+        hook: Callable[..., Any] | None = None
         arg: Any = None
         if kind is OutcomeKind.SUCCEEDED and not waits:
             # A parent that now waits for its subtasks has not succeeded yet: on_success fires
@@ -206,7 +238,7 @@ class Attempt:
                 ctx.task,
                 ctx.attempt,
                 _summary(exc),
-                extra={"action": "job_retrying", "job_id": ctx.id},
+                extra=job_fields(ctx.job, ctx.worker_id, "job_retrying"),
             )
         elif kind is OutcomeKind.FAILED:
             log.error(
@@ -215,7 +247,7 @@ class Attempt:
                 ctx.task,
                 ctx.attempt,
                 _summary(exc),
-                extra={"action": "job_failed", "job_id": ctx.id},
+                extra=job_fields(ctx.job, ctx.worker_id, "job_failed"),
             )
 
     def _outcome(self, task: Task[Any, Any] | None, decision: Decision, result: bytes | None) -> Outcome:
@@ -252,6 +284,8 @@ def decide_for(
         policy=(task.retry if task and task.retry else registry.retry_policy),
         retry_after=retry_after,
         interruption=interruption,
+        retry_on=task.retry_on if task else None,
+        no_retry_on=task.no_retry_on if task else (),
     )
 
 
@@ -269,16 +303,16 @@ def _bind(
     return call
 
 
-async def _hook(hook: Callable[..., Awaitable[None]], *args: Any) -> None:
+async def _hook(hook: Callable[..., Any], ctx: JobCtx, *args: Any) -> None:
     try:
-        await hook(*args)
+        await invoke(ctx.run_sync, hook, ctx, *args)
     except Exception:
-        log.exception("hook %s raised", getattr(hook, "__qualname__", hook), extra={"action": "hook_error"})
+        log.exception(
+            "hook %s raised",
+            getattr(hook, "__qualname__", hook),
+            extra=job_fields(ctx.job, ctx.worker_id, "hook_error"),
+        )
 
 
 def _summary(exc: BaseException | None) -> str:
     return "no exception" if exc is None else f"{type(exc).__name__}: {exc}"
-
-
-def _extra(job: Job) -> dict[str, str]:
-    return {"action": "attempt_error", "job_id": job.id}

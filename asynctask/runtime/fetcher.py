@@ -62,6 +62,10 @@ class Fetcher:
         self.timeout = timeout
         self.limits = limits or None
         self.clock = clock
+        #: Claims sent and answered so far, and whether the last answer had fewer jobs than asked.
+        self.claims_sent = 0
+        self.claims = 0
+        self.dry = False
 
     async def run(self, send: MemoryObjectSendStream[Job]) -> None:
         backoff = _MIN_BACKOFF
@@ -72,6 +76,7 @@ class Fetcher:
                 if n == 0:
                     await control.unless_stopping(partial(slots.wait, queue))
                     continue
+                self.claims_sent += 1
                 try:
                     # A claim in flight is not cut short by stop(): it may already hold jobs.
                     with anyio.fail_after(self.timeout):
@@ -89,6 +94,9 @@ class Fetcher:
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
                 backoff = _MIN_BACKOFF
+                self.claims += 1
+                # Jobs a rate limit holds back are claimable once their tokens are due: not dry.
+                self.dry = len(jobs) < n and not (isinstance(jobs, Claimed) and jobs.retry_at is not None)
                 slots.release(queue, n - len(jobs))
                 self.stats.claimed += len(jobs)
                 for job in jobs:

@@ -32,7 +32,8 @@ class WorkerOptions(TypedDict, total=False):
     * ``handle_signals``: stop gracefully on SIGINT/SIGTERM, at once on a second one (the CLI
       does; an embedded worker leaves signals to its server);
     * ``scheduler``: publish the ticks of periodic tasks (safe to leave on in every worker);
-    * ``worker_id``: how this worker names itself in the broker and in logs.
+    * ``worker_id``: how this worker names itself in the broker and in logs;
+    * ``burst``: stop once no job is left to claim and none is running (:mod:`.burst`).
     """
 
     queues: Sequence[str] | None
@@ -49,6 +50,7 @@ class WorkerOptions(TypedDict, total=False):
     handle_signals: bool
     scheduler: bool
     worker_id: str | None
+    burst: bool
 
 
 DEFAULTS: WorkerOptions = {
@@ -66,4 +68,5 @@ DEFAULTS: WorkerOptions = {
     "handle_signals": False,
     "scheduler": True,
     "worker_id": None,
+    "burst": False,
 }

@@ -15,7 +15,10 @@ from asynctask.errors import Cancel, CorruptJob, Fail, Paused, PayloadDecodeErro
 from asynctask.models import OutcomeKind
 from asynctask.retry import RetryPolicy
 
-__all__ = ["Decision", "Interruption", "decide", "format_error"]
+__all__ = ["Decision", "ExceptionTypes", "Interruption", "decide", "format_error"]
+
+#: A task's ``retry_on`` / ``no_retry_on``: exception classes, matched with ``isinstance``.
+ExceptionTypes = tuple[type[BaseException], ...]
 
 
 class Interruption(enum.Enum):
@@ -40,6 +43,8 @@ def decide(
     policy: RetryPolicy,
     retry_after: float | None = None,
     interruption: Interruption | None = None,
+    retry_on: ExceptionTypes | None = None,
+    no_retry_on: ExceptionTypes = (),
 ) -> Decision:
     """Classify one finished attempt.
 
@@ -51,6 +56,12 @@ def decide(
       ``KeyboardInterrupt``, ...; a ``CancelledError`` the handler raised itself is retried like
       an exception) → failed now: it is a bug in the handler, the worker survives it,
       and running the job again would only hit it again;
+    * the task's rules (``@app.task(retry_on=..., no_retry_on=...)``): an exception that is an
+      instance of one of ``no_retry_on`` → failed now; with ``retry_on`` given, an exception that
+      is an instance of none of them → failed now. ``no_retry_on`` is checked first, so it can
+      carve an exception out of a broader ``retry_on`` (``retry_on=(OSError,),
+      no_retry_on=(FileNotFoundError,)``). ``Retry`` is an explicit request and is never
+      filtered; ``Fail``, ``Cancel`` and the cases above come first;
     * any other exception (``Retry`` and timeouts included) → retry after ``Retry.delay``,
       ``ctx.retry_after`` or the policy's delay, while attempts remain; failed after that.
     """
@@ -75,6 +86,13 @@ def decide(
             error=f"the handler raised {type(exc).__name__}, which is not an Exception: failed without "
             f"retry (the worker kept running)\n{error}",
         )
+    if not isinstance(exc, Retry):
+        if no_retry_on and isinstance(exc, no_retry_on):
+            note = f"{type(exc).__name__} is in the task's no_retry_on: not retried"
+            return Decision(OutcomeKind.FAILED, error=f"{note}\n{error}")
+        if retry_on is not None and not isinstance(exc, retry_on):
+            note = f"{type(exc).__name__} is not in the task's retry_on: not retried"
+            return Decision(OutcomeKind.FAILED, error=f"{note}\n{error}")
     if attempt > max_retries:
         return Decision(OutcomeKind.FAILED, error=error)
     if isinstance(exc, Retry) and exc.delay is not None:

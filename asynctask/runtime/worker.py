@@ -12,6 +12,10 @@ Inside ``Worker.run``:
 * a **maintainer** (:mod:`.maintenance`) promotes due delayed jobs, rescues expired leases and
   prunes expired jobs; the periodic **scheduler** (:mod:`.scheduler`) publishes ticks.
 
+Around them: the app's worker **lifespan** (:mod:`.lifespan`) is entered before the first claim
+and exited after the drain; ``def`` handlers run in the worker's **thread pool** (:mod:`.threads`);
+with ``burst=True`` a watcher (:mod:`.burst`) stops the worker once nothing is left to claim.
+
 **Stopping** is one procedure, however it is asked for: :meth:`Worker.stop`, a signal (with
 ``handle_signals``), or the worker's task being cancelled from outside (a task group, a
 :mod:`asynctask.lifecycle` unit, a server's lifespan). The worker stops claiming; running jobs get
@@ -29,6 +33,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Unpack
 
 import anyio
@@ -42,14 +47,18 @@ from asynctask.models import Job, Outcome, OutcomeKind
 from asynctask.names import validate_queue
 from asynctask.registry import WorkerHost
 from asynctask.runtime.attempt import Attempt
+from asynctask.runtime.burst import stop_when_idle
 from asynctask.runtime.completer import MAX_BATCH, Completer
 from asynctask.runtime.control import Control, Slots, WorkerStats
 from asynctask.runtime.fetcher import Fetcher
 from asynctask.runtime.heartbeat import Heartbeat
+from asynctask.runtime.lifespan import WorkerLifespan
+from asynctask.runtime.logs import bind_worker
 from asynctask.runtime.maintenance import Maintainer
 from asynctask.runtime.options import DEFAULTS, WorkerOptions
 from asynctask.runtime.outcome import Interruption
 from asynctask.runtime.scheduler import PeriodicScheduler
+from asynctask.runtime.threads import Threads
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -98,12 +107,15 @@ class Worker:
         self.broker_timeout = opts["broker_timeout"]
         self.handle_signals = opts["handle_signals"]
         self.scheduler = opts["scheduler"]
+        self.burst = opts["burst"]
         self.id = opts["worker_id"] or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
         self._control = Control()
         self._attempts: dict[str, Attempt] = {}
         self._running = False
         self._changed: anyio.Event | None = None
+        self._lifespan = WorkerLifespan(self.registry, timeout=self.broker_timeout)
+        self._threads: Threads | None = None
 
     @property
     def broker(self) -> Broker:
@@ -168,6 +180,7 @@ class Worker:
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         broker, control = self.broker, self._control
+        bind_worker(self.id)
         self._running = True
         slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
         self._changed = anyio.Event()
@@ -182,13 +195,18 @@ class Worker:
         limits = self.registry.task_limits()
         await self.host.open()
         try:
+            # Before the first claim; a stop while it starts ends the run here (nothing claimed).
+            await self._lifespan.enter(control)
+            if control.stopping:
+                return
+            self._threads = Threads(self.concurrency)
             log.info(
                 "worker %s started: broker %s, queues %s, concurrency %d",
                 self.id,
                 broker.display_url,
                 ", ".join(self.queues),
                 self.concurrency,
-                extra={"action": "worker_started"},
+                extra={"action": "worker_started", "worker": self.id},
             )
             jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency + self.prefetch)
             out_send, out_receive = anyio.create_memory_object_stream[Outcome](max(2 * self.concurrency, 64))
@@ -217,6 +235,7 @@ class Worker:
                     async with anyio.create_task_group() as core:
                         core.start_soon(completer.run, out_receive.clone())
                         async with out_send.clone() as outcomes, anyio.create_task_group() as work:
+                            fetchers: list[Fetcher] = []
                             async with jobs_send.clone() as jobs:
                                 for queue in self.queues:
                                     fetcher = Fetcher(
@@ -234,7 +253,15 @@ class Worker:
                                         clock=self.registry.clock,
                                     )
                                     work.start_soon(fetcher.run, jobs.clone())
+                                    fetchers.append(fetcher)
                             jobs_send.close()
+                            if self.burst:
+                                interval = min(self.poll_interval, 0.02)
+                                work.start_soon(
+                                    partial(
+                                        stop_when_idle, fetchers, slots.held, self.stop, interval=interval
+                                    )
+                                )
                             for _ in range(self.concurrency):
                                 work.start_soon(self._executor, slots, jobs_receive, outcomes, limiters)
                             work.start_soon(self._shutdown_watch)
@@ -245,10 +272,11 @@ class Worker:
                 "worker %s stopped: %s",
                 self.id,
                 msgspec.structs.asdict(self.stats),
-                extra={"action": "worker_stopped"},
+                extra={"action": "worker_stopped", "worker": self.id},
             )
         finally:
             self._running = False
+            await self._lifespan.exit()  # after the drain: no handler sees a closed resource
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.broker_timeout):
                 await self.host.close()
 
@@ -269,7 +297,13 @@ class Worker:
                     )
                 else:
                     attempt = Attempt(
-                        self.registry, self.broker, job, worker_id=self.id, limiter=limiters.get(job.task)
+                        self.registry,
+                        self.broker,
+                        job,
+                        worker_id=self.id,
+                        limiter=limiters.get(job.task),
+                        resources=self._lifespan.resources,
+                        run_sync=self._threads.run if self._threads is not None else None,
                     )
                     self._attempts[job.id] = attempt
                     try:
@@ -306,7 +340,7 @@ class Worker:
             self.id,
             len(self._attempts),
             0 if control.immediate else self.shutdown_grace,
-            extra={"action": "worker_stopping"},
+            extra={"action": "worker_stopping", "worker": self.id},
         )
         with anyio.move_on_after(self.shutdown_grace):
             while self._attempts and not control.immediate:

@@ -1,47 +1,22 @@
-"""Helpers for testing code that uses asynctask.
+"""Testing your tasks: a kit in the spirit of Oban.Testing and River's ``rivertest``.
 
->>> clock = FakeClock(start=100.0)
->>> clock.advance(5)
->>> clock()
-105.0
+* :func:`drain` runs a worker until nothing is ready, running or due (moving a
+  :class:`FakeClock` through delays and retry backoffs) and returns the jobs it finished;
+* :func:`perform` calls one handler with a real :class:`~asynctask.JobCtx`, without a broker,
+  and returns its result (or raises); a :class:`Recorder` keeps what it saved and spawned;
+* :func:`published` / :func:`assert_published` tell what was published;
+* ``pytest -p asynctask.testing.plugin`` adds the ``asynctask_app`` and ``asynctask_clock``
+  fixtures (:mod:`asynctask.testing.plugin`).
+
+:class:`FakeClock` and :func:`wait_until` are the time helpers the kit (and asynctask's own
+tests) use. The broker contract suite is a separate plugin, :mod:`asynctask.testing.contract`.
 """
 
 from __future__ import annotations
 
-import inspect
-import time
-from collections.abc import Awaitable, Callable
+from asynctask.testing.assertions import assert_published, published
+from asynctask.testing.clock import FakeClock, wait_until
+from asynctask.testing.drain import drain
+from asynctask.testing.perform import Recorder, perform
 
-import anyio
-
-__all__ = ["FakeClock", "wait_until"]
-
-
-class FakeClock:
-    """A clock that moves only when told to; pass it as ``App(clock=...)`` or ``MemoryBroker(clock=...)``."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def __repr__(self) -> str:
-        return f"<FakeClock now={self.now:.3f}>"
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 10.0, interval: float = 0.005
-) -> None:
-    """Poll ``predicate`` (plain or async) until it is true; :class:`TimeoutError` after ``timeout`` s."""
-
-    async def check() -> bool:
-        value = predicate()
-        return await value if inspect.isawaitable(value) else value
-
-    with anyio.fail_after(timeout):
-        while not await check():  # noqa: ASYNC110 - polls broker state, which has no event
-            await anyio.sleep(interval)
+__all__ = ["FakeClock", "Recorder", "assert_published", "drain", "perform", "published", "wait_until"]

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from asynctask.calls import check_callable, invoke
 from asynctask.codec import type_hints
 from asynctask.ctx import JobCtx
 from asynctask.errors import Paused
@@ -30,9 +31,13 @@ class Done(msgspec.Struct, Generic[R], frozen=True):
 
 
 def incremental_handler(
-    step: Callable[[JobCtx, Any], Awaitable[Any]],
+    step: Callable[[JobCtx, Any], Any],
 ) -> Callable[[JobCtx, Any], Awaitable[Any]]:
-    """The handler of an incremental task: the payload (typed as the step's state) is the first state."""
+    """The handler of an incremental task: the payload (typed as the step's state) is the first state.
+
+    The step is ``async def step(ctx, state)`` or a plain ``def`` (run in the worker's threads).
+    """
+    check_callable(step, "incremental step")
     params = list(inspect.signature(step).parameters.values())
     if len(params) != 2:
         raise TypeError(f"incremental step {step.__name__} must take (ctx, state)")
@@ -41,7 +46,7 @@ def incremental_handler(
     async def run_incremental(ctx: JobCtx, initial: Any) -> Any:
         state = initial if ctx.job.state is None else msgspec.json.decode(ctx.job.state, type=state_type)
         while True:
-            out = await step(ctx, state)
+            out = await invoke(ctx.run_sync, step, ctx, state)
             if isinstance(out, Done):
                 return out.value
             state = out

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from asynctask.calls import check_callable, invoke
 from asynctask.codec import type_hints
 from asynctask.ctx import JobCtx
 
@@ -21,15 +22,15 @@ __all__ = ["Progress", "Step", "pipeline_handler", "reentrant"]
 
 
 class Step:
-    """One step of a pipeline; :func:`reentrant` makes one that is retried in place."""
+    """One step of a pipeline; :func:`reentrant` makes one that is retried in place.
+
+    A step is ``async def step(ctx, value)`` or a plain ``def`` (run in the worker's threads).
+    """
 
     __slots__ = ("fn", "input_type", "name", "sleep", "times")
 
-    def __init__(
-        self, fn: Callable[[JobCtx, Any], Awaitable[Any]], *, times: int = 1, sleep: float = 0.0
-    ) -> None:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(f"pipeline step {fn!r} must be an async function (ctx, value)")
+    def __init__(self, fn: Callable[[JobCtx, Any], Any], *, times: int = 1, sleep: float = 0.0) -> None:
+        check_callable(fn, "pipeline step")
         if times < 1 or sleep < 0:
             raise ValueError("a step needs times >= 1 and sleep >= 0")
         self.fn = fn
@@ -45,7 +46,7 @@ class Step:
         return f"<Step {self.name}{f' x{self.times}' if self.times > 1 else ''}>"
 
 
-def reentrant(fn: Callable[[JobCtx, Any], Awaitable[Any]], *, times: int = 3, sleep: float = 0.1) -> Step:
+def reentrant(fn: Callable[[JobCtx, Any], Any], *, times: int = 3, sleep: float = 0.1) -> Step:
     """A pipeline step retried in place up to ``times`` attempts, ``sleep`` seconds apart."""
     return Step(fn, times=times, sleep=sleep)
 
@@ -60,7 +61,7 @@ class Progress(msgspec.Struct, omit_defaults=True):
 
 
 def pipeline_handler(
-    raw_steps: Sequence[Step | Callable[[JobCtx, Any], Awaitable[Any]]],
+    raw_steps: Sequence[Step | Callable[[JobCtx, Any], Any]],
 ) -> Callable[[JobCtx, Any], Awaitable[Any]]:
     """The handler of a pipeline task; its payload type is the first step's input type."""
     if not raw_steps:
@@ -77,7 +78,7 @@ def pipeline_handler(
             value = msgspec.convert(value, step.input_type) if step.input_type is not Any else value
             for attempt in range(1, step.times + 1):
                 try:
-                    value = await step.fn(ctx, value)
+                    value = await invoke(ctx.run_sync, step.fn, ctx, value)
                     break
                 except Exception as exc:
                     progress.log.append(

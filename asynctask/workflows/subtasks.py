@@ -20,11 +20,12 @@ result; ``on_retrying`` and ``on_failed`` follow the attempt that failed, in eit
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+from asynctask.calls import invoke
 from asynctask.ctx import JobCtx
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, NewJob, Outcome
@@ -33,8 +34,8 @@ from asynctask.workflows.meta import Meta
 
 __all__ = ["FinishHandler", "Spawned", "finish", "wait_for_children"]
 
-#: ``async def on_finish(ctx, children) -> result``.
-FinishHandler = Callable[[JobCtx, list[Job]], Awaitable[Any]]
+#: ``async def on_finish(ctx, children) -> result`` (a plain ``def`` runs in the worker's threads).
+FinishHandler = Callable[[JobCtx, list[Job]], Any]
 
 
 class Spawned:
@@ -67,4 +68,4 @@ async def finish(handler: FinishHandler | None, ctx: JobCtx) -> Any:
     """The finish phase: every child is done; run ``on_finish`` (a task without one just succeeds)."""
     if handler is None:
         return None
-    return await handler(ctx, await ctx.children())
+    return await invoke(ctx.run_sync, handler, ctx, await ctx.children())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -81,8 +82,14 @@ def test_task_registration_and_names() -> None:
             app.task(queue=bad_queue)(charge.fn)
     with pytest.raises(InvalidName, match="invalid task name"):
         app.task(name="no spaces allowed")(charge.fn)
-    with pytest.raises(TypeError, match="must be an async function"):
-        app.task(lambda ctx: None)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="not a generator"):
+
+        @app.task
+        async def generator(ctx: JobCtx) -> AsyncIterator[int]:
+            yield 1
+
+    with pytest.raises(TypeError, match="must be a function"):
+        app.task(42)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"must take \(ctx\) or \(ctx, payload\)"):
 
         @app.task

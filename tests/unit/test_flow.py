@@ -23,7 +23,7 @@ from asynctask.flow import (
 from asynctask.models import Job, JobStatus, NewJob, Outcome, OutcomeKind
 from asynctask.periodic import tick_job_id
 from asynctask.runtime.overlap import skip_reason
-from asynctask.testing import FakeClock
+from asynctask.testing import FakeClock, drain
 
 pytestmark = pytest.mark.anyio
 
@@ -257,3 +257,22 @@ async def test_missed_skip_skips_a_tick_that_waited(app: App) -> None:
             await skip_reason(app.periodic_tasks["latest"], tick_job("latest", T0), app.broker, T0 + 1)
             is None
         )
+
+
+async def test_drain_runs_limited_tasks_and_leaves_paused_queues(app: App) -> None:
+    @app.task(global_concurrency=1, rate_limit=RateLimit(100, per=1.0, burst=100))
+    async def scarce(ctx: JobCtx, n: int) -> int:
+        return n
+
+    @app.task(queue="billing")
+    async def bill(ctx: JobCtx, n: int) -> int:
+        return n
+
+    async with app:
+        handles = [await scarce.publish(i) for i in range(3)]
+        await app.pause_queue("billing")
+        held = await bill.publish(1)
+        done = await drain(app, timeout=10)
+        assert sorted(j.id for j in done) == sorted(h.id for h in handles)
+        info = await held.info()
+        assert info is not None and info.status is JobStatus.QUEUED, "a paused queue's jobs wait"

@@ -49,6 +49,7 @@ from asynctask.brokers.base import Broker, Clock  # noqa: E402
 from asynctask.retry import Fixed  # noqa: E402
 from asynctask.testing import FakeClock  # noqa: E402
 from asynctask.testing.contract.suite import (  # noqa: E402
+    adoption,
     broker_jobs,
     broker_leases,
     broker_workflows,
@@ -107,6 +108,7 @@ for _module in (
     periodic,
     robustness,
     flow,
+    adoption,
 ):
     for _name, _test in vars(_module).items():
         if _name.startswith("test_") and inspect.isfunction(_test):
