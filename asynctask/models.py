@@ -56,6 +56,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     pending: int = 0
     #: Opaque workflow data; brokers store and return it, never read it.
     meta: bytes | None = None
+    #: ``unique="active"``: no other unfinished job may hold this key (see :mod:`asynctask.flow`).
+    unique_key: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +95,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     pending: int = 0
     #: Opaque workflow data; brokers store and return it, never read it.
     meta: bytes | None = None
+    #: The key this job holds while it is unfinished (``unique="active"``), or ``None``.
+    unique_key: str | None = None
 
     @property
     def has_result(self) -> bool:
@@ -167,6 +171,9 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     queue: str
     counts: dict[JobStatus, int]
     oldest_ready_at: float | None = None
+    #: Whether the queue is paused (flow control); ``None`` where it was not looked up: a
+    #: broker's ``queue_stats`` leaves it out, :meth:`App.queue_stats` fills it in.
+    paused: bool | None = None
 
     def count(self, status: JobStatus) -> int:
         """Jobs of this queue in ``status``."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 
 from asynctask.codec import Codec
 from asynctask.errors import ConfigurationError
+from asynctask.flow import Unique
 from asynctask.models import Job, NewJob
 
 __all__ = [
@@ -45,7 +46,11 @@ class PublishOptions(TypedDict, total=False):
       enqueued (1-255 printable ASCII characters, no spaces);
     * ``queue``: overrides the task's queue; ``priority``: higher runs first (``±MAX_PRIORITY``);
     * ``max_retries``: attempts after the first (``0..MAX_RETRIES``); ``timeout``: seconds per
-      attempt (finite, > 0).
+      attempt (finite, > 0);
+    * ``unique="active"``: do not enqueue while another job with the same key is unfinished
+      (scheduled, queued, running, waiting or paused): the handle then follows that job. The key
+      is the task and ``unique_key`` (which implies ``unique="active"``), or else the payload.
+      Unlike ``job_id``, the key is free again as soon as the job finishes.
     """
 
     delay: float | timedelta | None
@@ -55,6 +60,8 @@ class PublishOptions(TypedDict, total=False):
     max_retries: int | None
     timeout: float | None
     priority: int | None
+    unique: Unique | None
+    unique_key: str | None
 
 
 class JobSpec:

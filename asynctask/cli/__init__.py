@@ -1,7 +1,7 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``, ``web``; see ``asynctask --help``. Bad
-input prints one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
+``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``, ``web``; see ``asynctask --help``.
+Bad input prints one line to stderr and exits with status 2 (:mod:`asynctask.cli.common`).
 
 Every option can come from an environment variable named ``ASYNCTASK_<COMMAND>_<OPTION>``
 (``ASYNCTASK_WORKER_CONCURRENCY=20``, ``ASYNCTASK_JOBS_LIST_LIMIT``; for a flag, ``1``/``0``),
@@ -16,6 +16,7 @@ from asynctask.cli.demo import demo
 from asynctask.cli.jobs import jobs
 from asynctask.cli.migrate import migrate
 from asynctask.cli.publish import publish
+from asynctask.cli.queues import queues
 from asynctask.cli.web import web
 from asynctask.cli.worker import worker
 
@@ -28,7 +29,7 @@ def main() -> None:
     """asynctask: an asyncio-native distributed job queue."""
 
 
-for _command in (worker, publish, jobs, migrate, demo, web):
+for _command in (worker, publish, jobs, queues, migrate, demo, web):
     main.add_command(_command)
 
 

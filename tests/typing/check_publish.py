@@ -36,3 +36,19 @@ async def wrong_result_type() -> None:
     handle = await send_email.publish(Email(to="a@example.com"))
     text: str = await handle.result()  # type: ignore[assignment]
     del text
+
+
+@app.task(global_concurrency=3, rate_limit="50/s", unique="active")
+async def limited(ctx: JobCtx, n: int) -> None:
+    return None
+
+
+async def unique_publish() -> None:
+    await send_email.publish(Email(to="a@example.com"), unique="active")
+    await send_email.publish(Email(to="a@example.com"), unique_key="welcome-1")
+    await send_email.publish(Email(to="a@example.com"), unique="always")  # type: ignore[arg-type]
+
+
+@app.task(global_concurrency="3")  # type: ignore[call-overload, untyped-decorator]
+async def badly_limited(ctx: JobCtx) -> None:
+    return None

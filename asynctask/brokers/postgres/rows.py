@@ -37,6 +37,7 @@ def to_job(row: Any) -> Job:
         parent_id=row["parent_id"],
         pending=row["pending"],
         meta=row["meta"],
+        unique_key=row["unique_key"],
     )
 
 
@@ -48,10 +49,23 @@ def to_jobs(rows: Iterable[Any]) -> list[Job]:
 def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
     """The ``enqueue`` query's array parameters, one list per column.
 
-    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$14``.
+    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$15``.
     """
-    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [])
-    ids, tasks, queues, payloads, priorities, retries, timeouts, run_ats, parents, pendings, metas = cols
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [], [])
+    (
+        ids,
+        tasks,
+        queues,
+        payloads,
+        priorities,
+        retries,
+        timeouts,
+        run_ats,
+        parents,
+        pendings,
+        metas,
+        uniques,
+    ) = cols
     for job in jobs:
         ids.append(job.id)
         tasks.append(job.task)
@@ -64,6 +78,7 @@ def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
         parents.append(job.parent_id)
         pendings.append(job.pending)
         metas.append(job.meta)
+        uniques.append(job.unique_key)
     return cols
 
 

@@ -78,6 +78,8 @@ def encode_new_job(job: NewJob, status: JobStatus, now: float) -> list[str | byt
         fields += ["pending", str(job.pending)]
     if job.meta is not None:
         fields += ["meta", job.meta]
+    if job.unique_key is not None:
+        fields += ["unique_key", job.unique_key]
     return fields
 
 
@@ -118,6 +120,7 @@ def decode_job(raw: Mapping[bytes, bytes]) -> Job:
         parent_id=_text(raw, b"parent_id"),
         pending=int(raw.get(b"pending", b"0")),
         meta=raw.get(b"meta"),
+        unique_key=_text(raw, b"unique_key"),
     )
 
 

@@ -14,6 +14,10 @@ Layout, for prefix ``P`` and queue ``q``::
     P:{q}:seq          string counter behind publish order
     P:{q}:created      zset   every job of the queue, scored by ``created_at``, member = id
     P:{q}:status:<s>   zset   waiting, paused and finished jobs by status, like ``created``
+    P:{q}:flow         hash   the queue's flow settings and token bucket (absent: the defaults)
+    P:unique           hash   unique key -> the job that took it last (checked when read)
+    P:task:<t>:running hash   job key -> token of task t's jobs claimed under its limits
+    P:task:<t>:bucket  hash   task t's token bucket (tokens, refilled_at)
 
 The ``{q}`` hash tag puts every key of a queue in one Redis Cluster slot, so each per-queue
 script touches a single slot. ``P:ids`` and ``P:queues`` live outside any queue's slot; the hot
@@ -49,6 +53,7 @@ class QueueKeys(NamedTuple):
     all: str
     wake: str
     seq: str
+    flow: str
 
     @property
     def job_prefix(self) -> str:
@@ -86,6 +91,8 @@ class Keys:
         self.ids = f"{prefix}:ids"
         #: Set of queue names.
         self.queues = f"{prefix}:queues"
+        #: unique key -> job id.
+        self.unique = f"{prefix}:unique"
 
     def queue(self, queue: str) -> QueueKeys:
         """The keys of ``queue``, all sharing its hash tag."""
