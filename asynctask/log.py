@@ -12,12 +12,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["Formatter", "configure_logging", "join_url", "redact_url"]
 
-# Query options that carry secrets (libpq's sslpassword too).
-_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+# Query options that carry secrets (libpq's sslpassword too, NATS's token).
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "token"})
+# Schemes whose user info without a password is a secret token (``nats://s3cret@host``).
+_TOKEN_SCHEMES = frozenset({"nats", "tls"})
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (in the user info or a ``password=`` option) replaced by ``***``.
+    """``url`` with any password or token (user info, ``password=``/``token=``) replaced by ``***``.
 
     >>> redact_url("postgresql://app:s3cret@db:5432/jobs")
     'postgresql://app:***@db:5432/jobs'
@@ -25,6 +27,8 @@ def redact_url(url: str) -> str:
     'redis://:***@cache:6379/0'
     >>> redact_url("redis://cache:6379/0?password=s3cret&prefix=app")
     'redis://cache:6379/0?password=***&prefix=app'
+    >>> redact_url("nats://s3cret@n1:4222,n2:4222")
+    'nats://***@n1:4222,n2:4222'
     """
     try:
         parts = urlsplit(url)
@@ -32,7 +36,12 @@ def redact_url(url: str) -> str:
         if "@" in netloc:
             userinfo, _, hosts = netloc.rpartition("@")
             user, sep, _password = userinfo.partition(":")
-            netloc = f"{user}:***@{hosts}" if sep else f"{user}@{hosts}"
+            if sep:
+                netloc = f"{user}:***@{hosts}"
+            elif parts.scheme.lower() in _TOKEN_SCHEMES:
+                netloc = f"***@{hosts}"
+            else:
+                netloc = f"{user}@{hosts}"
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)

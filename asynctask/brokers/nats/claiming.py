@@ -1,0 +1,71 @@
+"""Claiming and promoting: the index picks, a compare-and-set per job takes.
+
+A claim asks the index for the best ready jobs of the queue (due scheduled jobs included) and
+writes each one as running under the revision the index saw, all writes in flight together.
+A write that fails means another worker (or a client) got there first: that job is skipped and
+the next best is tried, until ``limit`` jobs are held or none is left. Due jobs that are not
+claimed are promoted to ``queued`` in the same round, as the memory broker does at each claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from asynctask.brokers.nats import rules
+from asynctask.brokers.nats.client import Conflict
+from asynctask.brokers.nats.index import Entry, Index
+from asynctask.brokers.nats.store import Store, Write
+from asynctask.brokers.nats.tx import concurrently
+from asynctask.models import Job
+
+__all__ = ["claim", "promote_due"]
+
+
+async def _swap(store: Store, index: Index, entry: Entry, new: Job) -> bool:
+    """Write ``new`` over ``entry`` if the record is still at the entry's revision."""
+    try:
+        [revision] = await store.write([Write(new.id, new, entry.rev)])
+    except Conflict:
+        index.conflicted[new.id] = entry.rev
+        return False
+    index.conflicted.pop(new.id, None)
+    index.apply(new.id, new, revision)
+    return True
+
+
+async def claim(store: Store, index: Index, queue: str, limit: int, *, lease: float, now: float) -> list[Job]:
+    """Claim up to ``limit`` ready jobs of ``queue`` in priority order."""
+    claimed: list[Job] = []
+    tried: set[str] = set()
+    promote = True
+    while len(claimed) < limit:
+        selected, leftover = index.select(queue, now, limit - len(claimed), tried)
+        if not promote:
+            leftover = []
+        if not selected and not leftover:
+            break
+        calls: list[Callable[[], Awaitable[bool]]] = []
+        news = []
+        for entry in selected:
+            assert entry.job is not None
+            new = rules.claim(entry.job, now, lease)
+            news.append(new)
+            tried.add(new.id)
+            calls.append(partial(_swap, store, index, entry, new))
+        for entry in leftover:
+            assert entry.job is not None
+            calls.append(partial(_swap, store, index, entry, rules.promote(entry.job)))
+        promote = False
+        done = await concurrently(calls)
+        claimed += [new for new, ok in zip(news, done, strict=False) if ok]
+        if all(done[: len(news)]):
+            break
+    return claimed
+
+
+async def promote_due(store: Store, index: Index, limit: int, now: float) -> int:
+    """Move scheduled jobs whose time has come to ``queued``, oldest records first."""
+    due = index.due(now)[:limit]
+    calls = [partial(_swap, store, index, e, rules.promote(e.job)) for e in due if e.job is not None]
+    return sum(await concurrently(calls)) if calls else 0
