@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from asynctask.brokers.nats import rules
+from asynctask.brokers.nats.client import MAX_BATCH
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import KeyedLock, Tx, concurrently, run
@@ -25,7 +26,7 @@ __all__ = ["SPAWN_CHUNK", "complete", "extend_leases", "rescue_expired", "save"]
 #: Most children created by one atomic batch (each may touch a parent too: 2 writes per child).
 SPAWN_CHUNK = 400
 #: Most outcomes of children of one parent written in one atomic batch.
-_GROUP = 500
+_GROUP = 900
 
 
 async def complete(
@@ -33,24 +34,18 @@ async def complete(
 ) -> list[bool]:
     """Apply outcomes; for each, ``False`` if its token was stale (nothing written).
 
-    Outcomes of children of one parent (as far as the index knows) are written in one
-    transaction, since they all change the parent's counter; this process's transactions on one
-    parent take turns. Every other outcome is its own transaction.
+    An outcome without a parent (as far as the index knows) or children is a write of its own,
+    all of them in flight together. The outcomes of children of one parent are one atomic batch
+    (the parent's counter is written once for all of them), and this process's transactions on
+    one parent take turns (``locks``). An outcome that spawns children is a batch of its own.
     """
-    groups: dict[str, list[int]] = {}
-    alone: list[int] = []
-    for i, outcome in enumerate(outcomes):
-        known = index.get(outcome.job_id) if index is not None else None
-        parent = known.job.parent_id if known is not None and known.job is not None else None
-        if parent is None or outcome.spawn:
-            alone.append(i)
-        else:
-            groups.setdefault(parent, []).append(i)
     applied = [False] * len(outcomes)
+    groups: dict[str | None, list[int]] = {}
+    calls = []
 
-    async def together(parent: str | None, indexes: list[int]) -> None:
+    async def group(parent: str | None, indexes: Sequence[int]) -> None:
         batch = [outcomes[i] for i in indexes]
-        async with locks.hold(parent):
+        async with locks.hold_all([parent] if parent is not None else []):
             if len(batch) == 1:
                 flags = [await _complete(store, index, batch[0], now)]
             else:
@@ -58,10 +53,16 @@ async def complete(
         for i, flag in zip(indexes, flags, strict=True):
             applied[i] = flag
 
-    calls = [partial(together, None, [i]) for i in alone]
+    for i, outcome in enumerate(outcomes):
+        known = index.get(outcome.job_id) if index is not None else None
+        parent = known.job.parent_id if known is not None and known.job is not None else None
+        if parent is None or outcome.spawn:
+            calls.append(partial(group, parent, [i]))
+        else:
+            groups.setdefault(parent, []).append(i)
     for parent, indexes in groups.items():
         for start in range(0, len(indexes), _GROUP):
-            calls.append(partial(together, parent, indexes[start : start + _GROUP]))
+            calls.append(partial(group, parent, indexes[start : start + _GROUP]))
     await concurrently(calls)
     return applied
 
@@ -127,18 +128,24 @@ async def _count(tx: Tx, parent_id: str, delta: int, now: float) -> None:
 async def extend_leases(
     store: Store, index: Index | None, leases: Sequence[Lease], *, lease: float, now: float
 ) -> list[LeaseState]:
-    """Extend leases still held with these tokens; ``LOST`` for the others."""
+    """Extend leases still held with these tokens; ``LOST`` for the others (one batch per chunk)."""
 
-    async def extend(tx: Tx, held: Lease) -> LeaseState:
-        await tx.load([held.job_id])
-        job = tx.get(held.job_id)
-        if job is None or not rules.held(job, held.token):
-            return LeaseState.LOST
-        job, state = rules.extend(job, now, lease)
-        tx.put(job.id, job)
-        return state
+    async def extend(tx: Tx, chunk: Sequence[Lease]) -> list[LeaseState]:
+        await tx.load([held.job_id for held in chunk])
+        states = []
+        for held in chunk:
+            job = tx.get(held.job_id)
+            if job is None or not rules.held(job, held.token):
+                states.append(LeaseState.LOST)
+                continue
+            job, state = rules.extend(job, now, lease)
+            tx.put(job.id, job)
+            states.append(state)
+        return states
 
-    return await concurrently([partial(run, store, index, extend, h) for h in leases])
+    chunks = [leases[start : start + MAX_BATCH] for start in range(0, len(leases), MAX_BATCH)]
+    answers = await concurrently([partial(run, store, index, extend, chunk) for chunk in chunks])
+    return [state for states in answers for state in states]
 
 
 async def save(

@@ -14,8 +14,8 @@ again). Anything else, and every retry, reads from the server.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
@@ -95,7 +95,8 @@ async def run(store: Store, index: Index | None, fn: Callable[..., Awaitable[T]]
         try:
             revisions = await store.write(writes)
         except Conflict:
-            fresh = True
+            # The index usually has the newer revision a moment later; after that, ask the server.
+            fresh = attempt >= 1
             # Spread the retries of writers racing for the same record.
             await anyio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
             continue
@@ -145,10 +146,16 @@ class KeyedLock:
         self._locks: dict[str, tuple[anyio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, key: str | None) -> AsyncIterator[None]:
-        if key is None:
+    async def hold_all(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        """Hold the locks of ``keys`` (give them sorted: two holders never wait on each other)."""
+        async with AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self.hold(key))
             yield
-            return
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of ``key``."""
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = anyio.Lock()
