@@ -88,7 +88,8 @@ class NatsServer:
             time.sleep(0.05)
 
     def healthy(self) -> bool:
-        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+        """JetStream is up (in a cluster: a meta leader is elected and this node is current)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz"
         with urllib.request.urlopen(url, timeout=1) as reply:
             return bool(json.loads(reply.read()).get("status") == "ok")
 

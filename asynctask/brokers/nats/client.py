@@ -32,8 +32,9 @@ __all__ = ["Conflict", "Connection", "Message", "StoredMessage", "parse_headers"
 
 logger = logging.getLogger("asynctask.brokers.nats")
 
-#: The server's error code for a failed ``Nats-Expected-Last-Subject-Sequence`` check.
-_WRONG_LAST_SEQUENCE = 10071
+#: The server's error codes for a failed ``Nats-Expected-Last-Subject-Sequence`` check: a single
+#: server names the sequence it found (10071), a clustered stream does not (10164).
+_WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
 #: Atomic batches (the heart of multi-record changes) arrived in nats-server 2.12.
 MIN_SERVER = (2, 12, 0)
 #: Most messages one atomic batch may hold (a server limit).
@@ -279,7 +280,7 @@ def _raise_for(answer: dict[str, Any], doing: str, where: str) -> None:
     if error is None:
         return
     code, err_code, text = error.get("code"), error.get("err_code"), error.get("description", "")
-    if err_code == _WRONG_LAST_SEQUENCE:
+    if err_code in _WRONG_LAST_SEQUENCE or text.startswith("wrong last sequence"):
         raise Conflict(text)
     if code == 503:
         raise BrokerUnavailable(f"NATS at {where} could not serve {doing} right now: {text}")
