@@ -85,6 +85,11 @@ class Workers:
         self.procs.append(proc)
         return proc
 
+    def started(self) -> bool:
+        """Whether every worker started so far is up (connected, claiming)."""
+        logs = [p.read_text() for p in sorted(self.project.glob("worker*.err"))]
+        return len(logs) == len(self.procs) and all("action=worker_started" in log for log in logs)
+
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.project.glob("worker*.err")))
 

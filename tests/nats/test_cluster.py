@@ -49,7 +49,6 @@ def test_losing_the_bucket_leader_loses_no_job(tmp_path: Path) -> None:
     project.mkdir()
     workers = Workers(project, url)
     try:
-        ids = publish(url, JOBS)
         for _ in range(2):
             workers.start(
                 "-c",
@@ -60,6 +59,8 @@ def test_losing_the_bucket_leader_loses_no_job(tmp_path: Path) -> None:
                 "0.5",
                 JOB_SECONDS="0.02",
             )
+        wait_for(workers.started, what="both workers started")
+        ids = publish(url, JOBS)
         wait_for(
             lambda: len(workers.ledger.ended()) >= JOBS // 4, timeout=120, what="a quarter of the jobs done"
         )
@@ -82,8 +83,9 @@ def test_losing_the_bucket_leader_loses_no_job(tmp_path: Path) -> None:
         twice = sorted(n for n, count in starts.items() if count > 1)
         unexplained = [n for n in twice if not killed_at - 2 * LEASE <= first[n] <= killed_at + 30]
         print(  # the figures, for the report (pytest -s)
-            f"\nleader {leader} killed with {done_before}/{JOBS} done; all done {finished_at - killed_at:.1f} s "
-            f"later; {sum(starts.values())} runs, {len(twice)} job(s) ran twice"
+            f"\nleader {leader} killed with {done_before}/{JOBS} done; all done "
+            f"{finished_at - killed_at:.1f} s later; {sum(starts.values())} runs, "
+            f"{len(twice)} job(s) ran twice"
         )
         assert unexplained == [], f"duplicates not explained by the kill: {unexplained}"
         # The leases are short (3 s) and the election takes a few seconds, so the jobs the two

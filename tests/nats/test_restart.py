@@ -27,9 +27,10 @@ def test_workers_survive_a_server_crash_and_lose_nothing(tmp_path: Path) -> None
     project.mkdir()
     workers = Workers(project, url)
     try:
-        ids = publish(url, JOBS)
         for _ in range(2):
             workers.start("-c", "20", "--lease", "3", "--maintenance-interval", "0.5", JOB_SECONDS="0.02")
+        wait_for(workers.started, what="both workers started")
+        ids = publish(url, JOBS)
         wait_for(lambda: len(workers.ledger.ended()) >= JOBS // 3, what="a third of the jobs done")
         server.kill()
         killed_at = time.time()

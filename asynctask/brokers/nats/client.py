@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -25,6 +26,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from asynctask.brokers import require
 from asynctask.brokers.nats.config import NatsConfig
 from asynctask.errors import BrokerError, BrokerUnavailable, ConfigurationError
 
@@ -132,8 +134,7 @@ class Connection:
             options["user"], options["password"] = config.user, config.password
         if config.token is not None:
             options["token"] = config.token
-        if config.creds is not None:
-            options["user_credentials"] = config.creds
+        options.update(_credential_files(config))
         try:
             tls = config.ssl_context()
         except (OSError, ValueError) as exc:
@@ -185,7 +186,9 @@ class Connection:
 
     async def _on_reconnect(self) -> None:
         url = self._nc.connected_url if self._nc is not None else None
-        where = f"{url.hostname}:{url.port}" if url is not None else self.where
+        # A ParseResult (older nats-py: a string); the user info is never shown.
+        where = getattr(url, "netloc", None) or str(url or self.where)
+        where = where.rpartition("@")[2]
         logger.warning("reconnected to NATS at %s", where, extra={"action": "nats_reconnected"})
         if self.on_reconnect is not None:
             self.on_reconnect()
@@ -259,6 +262,19 @@ class Connection:
             parse_headers(base64.b64decode(raw_headers)) if raw_headers else {},
             base64.b64decode(msg.get("data") or b""),
         )
+
+
+def _credential_files(config: NatsConfig) -> dict[str, str]:
+    """nats-py's options for a credentials file or an NKey seed file, checked to exist."""
+    options = {}
+    for path, option in ((config.creds, "user_credentials"), (config.nkey, "nkeys_seed")):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise ConfigurationError(f"the NATS credentials file {path!r} does not exist")
+        require("nkeys", "nats")  # nats-py signs with it, and imports it only when connecting
+        options[option] = path
+    return options
 
 
 def _version(nc: Client) -> tuple[int, ...]:

@@ -7,7 +7,8 @@ also learns the others from the cluster itself). Options:
 * ``prefix`` (default ``asynctask``): names the bucket, so several apps can share an account;
 * ``replicas`` (default 1): the replica count of the bucket the broker creates (1, 3 or 5 on a
   cluster); an existing bucket keeps its own;
-* ``creds``: a credentials file (JWT + NKey seed), ``token``: a token (also ``token@host``);
+* ``creds``: a credentials file (user JWT + NKey seed, as ``nsc`` writes it); ``nkey``: a file
+  holding an NKey seed; ``token``: a token (also ``token@host``);
 * ``name``: the connection name shown by the server's monitoring (default ``asynctask``);
 * ``request_timeout`` (seconds, default 5): the deadline of every round trip;
   ``connect_timeout`` (seconds, default 2);
@@ -40,6 +41,7 @@ _OPTIONS = frozenset(
         "prefix",
         "replicas",
         "creds",
+        "nkey",
         "token",
         "name",
         "request_timeout",
@@ -59,6 +61,7 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True):
     password: str | None = None
     token: str | None = None
     creds: str | None = None
+    nkey: str | None = None
     tls: bool = False
     tls_ca: str | None = None
     tls_cert: str | None = None
@@ -102,8 +105,11 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True):
             if token is not None:
                 raise ConfigurationError(f"NATS URL {shown!r} gives a token twice (user info and ?token=)")
             token = options["token"]
-        if token is not None and options.get("creds"):
-            raise ConfigurationError(f"NATS URL {shown!r}: use a token or a credentials file, not both")
+        given = [k for k in ("creds", "nkey") if options.get(k)] + (["token"] if token is not None else [])
+        if len(given) > 1:
+            raise ConfigurationError(
+                f"NATS URL {shown!r}: use one of a token, creds or nkey, not {' and '.join(given)}"
+            )
         tls = scheme == "tls" or any(options.get(k) for k in ("tls_ca", "tls_cert", "tls_key"))
         return cls(
             servers=_servers(hostlist, "tls" if scheme == "tls" else "nats", shown),
@@ -111,6 +117,7 @@ class NatsConfig(msgspec.Struct, frozen=True, kw_only=True):
             password=password,
             token=token,
             creds=options.get("creds") or None,
+            nkey=options.get("nkey") or None,
             tls=tls,
             tls_ca=options.get("tls_ca") or None,
             tls_cert=options.get("tls_cert") or None,
