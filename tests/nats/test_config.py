@@ -185,8 +185,8 @@ async def test_an_nkey_seed_file_against_a_server(server_with: object, tmp_path:
 
 @pytest.mark.anyio
 @pytest.mark.skipif(shutil.which("nats-server", path="/usr/sbin") is None, reason="no Debian nats-server")
-async def test_a_server_older_than_2_12_is_refused_with_a_reason(server_with: object) -> None:
+async def test_a_server_older_than_2_12_1_is_refused_with_a_reason(server_with: object) -> None:
     server = server_with(executable="/usr/sbin/nats-server")  # type: ignore[operator]
     broker = NatsBroker(f"nats://127.0.0.1:{server.port}")
-    with pytest.raises(ConfigurationError, match=r"is 2\.9\.\d+; the NATS broker needs 2\.12\.0 or later"):
+    with pytest.raises(ConfigurationError, match=r"is 2\.9\.\d+; the NATS broker needs 2\.12\.1 or later"):
         await broker.open()

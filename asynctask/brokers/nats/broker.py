@@ -32,7 +32,7 @@ __all__ = ["NatsBroker"]
 
 
 class NatsBroker:
-    """A broker on NATS JetStream (nats-server 2.12+), through nats-py.
+    """A broker on NATS JetStream (nats-server 2.12.1+), through nats-py.
 
     Build it from a URL; keyword arguments override the URL's options::
 

@@ -37,8 +37,9 @@ logger = logging.getLogger("asynctask.brokers.nats")
 #: The server's error codes for a failed ``Nats-Expected-Last-Subject-Sequence`` check: a single
 #: server names the sequence it found (10071), a clustered stream does not (10164).
 _WRONG_LAST_SEQUENCE = frozenset({10071, 10164})
-#: Atomic batches (the heart of multi-record changes) arrived in nats-server 2.12.
-MIN_SERVER = (2, 12, 0)
+#: Atomic batches (the heart of multi-record changes) arrived in nats-server 2.12; 2.12.0 fails
+#: every expected-sequence check inside a batch.
+MIN_SERVER = (2, 12, 1)
 #: Most messages one atomic batch may hold (a server limit).
 MAX_BATCH = 1000
 
