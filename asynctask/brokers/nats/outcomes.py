@@ -14,17 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from asynctask.brokers.nats import rules
+import msgspec
+
+from asynctask.brokers.nats import records, rules
 from asynctask.brokers.nats.client import MAX_BATCH
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import KeyedLock, Tx, concurrently, run
-from asynctask.models import JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
 
 __all__ = ["SPAWN_CHUNK", "complete", "extend_leases", "rescue_expired", "save"]
 
 #: Most children created by one atomic batch (each may touch a parent too: 2 writes per child).
 SPAWN_CHUNK = 400
+#: Characters of an error kept when a record must shrink to fit the server's max_payload.
+_KEPT_ERROR = 16_384
 #: Most outcomes of children of one parent written in one atomic batch.
 _GROUP = 900
 
@@ -110,11 +114,29 @@ async def _finish(tx: Tx, outcome: Outcome, spawn: Sequence[NewJob], now: float)
         return False
     job = tx.get(outcome.job_id)  # read again: spawning may have raised its pending
     assert job is not None
-    job = rules.finish(job, outcome, now)
+    job = _fitted(rules.finish(job, outcome, now), tx.record_limit)
     tx.put(job.id, job)
     if job.status.finished and job.parent_id is not None:
         await _count(tx, job.parent_id, -1, now)
     return True
+
+
+def _fitted(job: Job, limit: int) -> Job:
+    """``job``, or, if its record is over the server's limit, failed without its result.
+
+    Only a result or an error can grow a running job's record past what its publish fitted
+    in; reporting it would fail for ever, so the job fails with the reason instead.
+    """
+    size = len(records.encode(job))
+    if size <= limit:
+        return job
+    reason = (
+        f"the job's record with its result is {size} bytes; the NATS server accepts {limit} "
+        "(raise max_payload in the server's configuration)"
+    )
+    error = reason if not job.error else f"{reason}\n\n{job.error[-_KEPT_ERROR:]}"
+    status = JobStatus.FAILED if job.status in (JobStatus.SUCCEEDED, JobStatus.WAITING) else job.status
+    return msgspec.structs.replace(job, result=None, error=error, status=status)
 
 
 async def _count(tx: Tx, parent_id: str, delta: int, now: float) -> None:

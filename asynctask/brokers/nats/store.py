@@ -158,6 +158,11 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------
 
+    @property
+    def record_limit(self) -> int:
+        """The largest encoded record the server accepts, in bytes."""
+        return self.conn.max_payload - _HEADROOM
+
     def message(self, write: Write) -> Message:
         """The message that performs ``write``."""
         headers = {"Nats-Expected-Last-Subject-Sequence": str(write.expected)}
@@ -166,7 +171,7 @@ class Store:
             headers.update({_KV_OPERATION: "PURGE", "Nats-Rollup": "sub", "Nats-TTL": MARKER_TTL})
             return subject, b"", headers
         data = records.encode(write.job)
-        if len(data) > self.conn.max_payload - _HEADROOM:
+        if len(data) > self.record_limit:
             raise PayloadTooLarge(
                 f"the record of job {write.job_id!r} is {len(data)} bytes; the NATS server accepts "
                 f"{self.conn.max_payload} (raise max_payload in the server's configuration)"

@@ -65,6 +65,11 @@ class Tx:
                 self._base[job_id] = read[job_id]
                 self._view[job_id] = read[job_id].job
 
+    @property
+    def record_limit(self) -> int:
+        """The largest record the server accepts, in bytes."""
+        return self._store.record_limit
+
     def get(self, job_id: str) -> Job | None:
         """The record of ``job_id`` as this transaction sees it (it must have been loaded)."""
         return self._view[job_id]
