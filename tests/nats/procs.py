@@ -10,12 +10,15 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
 import anyio
 
-from asynctask import App, JobCtx
+from asynctask import App, JobCtx, JobStatus
+from asynctask.errors import BrokerUnavailable
+from asynctask.testing import wait_until
 
 APP_MODULE = textwrap.dedent(
     """
@@ -132,5 +135,30 @@ def publish(url: str, count: int) -> list[str]:
         async with app:
             handles = await app.publish_many([app.tasks["work"].spec(n) for n in range(count)])
             return [h.id for h in handles]
+
+    return anyio.run(go)
+
+
+def final_statuses(url: str, ids: list[str], timeout: float = 60.0) -> list[JobStatus]:
+    """The jobs' statuses once all are finished (an "end" line comes before the outcome is
+    written), reading again while the cluster still settles after a kill."""
+
+    async def go() -> list[JobStatus]:
+        app = client_app(url)
+        async with app:
+            found: list[JobStatus] = []
+
+            async def finished() -> bool:
+                nonlocal found
+                try:
+                    jobs = [await app.get_job(i) for i in ids]
+                except BrokerUnavailable:
+                    return False
+                found = [j.status for j in jobs if j is not None]
+                return len(found) == len(ids) and all(status.finished for status in found)
+
+            with suppress(TimeoutError):  # the caller's assertion shows what was found
+                await wait_until(finished, timeout=timeout, interval=0.1)
+            return found
 
     return anyio.run(go)

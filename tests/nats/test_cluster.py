@@ -17,7 +17,7 @@ import pytest
 
 from asynctask import JobStatus
 from asynctask.brokers.nats import NatsBroker
-from tests.nats.procs import Workers, client_app, publish, wait_for
+from tests.nats.procs import Workers, final_statuses, publish, wait_for
 from tests.nats.server import Cluster
 
 pytestmark = pytest.mark.slow
@@ -72,12 +72,7 @@ def test_losing_the_bucket_leader_loses_no_job(tmp_path: Path) -> None:
         finished_at = time.time()
         assert all(proc.poll() is None for proc in workers.procs), "no worker died or was restarted by hand"
 
-        async def statuses() -> list[JobStatus]:
-            app = client_app(url)
-            async with app:
-                return [j.status for j in [await app.get_job(i) for i in ids] if j is not None]
-
-        assert anyio.run(statuses) == [JobStatus.SUCCEEDED] * JOBS
+        assert final_statuses(url, ids) == [JobStatus.SUCCEEDED] * JOBS
         starts = workers.ledger.starts()
         first = workers.ledger.first_start()
         twice = sorted(n for n, count in starts.items() if count > 1)

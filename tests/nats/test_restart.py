@@ -6,11 +6,10 @@ import time
 import uuid
 from pathlib import Path
 
-import anyio
 import pytest
 
 from asynctask import JobStatus
-from tests.nats.procs import Workers, client_app, publish, wait_for
+from tests.nats.procs import Workers, final_statuses, publish, wait_for
 from tests.nats.server import NatsServer
 
 pytestmark = pytest.mark.slow
@@ -39,12 +38,7 @@ def test_workers_survive_a_server_crash_and_lose_nothing(tmp_path: Path) -> None
         wait_for(lambda: workers.ledger.ended() == set(range(JOBS)), timeout=120, what="every job done")
         assert all(proc.poll() is None for proc in workers.procs), "no worker died or was restarted"
 
-        async def statuses() -> list[JobStatus]:
-            app = client_app(url)
-            async with app:
-                return [j.status for j in [await app.get_job(i) for i in ids] if j is not None]
-
-        assert anyio.run(statuses) == [JobStatus.SUCCEEDED] * JOBS
+        assert final_statuses(url, ids) == [JobStatus.SUCCEEDED] * JOBS
         starts = workers.ledger.starts()
         first = workers.ledger.first_start()
         twice = sorted(n for n, count in starts.items() if count > 1)

@@ -98,26 +98,31 @@ class Store:
     async def ensure(self) -> None:
         """Create the bucket if it is missing; turn on what the broker needs if it is not."""
         stream = self.layout.stream
-        try:
-            info = await self.conn.api(f"STREAM.INFO.{stream}")
-        except BrokerError as exc:
-            if "stream not found" not in str(exc):
-                raise
-            await self.conn.api(f"STREAM.CREATE.{stream}", self.stream_config())
-            logger.info(
-                "created the job bucket %s (%d replica(s))",
-                self.layout.bucket,
-                self.replicas,
-                extra={"action": "nats_bucket_created"},
-            )
-            return
+        info = await self._info()
+        if info is None:
+            try:
+                await self.conn.api(f"STREAM.CREATE.{stream}", self.stream_config())
+            except BrokerError:
+                # Several workers starting at once race to create it: one wins, the others
+                # find it made. Any other failure stands.
+                info = await self._info()
+                if info is None:
+                    raise
+            else:
+                logger.info(
+                    "created the job bucket %s (%d replica(s))",
+                    self.layout.bucket,
+                    self.replicas,
+                    extra={"action": "nats_bucket_created"},
+                )
+                return
         config = info["config"]
-        missing = {k: v for k, v in _REQUIRED.items() if config.get(k) != v}
         if config.get("max_msgs_per_subject") != 1:
             raise BrokerError(
                 f"the stream {stream} keeps {config.get('max_msgs_per_subject')} revisions per key; "
                 "the asynctask job bucket keeps exactly 1"
             )
+        missing = {k: v for k, v in _REQUIRED.items() if config.get(k) != v}
         if missing:
             await self.conn.api(f"STREAM.UPDATE.{stream}", {**config, **missing})
             logger.info(
@@ -126,6 +131,14 @@ class Store:
                 self.layout.bucket,
                 extra={"action": "nats_bucket_updated"},
             )
+
+    async def _info(self) -> dict[str, Any] | None:
+        try:
+            return await self.conn.api(f"STREAM.INFO.{self.layout.stream}")
+        except BrokerError as exc:
+            if "stream not found" in str(exc):
+                return None
+            raise
 
     async def drop(self) -> None:
         """Delete the bucket and every record in it (tests, tear-down)."""
