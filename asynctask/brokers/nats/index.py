@@ -72,6 +72,7 @@ class Index:
         old = self._entries.get(job_id)
         if old is not None and old.rev >= rev:
             return
+        self.conflicted.pop(job_id, None)  # a mark is about one revision, now gone
         old_job = old.job if old is not None else None
         if (
             old_job is not None

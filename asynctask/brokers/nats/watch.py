@@ -196,8 +196,8 @@ class Watch:
                     self._break(f"the consumer reported {description or 'a conflict'}")
             if not self._broken:
                 await self._pull()
-        except (BrokerError, ValueError) as exc:
-            self._break(f"the pull request failed ({exc})")
+        except Exception as exc:  # nats-py would swallow it: start over instead
+            self._break(f"handling a message failed ({type(exc).__name__}: {exc})")
 
     def _apply(self, msg: Msg) -> None:
         tokens = msg.reply.split(".")
