@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness, report, setup_peers, suite
+from benchmarks.nats_server import nats_for
 from benchmarks.systems import SYSTEMS
 
 RESULTS = harness.ROOT / "results"
@@ -66,6 +67,21 @@ def servers() -> str:
         parts.append(f"PostgreSQL {out.stdout.strip().split()[0]}")
     except Exception as exc:
         parts.append(f"PostgreSQL ? ({exc})")
+    nats_url = os.environ.get("BENCH_NATS_URL")
+    if nats_url:
+        try:
+            import nats
+
+            async def version() -> str:
+                nc = await nats.connect(nats_url)
+                try:
+                    return str(nc._server_info.get("version", "?"))
+                finally:
+                    await nc.close()
+
+            parts.append(f"nats-server {asyncio.run(version())}")
+        except Exception as exc:
+            parts.append(f"nats-server ? ({exc})")
     return ", ".join(parts)
 
 
@@ -162,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     if needs_tools and not setup_peers.is_ready("tools") and not args.no_setup:
         setup_peers.install("tools")
 
+    with nats_for(systems, {n: SYSTEMS[n].broker for n in systems}):
+        return _run(args, argv, sizes, systems)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None, sizes: suite.Sizes, systems: list[str]) -> int:
     started_at = datetime.now(UTC)
     started = time.monotonic()
     loadavg = ", ".join(f"{x:.2f}" for x in os.getloadavg())

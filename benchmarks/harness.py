@@ -45,6 +45,8 @@ PROJECT = ROOT.parent
 RESULT_MARKER = "BENCH_RESULT "
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: A nats-server 2.12.1+ with JetStream; ``python -m benchmarks`` starts one when this is unset.
+NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
 #: Used to CREATE/DROP a throw-away database per run for peers that keep fixed table names.
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -498,7 +500,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--run-id", default=f"r{os.getpid()}{int(time.time()) % 100000}")
-    parser.add_argument("--broker", default="redis", choices=["redis", "postgres"])
+    parser.add_argument("--broker", default="redis", choices=["redis", "postgres", "nats"])
     parser.add_argument("--interval", type=float, default=0.01, help="W2: seconds between publishes")
     parser.add_argument("--idle", type=float, default=0.5, help="W2: seconds the worker idles first")
     parser.add_argument("--timeout", type=float, default=120.0, help="longest wait for the handlers")
@@ -575,6 +577,7 @@ class PeerDriver(Driver):
             "BENCH_NAMESPACE": self.namespace,
             "BENCH_CONCURRENCY": str(concurrency),
             "BENCH_REDIS_URL": REDIS_URL,
+            "BENCH_NATS_URL": NATS_URL,
         }
         if self.database:
             self.env["BENCH_PG_URL"] = postgres_url_for(self.namespace)

@@ -12,7 +12,7 @@ from benchmarks import setup_peers
 @dataclass(frozen=True)
 class System:
     name: str
-    broker: str  # "redis" or "postgres"
+    broker: str  # "redis", "postgres" or "nats"
     #: The peer's venv under benchmarks/.venvs/; None runs in this interpreter (asynctask).
     venv: str | None
     module: str
@@ -48,5 +48,13 @@ SYSTEMS: dict[str, System] = {
         System("asynctask-postgres", "postgres", None, "benchmarks.peers.drive_asynctask"),
         System("pgqueuer", "postgres", "pgqueuer", "benchmarks.peers.drive_pgqueuer"),
         System("procrastinate", "postgres", "procrastinate", "benchmarks.peers.drive_procrastinate"),
+        System("asynctask-nats", "nats", None, "benchmarks.peers.drive_asynctask"),
+        System(
+            "taskiq-nats",
+            "nats",
+            "taskiq-nats",
+            "benchmarks.peers.drive_taskiq_nats",
+            "JetStream pull consumer, fetch batch = concurrency",
+        ),
     ]
 }

@@ -1,4 +1,5 @@
-"""asynctask on Redis (``?prefix=``) or Postgres (``?schema=``), run by the main interpreter::
+"""asynctask on Redis (``?prefix=``), Postgres (``?schema=``) or NATS (``?prefix=``, a bucket of
+its own), run by the main interpreter::
 
 python -m benchmarks.peers.drive_asynctask w1 --broker redis
 """
@@ -25,6 +26,8 @@ class AsynctaskDriver(harness.Driver):
         self.namespace = f"bench_{run_id}"
         if broker == "redis":
             self.url = f"{harness.REDIS_URL}?prefix={self.namespace}"
+        elif broker == "nats":
+            self.url = f"{harness.NATS_URL}?prefix={self.namespace}"
         else:
             self.url = f"{harness.POSTGRES_URL}?schema={self.namespace}&auto_migrate=true"
         self.tasks = {harness.NOOP: asynctask_app.noop, harness.SLEEP: asynctask_app.sleep}
@@ -60,8 +63,17 @@ class AsynctaskDriver(harness.Driver):
 
 
 async def wipe_namespace(kind: str, namespace: str) -> None:
-    """Delete every key under the prefix, or drop the schema."""
-    if kind == "redis":
+    """Delete every key under the prefix, the bucket, or drop the schema."""
+    if kind == "nats":
+        from asynctask.brokers.nats import NatsBroker
+
+        broker = NatsBroker(harness.NATS_URL, prefix=namespace)
+        await broker.open()
+        try:
+            await broker.store.drop()
+        finally:
+            await broker.close()
+    elif kind == "redis":
         import redis.asyncio as redis
 
         client = redis.Redis.from_url(harness.REDIS_URL)

@@ -9,35 +9,39 @@ claimed are promoted to ``queued`` in the same round, as the memory broker does 
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
 
 from asynctask.brokers.nats import rules
 from asynctask.brokers.nats.client import Conflict
 from asynctask.brokers.nats.index import Entry, Index
 from asynctask.brokers.nats.store import Store, Write
-from asynctask.brokers.nats.tx import concurrently
 from asynctask.models import Job
 
 __all__ = ["claim", "promote_due"]
 
 
-async def _swap(store: Store, index: Index, entry: Entry, new: Job) -> bool:
-    """Write ``new`` over ``entry`` if the record is still at the entry's revision."""
-    try:
-        [revision] = await store.write([Write(new.id, new, entry.rev)])
-    except Conflict:
-        index.conflicted[new.id] = entry.rev
-        return False
-    index.conflicted.pop(new.id, None)
-    index.apply(new.id, new, revision)
-    return True
+async def _swap_all(store: Store, index: Index, pairs: Sequence[tuple[Entry, Job]]) -> list[bool]:
+    """Write each ``new`` over its entry if that record is still at the entry's revision."""
+    answers = await store.write_each([Write(new.id, new, entry.rev) for entry, new in pairs])
+    done = []
+    for (entry, new), answer in zip(pairs, answers, strict=True):
+        if isinstance(answer, Conflict):
+            index.conflicted[new.id] = entry.rev
+            done.append(False)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            index.apply(new.id, new, answer)
+            done.append(True)
+    return done
 
 
 async def claim(store: Store, index: Index, queue: str, limit: int, *, lease: float, now: float) -> list[Job]:
     """Claim up to ``limit`` ready jobs of ``queue`` in priority order.
 
-    Each job is its own compare-and-set, all in flight together: one lost race costs one job,
-    never the round (an atomic batch would cost a few milliseconds more per round, too).
+    Each job is its own compare-and-set, all in flight together (one wait for all the acks):
+    one lost race costs one job, never the round (and an atomic batch takes a few milliseconds
+    longer to commit).
     """
     claimed: list[Job] = []
     tried: set[str] = set()
@@ -53,7 +57,7 @@ async def claim(store: Store, index: Index, queue: str, limit: int, *, lease: fl
         tried.update(new.id for new in news)
         pairs = list(zip(selected, news, strict=True))
         pairs += [(entry, rules.promote(_job(entry))) for entry in leftover]
-        done = await concurrently([partial(_swap, store, index, entry, new) for entry, new in pairs])
+        done = await _swap_all(store, index, pairs)
         claimed += [new for new, ok in zip(news, done, strict=False) if ok]
         if all(done[: len(news)]):
             break
@@ -68,5 +72,4 @@ def _job(entry: Entry) -> Job:
 async def promote_due(store: Store, index: Index, limit: int, now: float) -> int:
     """Move scheduled jobs whose time has come to ``queued``, oldest records first."""
     due = index.due(now)[:limit]
-    calls = [partial(_swap, store, index, e, rules.promote(e.job)) for e in due if e.job is not None]
-    return sum(await concurrently(calls)) if calls else 0
+    return sum(await _swap_all(store, index, [(e, rules.promote(_job(e))) for e in due]))

@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from asynctask.brokers import require
+from asynctask.brokers.nats.acks import Acks, Answer
 from asynctask.brokers.nats.config import NatsConfig
 from asynctask.errors import BrokerError, BrokerUnavailable, ConfigurationError
 
-__all__ = ["Conflict", "Connection", "Message", "StoredMessage", "parse_headers"]
+__all__ = ["Answer", "Conflict", "Connection", "Message", "StoredMessage", "parse_headers"]
 
 logger = logging.getLogger("asynctask.brokers.nats")
 
@@ -96,6 +98,7 @@ class Connection:
         self.timeout = config.request_timeout
         self._nc: Client | None = None
         self._closing = False
+        self._acks: Acks | None = None
         #: Called after every reconnect (the index's watch must start over).
         self.on_reconnect: Callable[[], None] | None = None
 
@@ -150,6 +153,7 @@ class Connection:
             raise BrokerUnavailable(f"cannot connect to NATS at {self.where}: {exc}") from None
         nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
+        self._acks = None
         self._closing = False
         version = _version(nc)
         if version < MIN_SERVER:
@@ -213,6 +217,16 @@ class Connection:
         with translate(self.where):
             reply = await self.nc.request(subject, data, timeout=self.timeout, headers=headers)
         return _sequence(reply, self.where)
+
+    async def publish_each(self, messages: Sequence[Message]) -> list[Answer]:
+        """Publish messages independently, all in flight at once: each one's sequence, or the
+        error that refused it (:class:`Conflict` for a failed expected-sequence check)."""
+        if not messages:
+            return []
+        if self._acks is None:
+            self._acks = Acks(self.nc, self.where, partial(_answer, self.where))
+        with translate(self.where):
+            return await self._acks.publish_each(messages, self.timeout)
 
     async def publish_batch(self, messages: Sequence[Message]) -> int:
         """Store ``messages`` atomically (all or none); returns the last one's sequence.
@@ -284,6 +298,14 @@ def _version(nc: Client) -> tuple[int, ...]:
     for part in raw.split("-")[0].split(".")[:3]:
         numbers.append(int(part) if part.isdigit() else 0)
     return tuple(numbers)
+
+
+def _answer(where: str, ack: dict[str, Any]) -> Answer:
+    try:
+        _raise_for(ack, "publishing", where)
+    except BrokerError as exc:
+        return exc
+    return int(ack["seq"])
 
 
 def _sequence(reply: Msg, where: str) -> int:

@@ -97,6 +97,11 @@ class Index:
             self._children.setdefault(job.parent_id, set()).add(job_id)
         self._push(job_id, job, since)
 
+    def seen(self, job_id: str) -> None:
+        """The watch delivered a revision of ``job_id`` the index already has."""
+        if self._unseen is not None:
+            self._unseen.discard(job_id)
+
     def _push(self, job_id: str, job: Job, since: int) -> None:
         self._pushes += 1
         status = job.status

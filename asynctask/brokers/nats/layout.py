@@ -33,6 +33,7 @@ JOB_PREFIX = "j."
 
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 _SAFE = frozenset(string.ascii_letters + string.digits + "-_")
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 _ESCAPE = re.compile(r"=([0-9A-F]{2})")
 
 
@@ -64,6 +65,8 @@ class Layout:
 
     def key(self, job_id: str) -> str:
         """The bucket key of a job."""
+        if _PLAIN.fullmatch(job_id):  # most ids (uuids) need no escaping
+            return JOB_PREFIX + job_id
         return JOB_PREFIX + "".join(c if c in _SAFE else f"={ord(c):02X}" for c in job_id)
 
     def subject(self, job_id: str) -> str:
@@ -81,4 +84,7 @@ class Layout:
         """The job id of a bucket key, or ``None`` for a key that is not a job's."""
         if not key.startswith(JOB_PREFIX):
             return None
-        return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), key[len(JOB_PREFIX) :])
+        encoded = key[len(JOB_PREFIX) :]
+        if "=" not in encoded:
+            return encoded
+        return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), encoded)

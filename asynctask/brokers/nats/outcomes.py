@@ -17,10 +17,9 @@ from functools import partial
 import msgspec
 
 from asynctask.brokers.nats import records, rules
-from asynctask.brokers.nats.client import MAX_BATCH
 from asynctask.brokers.nats.index import Index
-from asynctask.brokers.nats.store import Store
-from asynctask.brokers.nats.tx import KeyedLock, Tx, concurrently, run
+from asynctask.brokers.nats.store import Store, Write
+from asynctask.brokers.nats.tx import KeyedLock, Tx, concurrently, run, run_each
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
 
 __all__ = ["SPAWN_CHUNK", "complete", "extend_leases", "rescue_expired", "save"]
@@ -38,33 +37,58 @@ async def complete(
 ) -> list[bool]:
     """Apply outcomes; for each, ``False`` if its token was stale (nothing written).
 
-    An outcome without a parent (as far as the index knows) or children is a write of its own,
-    all of them in flight together. The outcomes of children of one parent are one atomic batch
-    (the parent's counter is written once for all of them), and this process's transactions on
-    one parent take turns (``locks``). An outcome that spawns children is a batch of its own.
+    An outcome of a job the index holds, without a parent or children, is a single write decided
+    from the index, all of them in flight together. The outcomes of children of one parent are
+    one atomic batch (the parent's counter is written once for all of them), and this process's
+    transactions on one parent take turns (``locks``). An outcome that spawns children, or whose
+    job the index does not hold, is a transaction of its own.
     """
     applied = [False] * len(outcomes)
+    plain: list[int] = []
     groups: dict[str | None, list[int]] = {}
-    calls = []
+    for i, outcome in enumerate(outcomes):
+        known = index.get(outcome.job_id) if index is not None else None
+        job = known.job if known is not None else None
+        parent = job.parent_id if job is not None else None
+        if job is not None and parent is None and not outcome.spawn:
+            plain.append(i)
+        elif parent is None or outcome.spawn:
+            groups.setdefault(None, []).append(i)
+        else:
+            groups.setdefault(parent, []).append(i)
+
+    def plan(n: int) -> tuple[bool, Write | None] | None:
+        outcome = outcomes[plain[n]]
+        known = index.get(outcome.job_id) if index is not None else None
+        if known is None or known.job is None:
+            return None
+        if not rules.held(known.job, outcome.token):
+            return False, None  # a token that lost its job never holds it again
+        new = _fitted(rules.finish(known.job, outcome, now), store.record_limit)
+        return True, Write(new.id, new, known.revision)
+
+    async def alone(n: int) -> bool:
+        return await _complete(store, index, outcomes[plain[n]], now)
+
+    async def quick() -> None:
+        for i, flag in zip(plain, await run_each(store, index, len(plain), plan, alone), strict=True):
+            applied[i] = flag
 
     async def group(parent: str | None, indexes: Sequence[int]) -> None:
         batch = [outcomes[i] for i in indexes]
         async with locks.hold_all([parent] if parent is not None else []):
-            if len(batch) == 1:
-                flags = [await _complete(store, index, batch[0], now)]
+            if parent is None or len(batch) == 1:
+                flags = [await _complete(store, index, outcome, now) for outcome in batch]
             else:
                 flags = await run(store, index, _finish_all, batch, now)
         for i, flag in zip(indexes, flags, strict=True):
             applied[i] = flag
 
-    for i, outcome in enumerate(outcomes):
-        known = index.get(outcome.job_id) if index is not None else None
-        parent = known.job.parent_id if known is not None and known.job is not None else None
-        if parent is None or outcome.spawn:
-            calls.append(partial(group, parent, [i]))
-        else:
-            groups.setdefault(parent, []).append(i)
+    calls = [quick] if plain else []
     for parent, indexes in groups.items():
+        if parent is None:
+            calls += [partial(group, None, [i]) for i in indexes]
+            continue
         for start in range(0, len(indexes), _GROUP):
             calls.append(partial(group, parent, indexes[start : start + _GROUP]))
     await concurrently(calls)
@@ -150,24 +174,31 @@ async def _count(tx: Tx, parent_id: str, delta: int, now: float) -> None:
 async def extend_leases(
     store: Store, index: Index | None, leases: Sequence[Lease], *, lease: float, now: float
 ) -> list[LeaseState]:
-    """Extend leases still held with these tokens; ``LOST`` for the others (one batch per chunk)."""
+    """Extend leases still held with these tokens; ``LOST`` for the others."""
 
-    async def extend(tx: Tx, chunk: Sequence[Lease]) -> list[LeaseState]:
-        await tx.load([held.job_id for held in chunk])
-        states = []
-        for held in chunk:
-            job = tx.get(held.job_id)
-            if job is None or not rules.held(job, held.token):
-                states.append(LeaseState.LOST)
-                continue
-            job, state = rules.extend(job, now, lease)
-            tx.put(job.id, job)
-            states.append(state)
-        return states
+    def plan(n: int) -> tuple[LeaseState, Write | None] | None:
+        held = leases[n]
+        known = index.get(held.job_id) if index is not None else None
+        if known is None or known.job is None:
+            return None
+        if not rules.held(known.job, held.token):
+            return LeaseState.LOST, None
+        job, state = rules.extend(known.job, now, lease)
+        return state, Write(job.id, job, known.revision)
 
-    chunks = [leases[start : start + MAX_BATCH] for start in range(0, len(leases), MAX_BATCH)]
-    answers = await concurrently([partial(run, store, index, extend, chunk) for chunk in chunks])
-    return [state for states in answers for state in states]
+    async def extend(tx: Tx, held: Lease) -> LeaseState:
+        await tx.load([held.job_id])
+        job = tx.get(held.job_id)
+        if job is None or not rules.held(job, held.token):
+            return LeaseState.LOST
+        job, state = rules.extend(job, now, lease)
+        tx.put(job.id, job)
+        return state
+
+    async def slow(n: int) -> LeaseState:
+        return await run(store, index, extend, leases[n])
+
+    return await run_each(store, index, len(leases), plan, slow)
 
 
 async def save(

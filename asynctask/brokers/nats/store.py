@@ -20,7 +20,7 @@ import anyio
 import msgspec
 
 from asynctask.brokers.nats import records
-from asynctask.brokers.nats.client import MAX_BATCH, Connection, Message, StoredMessage
+from asynctask.brokers.nats.client import MAX_BATCH, Answer, Connection, Message, StoredMessage
 from asynctask.brokers.nats.layout import Layout
 from asynctask.brokers.nats.records import Versioned
 from asynctask.errors import BrokerError, PayloadTooLarge
@@ -190,6 +190,11 @@ class Store:
                 f"{self.conn.max_payload} (raise max_payload in the server's configuration)"
             )
         return subject, data, headers
+
+    async def write_each(self, writes: Sequence[Write]) -> list[Answer]:
+        """Apply ``writes`` independently, all in flight at once: for each, its revision, or the
+        error that refused it (:class:`~asynctask.brokers.nats.client.Conflict` if its key moved)."""
+        return await self.conn.publish_each([self.message(w) for w in writes])
 
     async def write(self, writes: Sequence[Write]) -> list[int]:
         """Apply ``writes`` all together (one atomic batch) or not at all; returns their revisions.

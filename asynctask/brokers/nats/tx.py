@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -27,7 +28,7 @@ from asynctask.brokers.nats.store import Store, Write
 from asynctask.errors import BrokerError
 from asynctask.models import Job
 
-__all__ = ["KeyedLock", "Tx", "concurrently", "run"]
+__all__ = ["KeyedLock", "Tx", "concurrently", "run", "run_each"]
 
 T = TypeVar("T")
 
@@ -137,6 +138,47 @@ async def concurrently(calls: Iterable[Callable[[], Awaitable[T]]], *, limit: in
             tg.start_soon(one, i, call)
     if errors:
         raise errors[0]
+    return results  # type: ignore[return-value]
+
+
+async def run_each(
+    store: Store,
+    index: Index | None,
+    count: int,
+    plan: Callable[[int], tuple[T, Write | None] | None],
+    slow: Callable[[int], Awaitable[T]],
+) -> list[T]:
+    """Items ``0..count-1`` as single-record writes planned from the index, all in flight at once.
+
+    ``plan(i)`` returns the item's result and the write that makes it so (``None``: nothing to
+    write), or ``None`` when the index cannot tell; those items, and the ones whose write met a
+    conflict, are done by ``slow(i)`` (a full transaction on fresh reads) instead.
+    """
+    results: list[T | None] = [None] * count
+    later: list[int] = []
+    owners: list[int] = []
+    writes: list[Write] = []
+    for i in range(count):
+        planned = plan(i)
+        if planned is None:
+            later.append(i)
+            continue
+        results[i], write = planned
+        if write is not None:
+            owners.append(i)
+            writes.append(write)
+    if writes:
+        answers = await store.write_each(writes)
+        for i, write, answer in zip(owners, writes, answers, strict=True):
+            if isinstance(answer, Conflict):
+                later.append(i)
+            elif isinstance(answer, BaseException):
+                raise answer
+            elif index is not None:
+                index.apply(write.job_id, write.job, answer)
+    if later:
+        for i, result in zip(later, await concurrently([partial(slow, i) for i in later]), strict=True):
+            results[i] = result
     return results  # type: ignore[return-value]
 
 

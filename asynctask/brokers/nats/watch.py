@@ -213,7 +213,8 @@ class Watch:
         self.index.watched = sseq
         key = self.layout.key_of(msg.subject)
         job_id = self.layout.job_id(key) if key is not None else None
-        if job_id is not None:
+        known = self.index.get(job_id) if job_id is not None else None
+        if job_id is not None and (known is None or known.revision < sseq):  # not one of our own writes
             if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
                 self.index.apply(job_id, None, sseq)
             else:
@@ -226,6 +227,8 @@ class Watch:
                         exc,
                         extra={"action": "nats_bad_record", "job_id": job_id},
                     )
+        elif job_id is not None:
+            self.index.seen(job_id)
         if pending == 0:
             self._caught_up(sseq)
 
