@@ -7,7 +7,7 @@
 ...     return sum(numbers)
 """
 
-from asynctask.app import App, Middleware
+from asynctask.app import App
 from asynctask.brokers import Broker, Capabilities, MemoryBroker, broker_from_url
 from asynctask.ctx import JobCtx, current_ctx
 from asynctask.errors import (
@@ -16,25 +16,36 @@ from asynctask.errors import (
     BrokerUnavailable,
     Cancel,
     ConfigurationError,
+    CorruptJob,
     Fail,
     InvalidName,
     JobFailed,
     JobNotFound,
     JobTimeout,
     LeaseLost,
+    LifespanFailed,
     MissingExtra,
+    Paused,
     PayloadDecodeError,
     PayloadTooLarge,
     Retry,
     SchemaOutdated,
     UnknownTask,
 )
-from asynctask.models import Job, JobStatus
+from asynctask.handle import JobHandle
+from asynctask.models import Job, JobStatus, QueueStats
+from asynctask.options import JobSpec, PublishOptions
+from asynctask.registry import Middleware, Registry
 from asynctask.retry import Backoff, Fixed, RetryPolicy
+from asynctask.runtime.control import WorkerStats
+from asynctask.runtime.options import WorkerOptions
+from asynctask.runtime.worker import Worker
 from asynctask.schedule import Cron, Daily, Interval, InvalidSchedule, Monthly
-from asynctask.task import JobHandle, JobSpec, Task
-from asynctask.worker import Worker, WorkerStats
-from asynctask.workflows import ChainInfo, Done, GroupInfo, LinkInfo, Step, reentrant
+from asynctask.task import Task, TaskOptions
+from asynctask.workflows.chains import ChainInfo, LinkInfo
+from asynctask.workflows.groups import GroupInfo
+from asynctask.workflows.incremental import Done
+from asynctask.workflows.pipelines import Step, reentrant
 
 __version__ = "0.1.0"
 
@@ -49,6 +60,7 @@ __all__ = [
     "Capabilities",
     "ChainInfo",
     "ConfigurationError",
+    "CorruptJob",
     "Cron",
     "Daily",
     "Done",
@@ -67,20 +79,27 @@ __all__ = [
     "JobStatus",
     "JobTimeout",
     "LeaseLost",
+    "LifespanFailed",
     "LinkInfo",
     "MemoryBroker",
     "Middleware",
     "MissingExtra",
     "Monthly",
+    "Paused",
     "PayloadDecodeError",
     "PayloadTooLarge",
+    "PublishOptions",
+    "QueueStats",
+    "Registry",
     "Retry",
     "RetryPolicy",
     "SchemaOutdated",
     "Step",
     "Task",
+    "TaskOptions",
     "UnknownTask",
     "Worker",
+    "WorkerOptions",
     "WorkerStats",
     "broker_from_url",
     "current_ctx",

@@ -2,28 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import Any, Protocol, TypeVar, Unpack
 
+import anyio.to_thread
 import msgspec
 
-from asynctask.errors import LeaseLost
+from asynctask.brokers.base import Broker
+from asynctask.errors import ConfigurationError, LeaseLost
+from asynctask.models import Job
+from asynctask.options import JobBuilder, PublishOptions
+from asynctask.workflows.meta import list_children, read_meta
 
-if TYPE_CHECKING:
-    from asynctask.app import App
-    from asynctask.models import Job, NewJob
-    from asynctask.task import Task
-
-__all__ = ["JobCtx", "current_ctx"]
+__all__ = ["NO_RESOURCES", "JobCtx", "RunSync", "SpawnFn", "current_ctx"]
 
 T = TypeVar("T")
 
+#: ``await run_sync(fn, *args)``: runs blocking ``fn(*args)`` in a thread.
+RunSync = Callable[..., Awaitable[Any]]
+
+#: ``spawn(task_name, payload, options) -> child id``: records a subtask of the running attempt.
+SpawnFn = Callable[[str, Any, PublishOptions], str]
+
 _current: ContextVar[JobCtx] = ContextVar("asynctask_current_job")
+
+
+class _NoResources:
+    def __repr__(self) -> str:
+        return "NO_RESOURCES"
+
+
+#: ``ctx.resources`` when the app has no worker lifespan (reading it then raises).
+NO_RESOURCES: Any = _NoResources()
+
+# Outside a worker (a bare JobCtx): anyio's threads, abandoned when the caller is cancelled.
+_to_thread: RunSync = partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
 
 
 def current_ctx() -> JobCtx:
     """The :class:`JobCtx` of the job running in this task; ``LookupError`` outside a job."""
     return _current.get()
+
+
+class _Named(Protocol):
+    """Anything with a task name (a :class:`~asynctask.Task`): what ``spawn`` accepts besides a str."""
+
+    @property
+    def name(self) -> str: ...
 
 
 class JobCtx:
@@ -36,30 +63,50 @@ class JobCtx:
     ...         await fetch(url, page)
     ...         await ctx.set_state(page + 1)             # fenced by the lease
     ...     return page
+
+    The worker builds one per attempt; :func:`asynctask.testing.perform` builds one for a test.
     """
 
     __slots__ = (
-        "_retry_after",
-        "_spawned",
+        "_broker",
+        "_builder",
+        "_resources",
+        "_run_sync",
+        "_spawn",
         "_state",
-        "app",
         "deadline",
         "job",
         "pause_requested",
+        "retry_delay",
         "worker_id",
     )
 
-    def __init__(self, app: App, job: Job, *, worker_id: str, deadline: float | None) -> None:
-        self.app = app
+    def __init__(
+        self,
+        job: Job,
+        *,
+        broker: Broker,
+        builder: JobBuilder,
+        spawn: SpawnFn,
+        worker_id: str,
+        deadline: float | None = None,
+        resources: Any = NO_RESOURCES,
+        run_sync: RunSync | None = None,
+    ) -> None:
         self.job = job
         self.worker_id = worker_id
         #: When the attempt times out (the app clock's time), or ``None``.
         self.deadline = deadline
-        self._retry_after: float | None = None
-        self._state: Any = _UNSET
-        self._spawned: list[NewJob] = []
+        #: Set by :meth:`retry_after`: the delay before the next attempt if this one fails.
+        self.retry_delay: float | None = None
         #: Set when ``app.pause(id)`` asked this job to stop after its current step.
         self.pause_requested = False
+        self._broker = broker
+        self._builder = builder
+        self._spawn = spawn
+        self._state: Any = _UNSET
+        self._resources = resources
+        self._run_sync = run_sync or _to_thread
 
     # --- facts about the job ---------------------------------------------------------------
 
@@ -105,44 +152,81 @@ class JobCtx:
     @property
     def prev_result(self) -> Any:
         """In a chain: the previous link's result (decoded JSON); ``None`` for the first link."""
-        from asynctask.workflows import read_meta
-
         return read_meta(self.job).prev
+
+    @property
+    def resources(self) -> Any:
+        """What the app's worker lifespan yielded (``@app.lifespan``): a pool, a client, ...
+
+        The worker enters the lifespan once, before it claims a job, and every attempt it runs
+        shares the value. Typed ``Any``; :meth:`resources_as` gives it a type.
+        :class:`~asynctask.errors.ConfigurationError` when the app has no lifespan.
+        """
+        resources = self._resources
+        if resources is NO_RESOURCES:
+            raise ConfigurationError(
+                f"job {self.id} ({self.task}): ctx.resources is empty because the app registers no "
+                "worker lifespan; add one with @app.lifespan (see 'Worker lifespan and resources')"
+            )
+        return resources
+
+    def resources_as(self, type_: type[T]) -> T:
+        """:attr:`resources`, typed: ``pool = ctx.resources_as(Resources).pool`` is checked by mypy.
+
+        Raises :class:`TypeError` if the lifespan yielded something else (checked with
+        ``isinstance`` when ``type_`` allows it: a class, not a Protocol or a ``TypedDict``).
+        """
+        resources = self.resources
+        try:
+            ok = isinstance(resources, type_)
+        except TypeError:  # not checkable at run time: trust the annotation
+            ok = True
+        if not ok:
+            raise TypeError(
+                f"ctx.resources is a {type(resources).__name__}, not a {getattr(type_, '__name__', type_)}: "
+                "check what the worker lifespan yields"
+            )
+        return resources  # type: ignore[no-any-return]
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` in the worker's thread pool and return its result.
+
+        The pool is bounded by the worker's concurrency; ``def`` handlers run there too. If the
+        attempt is interrupted (timeout, cancel, shutdown) the thread runs on and its result is
+        discarded: a thread cannot be killed.
+        """
+        result: T = await self._run_sync(fn, *args)
+        return result
 
     # --- subtasks ----------------------------------------------------------------------------
 
-    async def spawn(self, task: Task[T, Any] | str, payload: Any = None, **options: Any) -> str:
-        """Run ``task`` as a subtask of this job; returns the child's id.
+    async def spawn(self, task: _Named | str, payload: Any = None, **options: Unpack[PublishOptions]) -> str:
+        """Run ``task`` as a subtask of this job; returns the child's id (``<this id>:<n>``).
 
-        Children are enqueued only when this attempt succeeds, atomically with its completion;
-        this job then waits for them and, when the last one finishes, runs its ``on_finish``
-        handler. ``options`` are those of ``publish`` (``queue``, ``priority``, ``delay``, ...).
+        The child is validated now (like a publish) but enqueued only when this attempt
+        succeeds, atomically with its completion; this job then waits for its children and, when
+        the last one finishes, runs its ``on_finish`` handler. ``options`` are those of
+        ``publish`` (``queue``, ``priority``, ``delay``, ...; ``job_id`` is set for you).
         """
-        from asynctask.task import JobSpec
+        return self._spawn(task if isinstance(task, str) else task.name, payload, options)
 
-        name = task if isinstance(task, str) else task.name
-        child_id = f"{self.job.id}:{len(self._spawned)}"
-        spec = JobSpec(task=name, payload=payload, job_id=child_id, **options)
-        job = self.app.build_job(spec)
-        self._spawned.append(msgspec.structs.replace(job, parent_id=self.job.id))
-        return child_id
-
-    async def spawn_subtask(self, payload: Any = None, **options: Any) -> str:
+    async def spawn_subtask(self, payload: Any = None, **options: Unpack[PublishOptions]) -> str:
         """Spawn this task's own ``.subtask`` handler (see :meth:`Task.subtask`)."""
-        return await self.spawn(f"{self.job.task}.subtask", payload, **options)
+        return self._spawn(f"{self.job.task}.subtask", payload, options)
 
     async def children(self) -> list[Job]:
-        """This job's subtasks (in the finish phase: all finished), oldest first."""
-        from asynctask.workflows import child_order
+        """This job's subtasks (in the finish phase: all finished), in spawn order."""
+        return await list_children(self._broker, self.job.id)
 
-        found = await self.app.broker.list_jobs(parent_id=self.job.id, limit=100_000)
-        return sorted(found, key=child_order)
+    def decode_result(self, job: Job) -> Any:
+        """The decoded result of another job's record, e.g. a child's in ``on_finish``."""
+        return self._builder.decode_result(job)
 
     # --- talking back ------------------------------------------------------------------------
 
     def retry_after(self, seconds: float) -> None:
         """If this attempt fails, wait ``seconds`` before the next one (instead of the policy's delay)."""
-        self._retry_after = float(seconds)
+        self.retry_delay = float(seconds)
 
     @property
     def state(self) -> Any:
@@ -163,15 +247,17 @@ class JobCtx:
         Raises :class:`~asynctask.errors.LeaseLost` if this worker no longer owns the job.
         """
         data = msgspec.json.encode(value)
-        if not await self.app.broker.save(self.job.id, self.job.token, state=data):
+        if not await self._broker.save(self.job.id, self.job.token, state=data):
             raise LeaseLost(f"job {self.job.id}: lease lost, state not saved")
         self._state = msgspec.json.decode(data)
 
     async def save(self, value: Any) -> None:
-        """Store ``value`` as the job's result now (a later non-``None`` return value replaces it)."""
-        codec = self.app.result_codec(self.job.task)
-        if not await self.app.broker.save(self.job.id, self.job.token, result=codec.encode(value)):
+        """Store ``value`` as the job's result now; the handler's return value replaces it unless
+        that is ``None``. The next link of a chain sees it as ``ctx.prev_result`` either way."""
+        data = self._builder.result_codec(self.job.task).encode(value)
+        if not await self._broker.save(self.job.id, self.job.token, result=data):
             raise LeaseLost(f"job {self.job.id}: lease lost, result not saved")
+        self.job = msgspec.structs.replace(self.job, result=data)
 
     def __repr__(self) -> str:
         return f"<JobCtx {self.task} id={self.id} attempt={self.attempt}/{self.max_retries + 1}>"

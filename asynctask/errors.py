@@ -4,8 +4,8 @@ Two families, kept apart on purpose:
 
 * :class:`AsyncTaskError` and its subclasses are *library* errors: bad input, broker trouble,
   a failed job seen from the client. Each class's docstring is its default message.
-* :class:`Retry`, :class:`Fail` and :class:`Cancel` are *control flow* a handler raises to tell
-  the worker what to do with the current job. They are not errors of the library.
+* :class:`Retry`, :class:`Fail`, :class:`Cancel` and :class:`Paused` are *control flow* a handler
+  raises to tell the worker what to do with the current job. They are not errors of the library.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ __all__ = [
     "BrokerUnavailable",
     "Cancel",
     "ConfigurationError",
+    "CorruptJob",
     "Fail",
     "InvalidName",
     "JobFailed",
     "JobNotFound",
     "JobTimeout",
     "LeaseLost",
+    "LifespanFailed",
     "MissingExtra",
+    "Paused",
     "PayloadDecodeError",
     "PayloadTooLarge",
     "Retry",
@@ -58,6 +61,10 @@ class PayloadDecodeError(AsyncTaskError, ValueError):
     """The payload does not match the handler's declared type."""
 
 
+class CorruptJob(AsyncTaskError, ValueError):
+    """The stored job record cannot be read (a field is missing or malformed); retrying cannot fix it."""
+
+
 class MissingExtra(AsyncTaskError, ImportError):
     """An optional dependency is not installed."""
 
@@ -72,6 +79,10 @@ class BrokerUnavailable(BrokerError, ConnectionError):
 
 class SchemaOutdated(BrokerError):
     """The broker's schema is missing or older than this version of asynctask; run `asynctask migrate`."""
+
+
+class LifespanFailed(AsyncTaskError):
+    """The worker lifespan failed while starting: the worker stopped before claiming a job."""
 
 
 class JobNotFound(AsyncTaskError, LookupError):
@@ -117,6 +128,14 @@ class Fail(Exception):
 
 class Cancel(Exception):
     """Raise from a handler to mark the job cancelled."""
+
+
+class Paused(Exception):
+    """Raise from a handler to park the job as ``paused`` after this step (the attempt does not count).
+
+    Incremental tasks raise it for you when ``app.pause(id)`` asked them to stop; ``app.resume(id)``
+    queues the job again, and it continues from its saved state.
+    """
 
 
 class LeaseLost(AsyncTaskError):

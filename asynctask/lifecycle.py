@@ -24,16 +24,18 @@ Built on anyio task groups and cancel scopes, run on the asyncio backend.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 import anyio
+from anyio.abc import TaskStatus
 
 from asynctask.schedule import Interval, Schedule, latest_due
 
@@ -41,14 +43,20 @@ __all__ = [
     "DEFAULT_SIGNALS",
     "Unit",
     "UnitFn",
+    "backend_options",
     "concurrence",
+    "forced_stop",
     "main",
     "repeat",
     "run_main",
     "sequence",
+    "unwrap_single",
+    "watch_signals",
     "with_shutdown",
     "with_signal_notify",
 ]
+
+log = logging.getLogger("asynctask.lifecycle")
 
 Unit: TypeAlias = Callable[[], Awaitable[None]]
 """A unit of work: an async callable with no arguments that runs until done or cancelled."""
@@ -140,7 +148,7 @@ def with_shutdown(serve: Unit, shutdown: Unit, *, grace: float = 10.0) -> UnitFn
         # Outer cancellation must not reach serve directly: it is asked to stop with shutdown()
         # and is only cancelled, through this scope, once the grace period is over.
         serve_scope = anyio.CancelScope(shield=True)
-        with _unwrap_single():
+        with unwrap_single():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_serve_shielded, serve, serve_scope, stopped)
                 try:
@@ -176,14 +184,25 @@ def with_signal_notify(unit: Unit, signals: tuple[signal.Signals, ...] = DEFAULT
             return
         forced = anyio.Event()
         reset = _FORCED.set(forced)
+        unit_scope = anyio.CancelScope()
+
+        def escalate(_signal: signal.Signals, count: int) -> None:
+            if count == 1:
+                unit_scope.cancel()
+            else:
+                forced.set()
+
         try:
-            # The receiver is installed before the unit starts, so a signal can never find the
-            # process without a handler while the unit runs.
-            with anyio.open_signal_receiver(*signals) as received, _unwrap_single():
+            with unwrap_single():
                 async with anyio.create_task_group() as tg:
-                    unit_scope = anyio.CancelScope()
-                    tg.start_soon(_run_then_cancel, unit, unit_scope, tg.cancel_scope)
-                    await _escalate_on_signals(received, unit_scope, forced)
+                    # The receiver is installed before the unit starts, so a signal can never find
+                    # the process without a handler while the unit runs.
+                    await tg.start(watch_signals, escalate, signals)
+                    try:
+                        with unit_scope:
+                            await unit()
+                    finally:
+                        tg.cancel_scope.cancel()  # the unit is over, for any reason: stop listening
         finally:
             _FORCED.reset(reset)
 
@@ -199,6 +218,48 @@ async def main(*units: Unit, signals: tuple[signal.Signals, ...] = DEFAULT_SIGNA
     await with_signal_notify(concurrence(*units), signals)()
 
 
+async def watch_signals(
+    on_signal: Callable[[signal.Signals, int], None],
+    signals: tuple[signal.Signals, ...] = DEFAULT_SIGNALS,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Call ``on_signal(sig, n)`` for the ``n``-th signal received, until cancelled.
+
+    The one signal handling of asynctask (:func:`with_signal_notify` and a worker run with
+    ``handle_signals=True`` both use it): the first signal is logged as a graceful stop, the
+    second as a stop at once. ``await tg.start(watch_signals, ...)`` returns once the handler is
+    installed.
+    """
+    with anyio.open_signal_receiver(*signals) as received:
+        task_status.started()
+        count = 0
+        async for signum in received:
+            count += 1
+            name = signal.Signals(signum).name
+            if count == 1:
+                log.info("%s: shutting down gracefully", name, extra={"action": "signal_stop"})
+            elif count == 2:
+                log.warning("%s again: stopping now", name, extra={"action": "signal_stop_now"})
+            on_signal(signal.Signals(signum), count)
+
+
+def forced_stop() -> anyio.Event | None:
+    """The event an enclosing :func:`with_signal_notify` sets on its second signal (``None`` outside
+    one): units that manage their own graceful stop watch it to stop at once."""
+    return _FORCED.get()
+
+
+def backend_options(use_uvloop: bool | None = None) -> dict[str, Any]:
+    """``anyio.run`` options for the asyncio backend: uvloop when installed (``None``), or as told.
+
+    The one uvloop detection: :func:`run_main` and the CLI both use it.
+    """
+    if use_uvloop is None:
+        use_uvloop = _uvloop_installed()
+    return {"use_uvloop": use_uvloop}
+
+
 def run_main(
     *units: Unit, signals: tuple[signal.Signals, ...] = DEFAULT_SIGNALS, use_uvloop: bool | None = None
 ) -> None:
@@ -207,12 +268,10 @@ def run_main(
     uvloop is used when it is installed (``use_uvloop=None``); pass ``False`` to opt out, or
     ``True`` to insist on it.
     """
-    if use_uvloop is None:
-        use_uvloop = _uvloop_installed()
     anyio.run(
         functools.partial(main, *units, signals=signals),
         backend="asyncio",
-        backend_options={"use_uvloop": use_uvloop},
+        backend_options=backend_options(use_uvloop),
     )
 
 
@@ -273,29 +332,13 @@ async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None
     scope.cancel()
 
 
-async def _run_then_cancel(unit: Unit, scope: anyio.CancelScope, then: anyio.CancelScope) -> None:
-    # Runs the unit in its own scope (what the first signal cancels); when the unit is over, for
-    # any reason, stop listening for signals.
-    try:
-        with scope:
-            await unit()
-    finally:
-        then.cancel()
-
-
-async def _escalate_on_signals(
-    received: AsyncIterator[signal.Signals], unit_scope: anyio.CancelScope, forced: anyio.Event
-) -> None:
-    async for _signum in received:
-        if not unit_scope.cancel_called:
-            unit_scope.cancel()
-        else:
-            forced.set()
-
-
 @contextmanager
-def _unwrap_single() -> Iterator[None]:
-    """Let the one exception of a one-unit wrapper out of its task group's ExceptionGroup."""
+def unwrap_single() -> Iterator[None]:
+    """Let the one exception of a task group out of its ExceptionGroup (several stay grouped).
+
+    For wrappers that run one unit of work plus helpers in a task group: their caller should see
+    the unit's error as it is.
+    """
     try:
         yield
     except BaseExceptionGroup as group:

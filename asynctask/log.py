@@ -1,16 +1,24 @@
-"""Logging helpers: a formatter that shows each record's ``action`` and job id, and URL redaction.
+"""Logging helpers: text and JSON formatters for asynctask's records, and URL redaction.
 
-Every log record asynctask emits carries ``extra={"action": ...}`` (and ``job_id`` where there is
-one), so structured handlers can filter on them; :class:`Formatter` prints them as ``key=value``.
+Every log record asynctask emits carries ``extra={"action": ...}``, and where the runtime knows
+them ``job_id``, ``task``, ``queue``, ``attempt`` and ``worker``, so structured handlers can
+filter on them. :class:`Formatter` prints ``action`` and ``job_id`` as ``key=value``;
+:class:`JsonFormatter` prints one JSON object per line with every field.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["Formatter", "configure_logging", "join_url", "redact_url"]
+__all__ = ["FIELDS", "Formatter", "JsonFormatter", "configure_logging", "join_url", "redact_url"]
+
+#: The structured fields of asynctask's records (``None`` where a record has none).
+FIELDS = ("action", "job_id", "task", "queue", "attempt", "worker")
 
 # Query options that carry secrets (libpq's sslpassword too, NATS's token).
 _SECRET_PARAMS = frozenset({"password", "sslpassword", "token"})
@@ -69,11 +77,42 @@ class Formatter(logging.Formatter):
         return f"{text} {' '.join(extras)}" if extras else text
 
 
-def configure_logging(level: str | int = "INFO") -> None:
-    """Send asynctask's logs to stderr with :class:`Formatter` (used by the CLI)."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+    then every field of :data:`FIELDS` (``null`` when the record has none), and ``exception``
+    when there is one. Log shippers read it as it is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in FIELDS:
+            data[key] = getattr(record, key, None)
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(data, default=str)
+
+
+def configure_logging(level: str | int = "INFO", *, fmt: Literal["text", "json"] = "text") -> logging.Handler:
+    """Send logs to stderr as ``fmt`` (used by the CLI); returns the handler it installed.
+
+    The handler goes on the root logger, so the app's own records come out the same way, and the
+    level is set there. Calling it again replaces the handler it installed before. It changes no
+    other logger: in particular it never sets ``propagate`` (apps that configure logging
+    themselves run the CLI with ``--no-configure-logging``).
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(Formatter())
-    root = logging.getLogger("asynctask")
-    root.handlers[:] = [handler]
+    handler.setFormatter(JsonFormatter() if fmt == "json" else Formatter())
+    handler.set_name(_HANDLER_NAME)
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
-    root.propagate = False
+    return handler
+
+
+_HANDLER_NAME = "asynctask.cli"

@@ -11,7 +11,7 @@ import enum
 
 import msgspec
 
-__all__ = ["Job", "JobStatus", "Lease", "LeaseState", "NewJob", "Outcome", "OutcomeKind"]
+__all__ = ["Job", "JobStatus", "Lease", "LeaseState", "NewJob", "Outcome", "OutcomeKind", "QueueStats"]
 
 
 class JobStatus(enum.StrEnum):
@@ -149,3 +149,39 @@ class LeaseState(enum.StrEnum):
     PAUSE = "pause"
     #: The job is no longer ours (rescued, deleted or finished): stop the handler, write nothing.
     LOST = "lost"
+
+
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    """One queue's jobs by status, read from the broker in one call (:meth:`Broker.queue_stats`).
+
+    ``counts`` has an entry for every :class:`JobStatus` (zeros included) and counts live jobs:
+    finished jobs past their ``expires_at`` are gone, as for every other read.
+    ``oldest_ready_at`` is the smallest ``run_at`` among the queue's ready jobs (``queued``, or
+    ``scheduled`` with ``run_at <= now``): how long the head of the queue has been waiting.
+
+    >>> stats = QueueStats(queue="emails", counts={JobStatus.QUEUED: 3}, oldest_ready_at=100.0)
+    >>> stats.count(JobStatus.QUEUED), stats.total, stats.oldest_ready_age(130.0)
+    (3, 3, 30.0)
+    """
+
+    queue: str
+    counts: dict[JobStatus, int]
+    oldest_ready_at: float | None = None
+
+    def count(self, status: JobStatus) -> int:
+        """Jobs of this queue in ``status``."""
+        return self.counts.get(status, 0)
+
+    @property
+    def total(self) -> int:
+        """Live jobs of this queue, whatever their status."""
+        return sum(self.counts.values())
+
+    def oldest_ready_age(self, now: float) -> float | None:
+        """Seconds the oldest ready job has been waiting at ``now`` (``None``: nothing is ready)."""
+        return None if self.oldest_ready_at is None else max(now - self.oldest_ready_at, 0.0)
+
+
+def zero_counts() -> dict[JobStatus, int]:
+    """A ``counts`` mapping with every status at 0 (brokers fill it in)."""
+    return dict.fromkeys(JobStatus, 0)

@@ -1,10 +1,11 @@
-"""Periodic tasks: every worker runs the scheduler, and each tick still runs exactly once.
+"""Periodic tasks: a task bound to a schedule, and the deterministic id of each tick.
 
-Each tick is published ahead of time as a delayed job whose id is derived from the task and the
-tick's instant (``periodic:<task>:<UTC tick>``). Every instance computes the same ticks (schedules
-are pure and epoch-aligned) and publishes the same ids, so the broker's idempotent publish keeps
-exactly one job per tick however many workers run the loop; the broker's delayed-job machinery
-then fires it on time.
+Every worker runs the scheduler (:mod:`asynctask.runtime.scheduler`), and each tick still runs
+exactly once: each tick is published ahead of time as a delayed job whose id is derived from the
+task and the tick's instant (``periodic:<task>:<UTC tick>``). Every instance computes the same
+ticks (schedules are pure and epoch-aligned) and publishes the same ids, so the broker's
+idempotent publish keeps one job per tick however many workers run the loop; the broker's
+delayed-job machinery then fires it on time.
 
 **Missed ticks** (no worker was running, or the loop stalled): with ``missed="latest"`` (the
 default) the most recent missed tick runs once, not a burst of stale runs; ``missed="skip"``
@@ -14,26 +15,13 @@ a tick that already ran from one that was missed.
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-import anyio
+from asynctask.schedule import Cron, InvalidSchedule, Schedule, format_tick
+from asynctask.task import Task
 
-from asynctask.schedule import Schedule, format_tick, latest_due
-
-if TYPE_CHECKING:
-    from asynctask.app import App
-    from asynctask.task import Task
-
-__all__ = ["Periodic", "PeriodicScheduler", "tick_job_id"]
-
-log = logging.getLogger("asynctask.periodic")
-
-#: How far back a starting scheduler looks for the most recent missed tick.
-_LOOKBACK = timedelta(days=400)
-#: The loop re-checks at least this often, so a changed wall clock cannot strand it.
-_MAX_SLEEP = 60.0
+__all__ = ["Missed", "Periodic", "as_schedule", "tick_job_id"]
 
 Missed = Literal["latest", "skip"]
 
@@ -41,6 +29,18 @@ Missed = Literal["latest", "skip"]
 def tick_job_id(task_name: str, tick: datetime) -> str:
     """The deterministic job id of one tick: the same in every process."""
     return f"periodic:{task_name}:{format_tick(tick)}"
+
+
+def as_schedule(schedule: Schedule | str) -> Schedule:
+    """A schedule, or a cron expression (``"*/5 * * * *"``) read as :class:`Cron` in UTC."""
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, str):
+        return Cron(schedule)
+    raise InvalidSchedule(
+        "a periodic task needs a Schedule (Cron, Interval, Daily, Monthly) or a cron string, "
+        f"got {schedule!r}"
+    )
 
 
 class Periodic:
@@ -64,58 +64,3 @@ class Periodic:
 
     def __repr__(self) -> str:
         return f"<Periodic {self.task.name} {self.schedule}>"
-
-
-class PeriodicScheduler:
-    """Publishes the ticks of an app's periodic tasks; one per worker process.
-
-    :meth:`run_once` is the whole decision for one instant, so tests drive it with a fake clock.
-    """
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self._next: dict[str, datetime] = {}
-
-    async def run_once(self, now: float) -> float:
-        """Publish what is due at ``now``; return when to run again (POSIX seconds)."""
-        at = datetime.fromtimestamp(now, UTC)
-        for periodic in self.app.periodic_tasks.values():
-            name = periodic.task.name
-            published = self._next.get(name)
-            if published is not None and published > at:
-                continue
-            # First run, or the published tick is due now: that tick runs (the broker holds it);
-            # any later ticks that have also passed were missed.
-            since = published if published is not None else at - _LOOKBACK
-            latest = latest_due(periodic.schedule, since, at)
-            if latest is not None and periodic.missed == "latest":
-                await self._publish(periodic, latest)
-            upcoming = periodic.schedule.next_after(at)
-            await self._publish(periodic, upcoming)
-            self._next[name] = upcoming
-        if not self._next:
-            return now + _MAX_SLEEP
-        return min(now + _MAX_SLEEP, min(t.timestamp() for t in self._next.values()))
-
-    async def run(self) -> None:
-        """Loop forever (until cancelled), publishing ticks as they come due."""
-        clock = self.app.clock
-        while True:
-            try:
-                wake = await self.run_once(clock())
-            except Exception as exc:
-                log.warning("periodic scheduling failed: %s", exc, extra={"action": "periodic_error"})
-                wake = clock() + 1.0
-            await anyio.sleep(max(wake - clock(), 0.0) + 0.001)
-
-    async def _publish(self, periodic: Periodic, tick: datetime) -> None:
-        handle = await self.app.publish(
-            periodic.task, periodic.payload, at=tick, job_id=tick_job_id(periodic.task.name, tick)
-        )
-        if handle.created:
-            log.debug(
-                "scheduled %s for %s",
-                periodic.task.name,
-                tick.isoformat(),
-                extra={"action": "periodic_tick", "job_id": handle.id},
-            )

@@ -5,9 +5,10 @@ python examples/groups_and_chains.py
 
 from __future__ import annotations
 
-from _run import run_with_worker
+import anyio
 
 from asynctask import App, JobCtx, JobFailed
+from asynctask.testing import drain
 
 app = App("memory://")
 
@@ -25,20 +26,22 @@ async def double(ctx: JobCtx, n: int) -> int:
 
 
 async def main() -> None:
-    gid = await app.group([check.spec(u) for u in ["https://a.example", "https://b.example"]])
-    print("group:", await app.result(gid, timeout=10))
-    bad = await app.group([check.spec("https://a.example"), check.spec("https://broken.example")])
-    try:
-        await app.result(bad, timeout=10)
-    except JobFailed as exc:
-        info = await app.get_group(bad)
-        print("group failed:", exc, "| statuses:", [j.status.value for j in info.jobs])
+    async with app:
+        gid = await app.group([check.spec(u) for u in ["https://a.example", "https://b.example"]])
+        bad = await app.group([check.spec("https://a.example"), check.spec("https://broken.example")])
+        cid = await app.chain([double.spec(3), double.spec(0), double.spec(0)])
+        await drain(app)  # runs every member, link and finisher
 
-    cid = await app.chain([double.spec(3), double.spec(0), double.spec(0)])
-    print("chain:", await app.result(cid, timeout=10))  # 3 -> 6 -> 12 -> 24
-    info = await app.get_chain(cid)
-    print("links:", [(link.task, link.status) for link in info.links])
+        print("group:", await app.result(gid))
+        try:
+            await app.result(bad)
+        except JobFailed as exc:
+            info = await app.get_group(bad)
+            print("group failed:", exc, "| statuses:", [j.status.value for j in info.jobs])
+        print("chain:", await app.result(cid))  # 3 -> 6 -> 12 -> 24
+        chain = await app.get_chain(cid)
+        print("links:", [(link.task, link.status) for link in chain.links])
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main)
+    anyio.run(main)

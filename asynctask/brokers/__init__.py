@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import time
 from typing import Any
 
@@ -22,11 +23,12 @@ _SCHEMES: dict[str, tuple[str, str, str, str]] = {
     "postgres": ("asynctask.brokers.postgres", "PostgresBroker", "postgres", "asyncpg"),
     "redis": ("asynctask.brokers.redis", "RedisBroker", "redis", "redis"),
     "rediss": ("asynctask.brokers.redis", "RedisBroker", "redis", "redis"),
-    "mongodb": ("asynctask.brokers.mongo", "MongoBroker", "mongo", "pymongo"),
-    "mongodb+srv": ("asynctask.brokers.mongo", "MongoBroker", "mongo", "pymongo"),
     "nats": ("asynctask.brokers.nats", "NatsBroker", "nats", "nats"),
     "tls": ("asynctask.brokers.nats", "NatsBroker", "nats", "nats"),
 }
+#: Brokers outside this package register a URL scheme as an entry point of this group, e.g. in
+#: pyproject.toml: ``[project.entry-points."asynctask.brokers"] mybroker = "mypkg.broker:MyBroker"``.
+ENTRY_POINTS = "asynctask.brokers"
 
 
 def require(module: str, extra: str) -> Any:
@@ -47,11 +49,9 @@ def broker_from_url(url: str, *, clock: Clock = time.time) -> Broker:
     scheme = scheme.lower()
     if scheme == "memory":
         return MemoryBroker.from_url(url, clock=clock)
-    try:
-        module_name, class_name, extra, driver = _SCHEMES[scheme]
-    except KeyError:
-        known = ", ".join(sorted({"memory", *_SCHEMES}))
-        raise ConfigurationError(f"unknown broker URL scheme {scheme!r}; known: {known}") from None
+    if scheme not in _SCHEMES:
+        return _plugin(scheme).from_url(url, clock=clock)
+    module_name, class_name, extra, driver = _SCHEMES[scheme]
     require(driver, extra)
     try:
         module = importlib.import_module(module_name)
@@ -61,3 +61,21 @@ def broker_from_url(url: str, *, clock: Clock = time.time) -> Broker:
         raise
     broker: Broker = getattr(module, class_name).from_url(url, clock=clock)
     return broker
+
+
+def _plugin(scheme: str) -> type[Broker]:
+    """The broker class an installed distribution registered for ``scheme`` (see ENTRY_POINTS)."""
+    found = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINTS) if ep.name == scheme]
+    if not found:
+        known = ", ".join(
+            sorted(
+                {
+                    "memory",
+                    *_SCHEMES,
+                    *(ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)),
+                }
+            )
+        )
+        raise ConfigurationError(f"unknown broker URL scheme {scheme!r}; known: {known}")
+    broker_class: type[Broker] = found[0].load()
+    return broker_class

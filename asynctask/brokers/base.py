@@ -32,37 +32,70 @@ Semantics every backend implements:
 * **Pause.** :meth:`Broker.pause` parks a ``scheduled``/``queued`` job as ``paused`` and asks a
   running one to stop (``pause_requested``, seen as ``LeaseState.PAUSE`` by the heartbeat);
   a ``PAUSE`` outcome parks it without counting the attempt. :meth:`Broker.resume` queues a
-  ``paused`` job again.
+  ``paused`` job again, keeping its ``run_at``: ``scheduled`` if that is still ahead.
+* **Inspection.** :meth:`Broker.list_jobs` returns jobs newest first: ``created_at``
+  descending, then ``id`` descending, a total order, so the pair ``(created_at, id)`` of the
+  last job of a page is the cursor (``before=``) of the next page (keyset pagination: a page
+  costs the same however deep it is). :meth:`Broker.queue_stats` counts every queue's jobs by
+  status in one cheap call (no per-job round trips), for dashboards and metrics.
 * **Time** comes from the injected ``clock`` (a zero-argument callable returning POSIX seconds)
   so tests can drive expiry with a fake clock.
+* **Opening** is counted: the first :meth:`Broker.open` connects, each ``open`` needs its
+  :meth:`Broker.close`, the last ``close`` disconnects, extra closes are harmless, and
+  ``is_open`` tells. :class:`~asynctask.brokers.refcount.OpenCount` is the one implementation;
+  every broker here uses it.
+
+The contract suite ships with the package: ``pytest -p asynctask.testing.contract`` (see
+:mod:`asynctask.testing.contract`) runs every rule above against any broker, this repository's
+and yours.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self, runtime_checkable
 
 import msgspec
 
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
-__all__ = ["Broker", "Capabilities", "Clock"]
+__all__ = ["Broker", "Capabilities", "Clock", "Migratable", "Migration"]
 
 #: A zero-argument callable returning the current time as POSIX seconds.
 Clock = Callable[[], float]
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
-    """What a backend can do beyond the common contract."""
+    """What a backend can do beyond the common contract (only what code or tests act on)."""
 
-    #: Jobs survive a restart of the process that holds the broker object.
-    durable: bool = True
-    #: Several processes can share the queue.
-    shared: bool = True
     #: ``enqueue(..., connection=...)`` joins the caller's database transaction.
     transactional_publish: bool = False
     #: Idle workers are woken by the broker instead of polling.
     push_wakeups: bool = False
+
+
+class Migration(msgspec.Struct, frozen=True):
+    """What :meth:`Migratable.migrate` did: the schema version before (``None``: there was none)
+    and after."""
+
+    before: int | None
+    after: int
+
+    def describe(self) -> str:
+        if self.before is None:
+            return f"schema created (version {self.after})"
+        if self.before == self.after:
+            return f"schema already current (version {self.after})"
+        return f"schema upgraded from version {self.before} to {self.after}"
+
+
+@runtime_checkable
+class Migratable(Protocol):
+    """A broker with a schema to create or upgrade (``asynctask migrate`` runs it)."""
+
+    async def migrate(self) -> Migration:
+        """Create or upgrade the schema; safe to run from many processes at once."""
+        ...
 
 
 class Broker(Protocol):
@@ -70,9 +103,19 @@ class Broker(Protocol):
 
     capabilities: Capabilities
 
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = ...) -> Self:
+        """The broker for ``url`` (with its password), reading time from ``clock``; connects nothing."""
+        ...
+
     #: The broker's URL with any password redacted, for logs and reprs.
     @property
     def display_url(self) -> str: ...
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` was called more often than :meth:`close`."""
+        ...
 
     async def open(self) -> None:
         """Connect. Raises :class:`~asynctask.errors.BrokerUnavailable` naming the host.
@@ -133,8 +176,25 @@ class Broker(Protocol):
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Up to ``limit`` jobs matching every given filter, newest first.
+
+        Newest first means ``created_at`` descending, then ``id`` descending. ``before`` is the
+        ``(created_at, id)`` of the last job of the previous page: only jobs strictly after it in
+        that order (older, or as old with a smaller id) are returned. Expired jobs are left out.
+        """
+        ...
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per queue, its live jobs counted by status and its oldest ready job's ``run_at``.
+
+        One entry for every queue holding at least one live job, sorted by queue name; each
+        ``counts`` has every :class:`~asynctask.models.JobStatus` (zeros included). A job is
+        ready when it is ``queued``, or ``scheduled`` with ``run_at <= now``; ``oldest_ready_at``
+        is the smallest ``run_at`` among them (``None``: nothing ready). One cheap call: a
+        backend answers it without a round trip per job and without reading payloads.
+        """
         ...
 
     async def pause(self, job_id: str) -> Job | None:
@@ -142,7 +202,8 @@ class Broker(Protocol):
         ...
 
     async def resume(self, job_id: str) -> Job | None:
-        """Queue a ``paused`` job again; other statuses are left as they are."""
+        """Queue a ``paused`` job again (``scheduled`` while its ``run_at`` is ahead); other statuses
+        are left as they are."""
         ...
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:

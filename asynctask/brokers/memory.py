@@ -19,8 +19,19 @@ import anyio
 import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind
+from asynctask.models import (
+    Job,
+    JobStatus,
+    Lease,
+    LeaseState,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    QueueStats,
+    zero_counts,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -35,7 +46,8 @@ class MemoryBroker:
     def __init__(self, *, path: str | os.PathLike[str] | None = None, clock: Clock = time.time) -> None:
         self.clock = clock
         self.path = Path(path) if path else None
-        self.capabilities = Capabilities(durable=self.path is not None, shared=False, push_wakeups=True)
+        self.capabilities = Capabilities(push_wakeups=True)
+        self._open = OpenCount(self._load, self._save)
         self._jobs: dict[str, Job] = {}
         # Per queue: ready heap of (-priority, run_at, seq, id) and scheduled heap of
         # (run_at, seq, id). Entries go stale when a job changes; ``_seq`` tells which is live.
@@ -63,13 +75,25 @@ class MemoryBroker:
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_open
+
     async def open(self) -> None:
+        """Load the snapshot file, if there is one (at the first open)."""
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Write the snapshot file, if there is one (at the last close)."""
+        await self._open.close()
+
+    async def _load(self) -> None:
         if self.path is not None and self.path.exists() and not self._jobs:
             jobs = msgspec.json.decode(self.path.read_bytes(), type=list[Job])
             for job in sorted(jobs, key=lambda j: j.created_at):
                 self._store(job)
 
-    async def close(self) -> None:
+    async def _save(self) -> None:
         if self.path is not None:
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
             tmp.write_bytes(msgspec.json.encode(list(self._jobs.values())))
@@ -337,6 +361,7 @@ class MemoryBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
         now = self.clock()
         found = [
@@ -347,9 +372,26 @@ class MemoryBroker:
             and (task is None or j.task == task)
             and (parent_id is None or j.parent_id == parent_id)
             and (j.expires_at is None or j.expires_at > now)
+            and (before is None or (j.created_at, j.id) < before)
         ]
-        found.sort(key=lambda j: (j.created_at, self._seq.get(j.id, 0)), reverse=True)
+        # A scan and a sort: fine for the jobs one process holds in memory.
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[:limit]
+
+    async def queue_stats(self) -> list[QueueStats]:
+        now = self.clock()
+        stats: dict[str, tuple[dict[JobStatus, int], list[float]]] = {}
+        for job in self._jobs.values():
+            if job.expires_at is not None and job.expires_at <= now:
+                continue
+            counts, ready = stats.setdefault(job.queue, (zero_counts(), []))
+            counts[job.status] += 1
+            if job.status is JobStatus.QUEUED or (job.status is JobStatus.SCHEDULED and job.run_at <= now):
+                ready.append(job.run_at)
+        return [
+            QueueStats(queue=queue, counts=counts, oldest_ready_at=min(ready, default=None))
+            for queue, (counts, ready) in sorted(stats.items())
+        ]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         job = self._live(job_id)
@@ -379,9 +421,9 @@ class MemoryBroker:
         if job is None:
             return None
         if job.status is JobStatus.PAUSED:
-            job = self._store(
-                _replace(job, status=JobStatus.QUEUED, run_at=self.clock(), pause_requested=False)
-            )
+            # A delayed job keeps its time: resumed before it, it is scheduled again.
+            status = JobStatus.SCHEDULED if job.run_at > self.clock() else JobStatus.QUEUED
+            job = self._store(_replace(job, status=status, pause_requested=False))
         return job
 
     async def retry(self, job_id: str) -> Job | None:

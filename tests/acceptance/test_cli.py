@@ -43,6 +43,8 @@ APP_MODULE = textwrap.dedent(
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "jobsapp.py").write_text(APP_MODULE)
+    (tmp_path / "broken.py").write_text("from asynctask import App\napp = App()\ndef oops(:\n    pass\n")
+    (tmp_path / "raising.py").write_text("raise RuntimeError('no config file found')\n")
     return tmp_path
 
 
@@ -170,6 +172,10 @@ def test_sigterm_mid_run_loses_no_job(project: Path, grace: str) -> None:
     assert "succeeded" in shown.stdout and "result" in shown.stdout and "6" in shown.stdout
     listed = run(project, "jobs", "jobsapp:app", "list", "--status", "succeeded", "--broker", broker)
     assert len(listed.stdout.strip().splitlines()) == 12
+    # The README's order, --broker between APP and the command, works too.
+    listed = run(project, "jobs", "jobsapp:app", "--broker", broker, "list", "--status", "succeeded")
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.strip().splitlines()) == 12
 
 
 def test_second_signal_stops_at_once(project: Path) -> None:
@@ -211,6 +217,8 @@ def test_second_signal_stops_at_once(project: Path) -> None:
     ("args", "message"),
     [
         (["worker", "nosuchmodule:app"], "cannot import 'nosuchmodule'"),
+        (["worker", "broken:app"], "cannot import 'broken' (from APP 'broken:app'): invalid syntax ("),
+        (["worker", "raising:app"], "RuntimeError: no config file found"),
         (["worker", "jobsapp:nothing"], "module 'jobsapp' has no attribute 'nothing'"),
         (["worker", "jobsapp:os"], "is a module, not an asynctask.App"),
         (["publish", "jobsapp:app", "nope", "1"], "no task named 'nope' is registered"),
@@ -260,19 +268,22 @@ def test_migrate_creates_the_schema(project: Path) -> None:
 
     import anyio
 
+    from asynctask.brokers.postgres.sql import latest_version
     from tests.backend_postgres import URL, drop_schema
 
+    latest = latest_version()
     schema = f"t_{uuid.uuid4().hex}"
     url = f"{URL}?schema={schema}"
     try:
         first = run(project, "migrate", "--broker", url)
         assert first.returncode == 0, first.stderr
-        assert "schema is up to date" in first.stdout
+        assert first.stdout.endswith(f"schema created (version {latest})\n"), first.stdout
         again = run(project, "migrate", "--broker", url)
         assert again.returncode == 0, again.stderr
+        assert again.stdout.endswith(f"schema already current (version {latest})\n"), again.stdout
         published = run(project, "publish", "jobsapp:app", "work", "1", "--broker", url)
         assert published.returncode == 0, published.stderr
     finally:
         anyio.run(drop_schema, schema)
     res = run(project, "migrate", "--broker", "memory://")
-    assert res.returncode == 0 and "nothing to migrate" in res.stdout
+    assert res.returncode == 0 and "no schema to migrate" in res.stdout

@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
+from asynctask.brokers.base import Migration
 from asynctask.brokers.postgres import PostgresBroker
 from asynctask.brokers.postgres import sql as pgsql
 from asynctask.errors import InvalidName, SchemaOutdated
@@ -64,9 +65,9 @@ async def describe(conn: Any, schema: str) -> dict[str, list[tuple[Any, ...]]]:
 async def test_migrations_build_exactly_the_reference_schema(admin: Any, clock: FakeClock) -> None:
     migrated, reference = fresh_schema(), fresh_schema()
     try:
-        assert await PostgresBroker(URL, schema=migrated, clock=clock).migrate() == [
-            m.version for m in pgsql.migrations(migrated)
-        ]
+        done = await PostgresBroker(URL, schema=migrated, clock=clock).migrate()
+        assert done == Migration(before=None, after=pgsql.latest_version())
+        assert done.describe() == f"schema created (version {pgsql.latest_version()})"
         async with admin.transaction():
             await admin.execute(pgsql.queries(reference)["create_schema"])
             await admin.execute(pgsql.reference_schema(reference))
@@ -80,7 +81,7 @@ async def test_migrations_build_exactly_the_reference_schema(admin: Any, clock: 
 
 async def test_migrate_is_idempotent_and_safe_to_run_concurrently(clock: FakeClock) -> None:
     schema = fresh_schema()
-    results: list[list[int]] = []
+    results: list[Migration] = []
 
     async def migrate() -> None:
         results.append(await PostgresBroker(URL, schema=schema, clock=clock).migrate())
@@ -90,8 +91,9 @@ async def test_migrate_is_idempotent_and_safe_to_run_concurrently(clock: FakeClo
             for _ in range(4):
                 tg.start_soon(migrate)
         latest = pgsql.latest_version()
-        assert sorted(results, key=len) == [[], [], [], list(range(1, latest + 1))]
-        assert await PostgresBroker(URL, schema=schema, clock=clock).migrate() == []
+        created, current = Migration(before=None, after=latest), Migration(before=latest, after=latest)
+        assert sorted(results, key=lambda m: m.before or 0) == [created, current, current, current]
+        assert await PostgresBroker(URL, schema=schema, clock=clock).migrate() == current
     finally:
         await drop_schema(schema)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -81,8 +82,14 @@ def test_task_registration_and_names() -> None:
             app.task(queue=bad_queue)(charge.fn)
     with pytest.raises(InvalidName, match="invalid task name"):
         app.task(name="no spaces allowed")(charge.fn)
-    with pytest.raises(TypeError, match="must be an async function"):
-        app.task(lambda ctx: None)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="not a generator"):
+
+        @app.task
+        async def generator(ctx: JobCtx) -> AsyncIterator[int]:
+            yield 1
+
+    with pytest.raises(TypeError, match="must be a function"):
+        app.task(42)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"must take \(ctx\) or \(ctx, payload\)"):
 
         @app.task
@@ -181,16 +188,39 @@ async def test_inspection_errors() -> None:
             await handle.result(timeout=0.05)
 
 
-async def test_app_open_is_reference_counted() -> None:
+async def test_app_open_is_reference_counted_by_its_broker() -> None:
     app = make_app()
     async with app:
         async with app:
             pass
-        assert app._opened == 1
-    assert app._opened == 0
+        assert app.broker.is_open
+    assert not app.broker.is_open
     with pytest.raises(ConfigurationError, match="open App"):
         async with app:
             app.set_broker("memory://")
+
+
+@pytest.mark.parametrize("url", ["memory://", "postgresql://app@127.0.0.1:1/db", "redis://127.0.0.1:1/0"])
+async def test_a_closed_app_says_so_whatever_the_broker(url: str) -> None:
+    app = App(url)
+
+    @app.task
+    async def noop(ctx: JobCtx) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"the App is not open .*async with app"):
+        await noop.publish(None)
+    with pytest.raises(ConfigurationError, match="not open"):
+        await app.list_jobs()
+
+
+async def test_an_opened_app_publishes() -> None:
+    app = make_app()
+
+    @app.task
+    async def noop(ctx: JobCtx) -> None: ...
+
+    async with app:
+        assert (await noop.publish(None)).created
 
 
 def test_reprs() -> None:

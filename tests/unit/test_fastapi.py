@@ -30,4 +30,4 @@ async def test_publish_run_and_fetch_over_http() -> None:
             assert (await client.get("/jobs/nope")).status_code == 404
         assert worker.stats.succeeded == 1
     # The lifespan's exit stopped the worker and closed the app.
-    assert jobs._opened == 0
+    assert not jobs.broker.is_open

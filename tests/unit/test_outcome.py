@@ -8,8 +8,8 @@ import pytest
 
 from asynctask import Cancel, Fail, Fixed, PayloadDecodeError, Retry
 from asynctask.models import OutcomeKind
-from asynctask.outcome import Interruption, decide
 from asynctask.retry import Backoff
+from asynctask.runtime.outcome import Interruption, decide
 
 POLICY = Fixed(7)
 
@@ -65,3 +65,45 @@ def test_backoff_grows_and_is_capped() -> None:
     assert all(90 <= jittered.delay(1) <= 110 for _ in range(200))
     with pytest.raises(ValueError, match="Backoff needs"):
         Backoff(factor=0.5)
+
+
+class Flaky(Exception):
+    pass
+
+
+def test_retry_on_retries_only_the_listed_exceptions() -> None:
+    rules = {"retry_on": (TimeoutError, Flaky)}
+    assert d(TimeoutError(), **rules).kind is OutcomeKind.RETRY
+    assert d(Flaky(), **rules).kind is OutcomeKind.RETRY
+    failed = d(ValueError("x"), **rules)
+    assert failed.kind is OutcomeKind.FAILED
+    assert failed.error and failed.error.startswith("ValueError is not in the task's retry_on: not retried\n")
+    assert "ValueError: x" in failed.error
+    # An empty retry_on retries nothing; None (the default) retries everything.
+    assert d(ValueError(), retry_on=()).kind is OutcomeKind.FAILED
+    assert d(ValueError(), retry_on=None).kind is OutcomeKind.RETRY
+
+
+def test_no_retry_on_fails_at_once_and_wins_over_retry_on() -> None:
+    failed = d(FileNotFoundError("gone"), retry_on=(OSError,), no_retry_on=(FileNotFoundError,))
+    assert failed.kind is OutcomeKind.FAILED
+    assert failed.error and failed.error.startswith("FileNotFoundError is in the task's no_retry_on")
+    assert (
+        d(PermissionError(), retry_on=(OSError,), no_retry_on=(FileNotFoundError,)).kind is OutcomeKind.RETRY
+    )
+    assert d(ValueError(), no_retry_on=(KeyError,)).kind is OutcomeKind.RETRY
+
+
+def test_rules_compose_with_retry_fail_cancel_and_the_attempt_budget() -> None:
+    # An explicit Retry is never filtered, keeps its delay, and still respects max_retries.
+    assert d(Retry(delay=5), retry_on=(TimeoutError,)).delay == 5
+    assert d(Retry(), no_retry_on=(Retry,)).kind is OutcomeKind.RETRY
+    assert d(Retry(), retry_on=(), attempt=4, max_retries=3).kind is OutcomeKind.FAILED
+    # Fail and Cancel mean what they say whatever the rules.
+    assert d(Fail("no"), retry_on=(Fail,)).kind is OutcomeKind.FAILED
+    assert d(Cancel("stop"), no_retry_on=(Cancel,)).kind is OutcomeKind.CANCELLED
+    # A listed exception is retried with the policy's delay or ctx.retry_after, while attempts remain.
+    assert d(TimeoutError(), retry_on=(TimeoutError,), retry_after=9).delay == 9
+    assert d(TimeoutError(), retry_on=(TimeoutError,), attempt=4, max_retries=3).kind is OutcomeKind.FAILED
+    # Interruptions come first.
+    assert d(ValueError(), retry_on=(), interruption=Interruption.SHUTDOWN).kind is OutcomeKind.RELEASE

@@ -8,6 +8,7 @@ The design, its reasons and its limits are in the package docstring
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +26,9 @@ from asynctask.brokers.nats.layout import DEFAULT_PREFIX, Layout, validate_prefi
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import KeyedLock
 from asynctask.brokers.nats.watch import Watch
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, zero_counts
 
 __all__ = ["NatsBroker"]
 
@@ -66,7 +68,7 @@ class NatsBroker:
         self.store = Store(self._conn, self.layout, replicas=config.replicas)
         self._index: Index | None = None
         self._watch: Watch | None = None
-        self._opened = 0
+        self._open = OpenCount(self._connect, self._disconnect)
         self._locks = KeyedLock()
         self._display_url = _display(config)
 
@@ -81,31 +83,34 @@ class NatsBroker:
         return self._display_url
 
     def __repr__(self) -> str:
-        state = "open" if self._opened else "closed"
+        state = "open" if self.is_open else "closed"
         indexed = f" indexed={len(self._index)}" if self._index is not None else ""
         return f"<NatsBroker {self._display_url} bucket={self.layout.bucket} {state}{indexed}>"
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` was called more often than :meth:`close`."""
+        return self._open.is_open
+
     async def open(self) -> None:
         """Connect and create the job bucket if it is missing. Opens are counted."""
-        self._opened += 1
-        if self._opened > 1:
-            return
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Undo one :meth:`open`; the last one stops the watch and disconnects."""
+        await self._open.close()
+
+    async def _connect(self) -> None:
         try:
             await self._conn.connect()
             await self.store.ensure()
         except BaseException:
-            self._opened = 0
             await self._conn.close()
             raise
 
-    async def close(self) -> None:
-        """Undo one :meth:`open`; the last one stops the watch and disconnects."""
-        if self._opened > 1:
-            self._opened -= 1
-            return
-        self._opened = 0
+    async def _disconnect(self) -> None:
         watch, self._watch, self._index = self._watch, None, None
         if watch is not None:
             await watch.close()
@@ -203,23 +208,43 @@ class NatsBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every filter, newest first, from the index."""
+        """Jobs matching every filter, newest first (``created_at``, then ``id``, descending),
+        strictly after ``before``: one pass over the index in memory, no round trip per job."""
         index = await self._indexed()
         now = self.clock()
         entries = index.children(parent_id) if parent_id is not None else index.jobs()
         found = [
-            (e.job.created_at, e.rev, e.job)
+            e.job
             for e in entries
             if e.job is not None
             and (status is None or e.job.status is status)
             and (queue is None or e.job.queue == queue)
             and (task is None or e.job.task == task)
             and (parent_id is None or e.job.parent_id == parent_id)
+            and (before is None or (e.job.created_at, e.job.id) < before)
             and rules.live(e.job, now)
         ]
-        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
-        return [job for _, _, job in found[:limit]]
+        return heapq.nlargest(limit, found, key=lambda job: (job.created_at, job.id))
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Every queue's live jobs by status and its oldest ready job, counted from the index."""
+        index = await self._indexed()
+        now = self.clock()
+        stats: dict[str, tuple[dict[JobStatus, int], list[float]]] = {}
+        for entry in index.jobs():
+            job = entry.job
+            if job is None or not rules.live(job, now):
+                continue
+            counts, ready = stats.setdefault(job.queue, (zero_counts(), []))
+            counts[job.status] += 1
+            if job.status is JobStatus.QUEUED or (job.status is JobStatus.SCHEDULED and job.run_at <= now):
+                ready.append(job.run_at)
+        return [
+            QueueStats(queue=queue, counts=counts, oldest_ready_at=min(ready, default=None))
+            for queue, (counts, ready) in sorted(stats.items())
+        ]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a job that has not finished; a running one gets ``cancel_requested``."""

@@ -168,9 +168,10 @@ def pause(job: Job) -> Job | None:
 
 
 def resume(job: Job, now: float) -> Job | None:
-    """A paused job queued again; ``None`` for any other status."""
+    """A paused job queued again (scheduled while its ``run_at`` is ahead); ``None`` otherwise."""
     if job.status is JobStatus.PAUSED:
-        return _replace(job, status=JobStatus.QUEUED, run_at=now, pause_requested=False)
+        status = JobStatus.SCHEDULED if job.run_at > now else JobStatus.QUEUED
+        return _replace(job, status=status, pause_requested=False)
     return None
 
 

@@ -8,6 +8,7 @@ See :class:`PostgresBroker`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -16,18 +17,25 @@ from typing import Any
 import anyio
 import asyncpg
 
-from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
 from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.pool import Database
-from asynctask.brokers.postgres.rows import enqueue_columns, to_job, to_jobs
+from asynctask.brokers.postgres.rows import enqueue_columns, queue_stats_from_rows, to_job, to_jobs
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["PostgresBroker"]
 
+# The active statuses are listed by one query each (the status a literal: see queries.sql).
+_ACTIVE = {
+    JobStatus.QUEUED: "list_jobs_queued",
+    JobStatus.SCHEDULED: "list_jobs_scheduled",
+    JobStatus.RUNNING: "list_jobs_running",
+}
 _POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10}
 _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 # Seconds allowed to open the LISTEN connection (less when a wait's timeout is shorter).
@@ -83,7 +91,7 @@ class PostgresBroker:
             )
         self._opts: PostgresOptions | None = opts
         self._pool_options = {**_POOL_DEFAULTS, **(opts.pool_options if opts else {}), **(pool_options or {})}
-        self._opened = 0
+        self._open = OpenCount(self._connect, self._disconnect)
         self._owns_pool = pool is None
         self._target = opts.target if opts else "an asyncpg pool"
         secret = opts.secret if opts else None
@@ -107,7 +115,7 @@ class PostgresBroker:
     @property
     def is_open(self) -> bool:
         """Whether :meth:`open` was called more times than :meth:`close`."""
-        return self._opened > 0
+        return self._open.is_open
 
     @property
     def listener(self) -> Listener:
@@ -115,7 +123,7 @@ class PostgresBroker:
         return self._listener
 
     def __repr__(self) -> str:
-        state = "open" if self._opened else "closed"
+        state = "open" if self._open.is_open else "closed"
         return f"<PostgresBroker {self.display_url} schema={self.schema} {state}>"
 
     # --- plumbing --------------------------------------------------------------------------
@@ -145,12 +153,16 @@ class PostgresBroker:
     async def open(self) -> None:
         """Connect, then migrate (``auto_migrate``) or check that the schema is up to date.
 
-        Opens are counted, like :meth:`App.open <asynctask.App.open>`: a broker shared by its
-        owner and an app stays connected until the last of them closes it.
+        Opens are counted: a broker shared by its owner and an app stays connected until the last
+        of them closes it.
         """
-        if self._opened:
-            self._opened += 1
-            return
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Stop listening and close the pool this broker opened, at the last close; safe to repeat."""
+        await self._open.close()
+
+    async def _connect(self) -> None:
         if self._owns_pool:
             with self._translated():
                 try:
@@ -167,14 +179,8 @@ class PostgresBroker:
         except BaseException:
             await self._release_pool()
             raise
-        self._opened = 1
 
-    async def close(self) -> None:
-        """Stop listening and close the pool this broker opened, at the last close; safe to repeat."""
-        if self._opened > 1:
-            self._opened -= 1
-            return
-        self._opened = 0
+    async def _disconnect(self) -> None:
         await self._listener.close()
         await self._release_pool()
         # A closed broker may be opened again.
@@ -198,8 +204,8 @@ class PostgresBroker:
         if version is None or version < expected:
             raise schema_outdated(self.schema, self._target, version, expected)
 
-    async def migrate(self) -> list[int]:
-        """Apply the migrations the schema lacks (creating it if needed); returns their versions.
+    async def migrate(self) -> Migration:
+        """Apply the migrations the schema lacks (creating it if needed); says what it did.
 
         Works on an opened or unopened broker, and is safe to run from many processes at once.
         """
@@ -390,19 +396,47 @@ class PostgresBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every given filter, newest first."""
+        """Jobs matching every given filter, newest first, from ``before`` on (keyset pagination).
+
+        Each page is one statement starting at the cursor: a walk of ``jobs_list_idx``
+        unfiltered, of ``jobs_settled_idx`` for a finished, waiting or paused status, of
+        ``jobs_parent_idx`` for a job's children; for a queued, scheduled or running status the
+        planner picks the walk or a sort of the few such jobs (see ``queries.sql``). A queue or
+        task filter is checked on the rows walked, so a rare task among many jobs costs a longer
+        walk (``benchmarks/web_list.py`` measures these on 100,000 jobs).
+        """
+        created_at, job_id = before if before is not None else (math.inf, "")
+        now = self.clock()
         with self._translated():
-            rows = await self._db.fetch(
-                "list_jobs",
-                None if status is None else status.value,
-                queue,
-                task,
-                self.clock(),
-                limit,
-                parent_id,
-            )
+            if parent_id is not None:
+                rows = await self._db.fetch(
+                    "list_children",
+                    parent_id,
+                    None if status is None else status.value,
+                    now,
+                    limit,
+                    created_at,
+                    job_id,
+                    queue,
+                    task,
+                )
+            elif status in _ACTIVE:
+                rows = await self._db.fetch(_ACTIVE[status], queue, task, now, limit, created_at, job_id)
+            elif status is not None:
+                rows = await self._db.fetch(
+                    "list_jobs_settled", queue, task, now, limit, created_at, job_id, status.value
+                )
+            else:
+                rows = await self._db.fetch("list_jobs_page", queue, task, now, limit, created_at, job_id)
         return to_jobs(rows)
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Every queue's live jobs by status, in one statement (one pass over the table)."""
+        with self._translated():
+            rows = await self._db.fetch("queue_stats", self.clock())
+        return queue_stats_from_rows(rows)
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a waiting job now, or request the cancel of a running one."""

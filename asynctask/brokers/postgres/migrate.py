@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from asynctask.brokers.base import Clock
+from asynctask.brokers.base import Clock, Migration
 from asynctask.brokers.postgres import sql
 
 __all__ = ["advisory_key", "apply_migrations", "schema_version"]
@@ -22,8 +22,8 @@ def advisory_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def apply_migrations(conn: Any, schema: str, clock: Clock) -> list[int]:
-    """Apply every migration ``schema`` lacks, on asyncpg connection ``conn``; returns their versions."""
+async def apply_migrations(conn: Any, schema: str, clock: Clock) -> Migration:
+    """Apply every migration ``schema`` lacks, on asyncpg connection ``conn``; says what it did."""
     q = sql.queries(schema)
     applied: list[int] = []
     async with conn.transaction():
@@ -37,7 +37,8 @@ async def apply_migrations(conn: Any, schema: str, clock: Clock) -> list[int]:
             await conn.execute(migration.sql)
             await conn.execute(q["record_migration"], migration.version, migration.name, clock())
             applied.append(migration.version)
-    return applied
+    before = max(done) if done else None
+    return Migration(before=before, after=max([*done, *applied]))
 
 
 async def schema_version(conn: Any, schema: str) -> int | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from asynctask.models import Job, JobStatus, NewJob
+from asynctask.models import Job, JobStatus, NewJob, QueueStats, zero_counts
 
-__all__ = ["enqueue_columns", "to_job", "to_jobs"]
+__all__ = ["enqueue_columns", "queue_stats_from_rows", "to_job", "to_jobs"]
 
 
 def to_job(row: Any) -> Job:
@@ -65,3 +65,19 @@ def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
         pendings.append(job.pending)
         metas.append(job.meta)
     return cols
+
+
+def queue_stats_from_rows(rows: Iterable[Any]) -> list[QueueStats]:
+    """``QueueStats`` per queue from ``queue_stats`` rows (one per queue and status)."""
+    counts: dict[str, dict[JobStatus, int]] = {}
+    oldest: dict[str, float] = {}
+    for row in rows:
+        queue = row["queue"]
+        counts.setdefault(queue, zero_counts())[JobStatus(row["status"])] = row["jobs"]
+        ready = row["oldest_ready_at"]
+        if ready is not None:
+            oldest[queue] = min(ready, oldest.get(queue, ready))
+    return [
+        QueueStats(queue=queue, counts=counts[queue], oldest_ready_at=oldest.get(queue))
+        for queue in sorted(counts)
+    ]

@@ -75,6 +75,52 @@ local function held(key, token)
   return f[1] == 'running' and f[2] == token
 end
 
+-- ===========================================================================================
+-- Inspection (web dashboard, metrics): two more per-queue indexes, kept up to date by
+-- track_new / track / forget calls in the commands, and read by list_page and stats below.
+--
+--   P:{q}:created        zset  every job of the queue, scored by created_at, member = id
+--   P:{q}:status:<s>     zset  the jobs in status s, scored by created_at, member = id, for
+--                              the statuses no other index holds: waiting, paused, succeeded,
+--                              failed, cancelled (queued, scheduled and running jobs are the
+--                              members of ready, scheduled and leased)
+--
+-- Equal scores order by member, so a zset read in reverse is the listing order: created_at
+-- descending, then id descending.
+-- ===========================================================================================
+
+local TRACKED = {waiting = true, paused = true, succeeded = true, failed = true, cancelled = true}
+local TRACKED_LIST = {'waiting', 'paused', 'succeeded', 'failed', 'cancelled'}
+
+-- Mirrors keys.py (QueueKeys.created, QueueKeys.status).
+local function created_key(K)
+  return string.sub(K.job, 1, -5) .. 'created'
+end
+
+local function status_key(K, status)
+  return string.sub(K.job, 1, -5) .. 'status:' .. status
+end
+
+-- A new job of queue K, created now in `status`.
+local function track_new(K, id, status)
+  redis.call('ZADD', created_key(K), NOW, id)
+  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
+end
+
+-- A job of queue K moved from status `from` to `to`.
+local function track(K, key, id, from, to)
+  if from == to then return end
+  if from and TRACKED[from] then redis.call('ZREM', status_key(K, from), id) end
+  if TRACKED[to] then redis.call('ZADD', status_key(K, to), redis.call('HGET', key, 'created_at'), id) end
+end
+
+-- A job left queue K (deleted, pruned, or replaced under its id).
+local function forget(K, id)
+  redis.call('ZREM', created_key(K), id)
+  for _, status in ipairs(TRACKED_LIST) do redis.call('ZREM', status_key(K, status), id) end
+end
+-- ===========================================================================================
+
 local function make_ready(K, key, id)
   local seq = redis.call('INCR', K.seq)
   local f = redis.call('HMGET', key, 'pkey', 'tkey')
@@ -98,6 +144,7 @@ local function unlink(K, key, id)
   local member = all_member(key, id)
   redis.call('ZREM', K.finished, member)
   redis.call('ZREM', K.all, member)
+  forget(K, id)
 end
 
 local function set_or_clear(key, field, present, value)
@@ -120,6 +167,7 @@ local function add_pending(parent_id, delta)
   local pending = math.max(tonumber(f[2] or '0') + delta, 0)
   if f[1] == 'waiting' and pending == 0 then
     redis.call('HSET', pkey, 'pending', 0, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
+    track(P, pkey, parent_id, 'waiting', 'queued')
     make_ready(P, pkey, parent_id)
     wake(P, 1)
   else
@@ -134,6 +182,7 @@ local function finished(key)
 end
 
 local function finish(K, key, id, status, expires_at, ttl_ms)
+  track(K, key, id, redis.call('HGET', key, 'status'), status)
   redis.call('HSET', key, 'status', status, 'finished_at', NOW)
   redis.call('HDEL', key, 'lease_expires_at', 'rmember')
   redis.call('ZREM', K.leased, id)
@@ -176,6 +225,7 @@ local function create(K, id, status, run_at, fields)
     redis.call('HSET', key, 'token', old_token)
   end
   redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
+  track_new(K, id, status)
   if status == 'scheduled' then
     redis.call('ZADD', K.scheduled, run_at, id)
   elseif status == 'queued' then
@@ -305,6 +355,7 @@ function commands.complete()
         if tonumber(redis.call('HGET', key, 'pending') or '0') > 0 then
           -- Children are still running: wait for them, then run the on-finish phase.
           redis.call('HSET', key, 'status', 'waiting')
+          track(Q, key, id, 'running', 'waiting')
           redis.call('HDEL', key, 'lease_expires_at')
           redis.call('ZREM', Q.leased, id)
         else
@@ -329,6 +380,7 @@ function commands.complete()
         -- Parked until resumed; the attempt does not count.
         redis.call('HINCRBY', key, 'attempts', -1)
         redis.call('HSET', key, 'status', 'paused')
+        track(Q, key, id, 'running', 'paused')
         redis.call('HDEL', key, 'lease_expires_at', 'pause_requested')
         redis.call('ZREM', Q.leased, id)
       else -- release: handed back, the attempt does not count
@@ -400,6 +452,7 @@ function commands.rescue()
       redis.call('HDEL', key, 'lease_expires_at')
       if attempts > tonumber(f[4]) then
         redis.call('HSET', key, 'status', 'failed', 'finished_at', NOW)
+        track(Q, key, id, 'running', 'failed')
         finished(key)
       else
         make_ready(Q, key, id)
@@ -422,6 +475,7 @@ function commands.prune()
     -- The record may already be gone through its TTL; the index entries go either way.
     redis.call('ZREM', Q.finished, member)
     redis.call('ZREM', Q.all, member)
+    forget(Q, id)
     if redis.call('EXISTS', key) == 1 then
       unlink(Q, key, id)
       redis.call('DEL', key)
@@ -465,21 +519,30 @@ function commands.pause()
   if status == 'scheduled' or status == 'queued' then
     unqueue(Q, key, id)
     redis.call('HSET', key, 'status', 'paused')
+    track(Q, key, id, status, 'paused')
   elseif status == 'running' then
     redis.call('HSET', key, 'pause_requested', '1')
   end
   return redis.call('HGETALL', key)
 end
 
--- id. Queues a paused job again. Returns the job after.
+-- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
 function commands.resume()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
   if redis.call('HGET', key, 'status') == 'paused' then
-    redis.call('HSET', key, 'run_at', NOW, 'tkey', NOW_KEY)
+    -- A delayed job keeps its time: resumed before it, it is scheduled again.
     redis.call('HDEL', key, 'pause_requested')
-    make_ready(Q, key, id)
+    local run_at = tonumber(redis.call('HGET', key, 'run_at'))
+    if run_at > now then
+      track(Q, key, id, 'paused', 'scheduled')
+      redis.call('HSET', key, 'status', 'scheduled')
+      redis.call('ZADD', Q.scheduled, run_at, id)
+    else
+      track(Q, key, id, 'paused', 'queued')
+      make_ready(Q, key, id)
+    end
     wake(Q, 1)
   end
   return redis.call('HGETALL', key)
@@ -500,6 +563,7 @@ function commands.retry()
       end
     end
     redis.call('ZREM', Q.finished, all_member(key, id))
+    track(Q, key, id, status, 'queued')
     redis.call('PERSIST', key)
     redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
     redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
@@ -530,6 +594,121 @@ function commands.unindex()
   end
   return removed
 end
+
+-- ===========================================================================================
+-- Inspection commands: list_page and stats (see the inspection block above).
+-- ===========================================================================================
+
+-- How many index entries list_page reads per batch.
+local LIST_BATCH = 100
+
+-- a < b in byte order (Lua's own < follows the server's locale; zsets and ids use bytes).
+local function bytes_before(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- The rank, in reverse order, of the first entry of zset `key` strictly after the cursor
+-- (score, id) in listing order. With the cursor's own entry still present this is one ZREVRANK;
+-- otherwise the entries of the cursor's score are walked.
+local function rank_after(key, score, id)
+  if score == '' then return 0 end
+  local own = redis.call('ZSCORE', key, id)
+  if own and tonumber(own) == tonumber(score) then
+    return redis.call('ZREVRANK', key, id) + 1
+  end
+  local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf')
+  local offset = 0
+  while true do
+    local group = redis.call('ZRANGE', key, score, score, 'BYSCORE', 'REV', 'LIMIT', offset, LIST_BATCH)
+    for _, member in ipairs(group) do
+      if bytes_before(member, id) then return rank end
+      rank = rank + 1
+    end
+    if #group < LIST_BATCH then return rank end
+    offset = offset + LIST_BATCH
+  end
+end
+
+-- source ('created' or a tracked status), cursor score ('' for the start), cursor id, limit,
+-- budget, then the status, task and parent filters ('' for none).
+-- Walks the source index newest first from the cursor, reading at most `budget` entries, and
+-- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
+-- stopped: {matches, last score or '' when the index is exhausted, last id}.
+function commands.list_page()
+  local source, score, id = take(), take(), take()
+  local limit, budget = tonumber(take()), tonumber(take())
+  local want_status, want_task, want_parent = take(), take(), take()
+  local key = source == 'created' and created_key(Q) or status_key(Q, source)
+  local rank = rank_after(key, score, id)
+  local out, examined, found = {}, 0, 0
+  while found < limit and examined < budget do
+    local batch = redis.call('ZRANGE', key, rank, rank + LIST_BATCH - 1, 'REV', 'WITHSCORES')
+    if #batch == 0 then return {out, '', ''} end
+    for i = 1, #batch, 2 do
+      id, score = batch[i], batch[i + 1]
+      examined, rank = examined + 1, rank + 1
+      local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
+      if f[1] and not (f[4] and tonumber(f[4]) <= now)
+        and (want_status == '' or f[1] == want_status)
+        and (want_task == '' or f[2] == want_task)
+        and (want_parent == '' or f[3] == want_parent) then
+        out[#out + 1] = score
+        out[#out + 1] = id
+        found = found + 1
+      end
+      if found >= limit or examined >= budget then break end
+    end
+    if #batch < 2 * LIST_BATCH and found < limit and examined < budget then return {out, '', ''} end
+  end
+  return {out, score, id}
+end
+
+-- Returns {status, count, status, count, ..., oldest ready run_at or ''} for the queue.
+-- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
+-- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
+-- the scheduled zset if due, or the earliest head of each priority in the ready zset.
+function commands.stats()
+  local counts = {
+    queued = redis.call('ZCARD', Q.ready),
+    scheduled = redis.call('ZCARD', Q.scheduled),
+    running = redis.call('ZCARD', Q.leased),
+  }
+  for _, status in ipairs(TRACKED_LIST) do
+    counts[status] = redis.call('ZCARD', status_key(Q, status))
+  end
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW)) do
+    local id = string.sub(member, 17)
+    for _, status in ipairs({'succeeded', 'failed', 'cancelled'}) do
+      if redis.call('ZSCORE', status_key(Q, status), id) then
+        counts[status] = counts[status] - 1
+        break
+      end
+    end
+  end
+  local oldest = false
+  local due = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
+  if due[2] and tonumber(due[2]) <= now then oldest = tonumber(due[2]) end
+  -- Ready members sort by priority, then run_at: each priority's first member is its oldest.
+  local head = redis.call('ZRANGE', Q.ready, 0, 0)
+  while head[1] do
+    local run_at = tonumber(redis.call('HGET', Q.job .. string.sub(head[1], 49), 'run_at'))
+    if run_at and (not oldest or run_at < oldest) then oldest = run_at end
+    head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, 16) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
+  end
+  local out = {}
+  for status, n in pairs(counts) do
+    out[#out + 1] = status
+    out[#out + 1] = n
+  end
+  out[#out + 1] = oldest and string.format('%.17g', oldest) or ''
+  return out
+end
+-- ===========================================================================================
 
 local command = commands[ARGV[1]]
 if not command then

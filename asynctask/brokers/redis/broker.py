@@ -11,9 +11,9 @@ by job id go through the ``P:ids`` hash (id -> queue), which lives outside the q
   *different* queues may both succeed.
 * ``complete``/``extend_leases``/``save`` find the queue from a per-broker cache filled by
   ``claim`` (so a worker's hot path adds no round trip), falling back to the index.
-* ``list_jobs`` and the maintenance calls visit every queue in ``P:queues``, one script or page
-  per queue; a listing is therefore not a snapshot across queues, and jobs of different queues
-  created at the same instant come in no particular order.
+* ``list_jobs``, ``queue_stats`` and the maintenance calls visit every queue in ``P:queues``,
+  one script or page per queue; a listing is therefore not a snapshot across queues (see
+  ``listing.py`` for what a page costs).
 * Workflow links are kept inside the scripts, atomically: an outcome's spawned children are
   created by the same ``complete`` call, and a finishing child updates its parent's ``pending``
   in the script that finishes it, wherever the parent's queue is. Those calls are the only ones
@@ -31,6 +31,7 @@ import anyio
 from redis.asyncio import Redis
 
 from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.redis import listing
 from asynctask.brokers.redis.codec import decode_job
 from asynctask.brokers.redis.connection import (
     blocking_client,
@@ -44,8 +45,9 @@ from asynctask.brokers.redis.connection import (
 from asynctask.brokers.redis.index import Index
 from asynctask.brokers.redis.keys import DEFAULT_PREFIX, Keys
 from asynctask.brokers.redis.scripts import Scripts
+from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["RedisBroker"]
 
@@ -91,6 +93,7 @@ class RedisBroker:
         self.capabilities = Capabilities(push_wakeups=True)
         self._client = client
         self._blocking: Redis | None = None
+        self._open = OpenCount(self._connect, self._disconnect)
         self._scripts = Scripts(client, self.keys)
         self._index = Index(client, self.keys)
         self._where = endpoint(client)
@@ -109,22 +112,32 @@ class RedisBroker:
         """The URL with any password redacted."""
         return self._display_url
 
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_open
+
     def __repr__(self) -> str:
-        state = "open" if self._blocking is not None else "closed"
+        state = "open" if self._open.is_open else "closed"
         return f"<RedisBroker {self._display_url} {state}>"
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect and check the server; warns if it may evict keys."""
+        """Connect and check the server (at the first open); warns if it may evict keys."""
+        await self._open.open()
+
+    async def close(self) -> None:
+        """Disconnect at the last close; extra calls are harmless. A client passed in stays open."""
+        await self._open.close()
+
+    async def _connect(self) -> None:
         with translate(self._where, connecting=True):
             await self._client.ping()
             await check_eviction_policy(self._client, self._display_url)
         if self._blocking is None:
             self._blocking = blocking_client(self._client)
 
-    async def close(self) -> None:
-        """Disconnect; safe to call twice. A client passed in by the caller stays open."""
+    async def _disconnect(self) -> None:
         blocking, self._blocking = self._blocking, None
         if blocking is not None:
             await blocking.aclose()
@@ -315,16 +328,32 @@ class RedisBroker:
         task: str | None = None,
         parent_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Job]:
-        """Jobs matching every filter, newest first (up to ``limit`` from each queue, merged)."""
+        """Jobs matching every filter, newest first, strictly after ``before`` (keyset pages).
+
+        See :mod:`asynctask.brokers.redis.listing` for what a page costs.
+        """
         queues = [queue] if queue is not None else await self._queues()
-        now = self.clock()
-        found: list[tuple[float, bytes, Job]] = []
         with translate(self._where):
-            for name in queues:
-                found += await self._index.list_queue(name, status, task, parent_id, limit, now)
-        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
-        return [job for _, _, job in found[:limit]]
+            return await listing.list_jobs(
+                self._client,
+                self.keys,
+                self._scripts,
+                queues,
+                self.clock(),
+                status=status,
+                task=task,
+                parent_id=parent_id,
+                limit=limit,
+                before=before,
+            )
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Every queue's live jobs by status: the queue set, then one pipeline of scripts."""
+        queues = await self._queues()
+        with translate(self._where):
+            return await listing.queue_stats(self._client, self._scripts, queues, self.clock())
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a job that has not finished; a running one gets ``cancel_requested``."""

@@ -1,4 +1,4 @@
-"""Reads that cross queues: the ``P:ids`` index (job id -> queue), the queue set, and listing.
+"""Reads that cross queues: the ``P:ids`` index (job id -> queue) and the queue set.
 
 These are plain commands, not scripts: each touches either the global keys or one queue's
 keys, so none needs a multi-slot script. They are reads (or idempotent index writes), so
@@ -13,11 +13,9 @@ from redis.asyncio import Redis
 
 from asynctask.brokers.redis.codec import decode_job
 from asynctask.brokers.redis.keys import Keys
-from asynctask.models import Job, JobStatus
+from asynctask.models import Job
 
 __all__ = ["Index", "visible"]
-
-_LIST_PAGE = 200
 
 
 def visible(raw: dict[bytes, bytes], now: float) -> Job | None:
@@ -60,43 +58,3 @@ class Index:
         key = self._keys.queue(queue).job(job_id)
         raw: dict[bytes, bytes] = await self._client.hgetall(key)  # type: ignore[assignment]
         return visible(raw, now)
-
-    async def list_queue(
-        self,
-        queue: str,
-        status: JobStatus | None,
-        task: str | None,
-        parent_id: str | None,
-        limit: int,
-        now: float,
-    ) -> list[tuple[float, bytes, Job]]:
-        """Up to ``limit`` matching jobs of ``queue``, newest first, as ``(created_at, seq, job)``.
-
-        Pages through the queue's ``all`` index; filters are applied here, so a rare status in
-        a long queue costs a walk over that queue.
-        """
-        qk = self._keys.queue(queue)
-        out: list[tuple[float, bytes, Job]] = []
-        start = 0
-        while len(out) < limit:
-            page: list[tuple[bytes, float]] = await self._client.zrevrange(  # type: ignore[assignment]
-                qk.all, start, start + _LIST_PAGE - 1, withscores=True
-            )
-            if not page:
-                break
-            async with self._client.pipeline(transaction=False) as pipe:
-                for member, _ in page:
-                    # The member is 16 hex digits of creation sequence, then the id.
-                    pipe.hgetall(qk.job(member[16:].decode()))
-                rows = await pipe.execute()
-            for (member, created_at), raw in zip(page, rows, strict=True):
-                job = visible(raw, now)
-                if job is None or (status is not None and job.status is not status):
-                    continue
-                if (task is not None and job.task != task) or (
-                    parent_id is not None and job.parent_id != parent_id
-                ):
-                    continue
-                out.append((created_at, member[:16], job))
-            start += _LIST_PAGE
-        return out[:limit]

@@ -12,6 +12,8 @@ Layout, for prefix ``P`` and queue ``q``::
     P:{q}:all          zset   every job of the queue, scored by ``created_at`` (for listing)
     P:{q}:wake         list   wake-up signals for idle workers (``BLPOP``), trimmed
     P:{q}:seq          string counter behind publish order
+    P:{q}:created      zset   every job of the queue, scored by ``created_at``, member = id
+    P:{q}:status:<s>   zset   waiting, paused and finished jobs by status, like ``created``
 
 The ``{q}`` hash tag puts every key of a queue in one Redis Cluster slot, so each per-queue
 script touches a single slot. ``P:ids`` and ``P:queues`` live outside any queue's slot; the hot
@@ -56,6 +58,17 @@ class QueueKeys(NamedTuple):
     def job(self, job_id: str) -> str:
         """The key of one job's hash."""
         return self.job_prefix + job_id
+
+    # Inspection indexes (listing, queue statistics); the Lua builds the same names.
+
+    @property
+    def created(self) -> str:
+        """Every job of the queue, scored by ``created_at``, member = id (listing order)."""
+        return self.ready.removesuffix("ready") + "created"
+
+    def status(self, status: str) -> str:
+        """The jobs in ``status`` (waiting, paused and finished ones), like :attr:`created`."""
+        return self.ready.removesuffix("ready") + "status:" + status
 
 
 class Keys:

@@ -145,6 +145,38 @@ class Scripts:
     async def delete(self, queue: str, now: float, job_id: str) -> bool:
         return bool(await self._call(queue, "delete", now, job_id))
 
+    # --- inspection (see the inspection blocks of asynctask.lua) -----------------------------
+
+    async def list_page(
+        self,
+        queue: str,
+        now: float,
+        *,
+        source: str,
+        after: tuple[str, str] | None,
+        limit: int,
+        budget: int,
+        status: str | None,
+        task: str | None,
+        parent_id: str | None,
+    ) -> tuple[list[tuple[float, str]], tuple[str, str] | None]:
+        """Walk ``source`` (``created`` or a status index) newest first from ``after``.
+
+        Returns up to ``limit`` live matching ``(created_at, id)`` and where the walk stopped
+        (``None``: the index is exhausted); at most ``budget`` entries are read per call.
+        """
+        score, last = after if after is not None else ("", "")
+        filters = [status or "", task or "", parent_id or ""]
+        flat, end_score, end_id = await self._call(
+            queue, "list_page", now, source, score, last, limit, budget, *filters
+        )
+        found = [(float(flat[i]), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+        return found, (None if end_score == b"" else (end_score.decode(), end_id.decode()))
+
+    async def stats(self, queue: str, now: float, *, client: _Client | None = None) -> Any:
+        """``[status, count, ..., oldest ready run_at or b""]`` (later, if pipelined)."""
+        return await self._call(queue, "stats", now, client=client)
+
     async def unindex(self, entries: Sequence[tuple[str, str]]) -> int:
         """Drop ``id -> queue`` mappings that still name that queue."""
         if not entries:

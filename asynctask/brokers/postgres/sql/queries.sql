@@ -326,17 +326,6 @@ SELECT count(*) FROM deleted;
 SELECT * FROM __schema__.jobs
 WHERE id = $1::text AND (expires_at IS NULL OR expires_at > $2::double precision);
 
--- name: list_jobs
--- $1..$3, $6: optional status, queue, task and parent filters, $4: now, $5: limit.
-SELECT * FROM __schema__.jobs
-WHERE ($1::text IS NULL OR status = $1::text)
-  AND ($2::text IS NULL OR queue = $2::text)
-  AND ($3::text IS NULL OR task = $3::text)
-  AND ($6::text IS NULL OR parent_id = $6::text)
-  AND (expires_at IS NULL OR expires_at > $4::double precision)
-ORDER BY created_at DESC, seq DESC
-LIMIT $5::integer;
-
 -- name: cancel
 -- $1: id, $2: now, $3: expires_at, $4: channel, $5: notify. Waiting jobs are cancelled at
 -- once (counting out of their parent); a running one gets cancel_requested; a finished one is
@@ -421,10 +410,12 @@ WHERE id = $1::text
   AND NOT EXISTS (SELECT 1 FROM changed);
 
 -- name: resume
--- $1: id, $2: now, $3: channel, $4: notify. A paused job is queued again; any other job is
--- returned unchanged.
+-- $1: id, $2: now, $3: channel, $4: notify. A paused job is queued again (scheduled, if its
+-- run_at is still ahead: a delayed job keeps its time); any other job is returned unchanged.
 WITH changed AS (
-    UPDATE __schema__.jobs SET status = 'queued', run_at = $2::double precision, pause_requested = false
+    UPDATE __schema__.jobs
+    SET status = CASE WHEN run_at > $2::double precision THEN 'scheduled' ELSE 'queued' END,
+        pause_requested = false
     WHERE id = $1::text
       AND status = 'paused'
       AND (expires_at IS NULL OR expires_at > $2::double precision)
@@ -440,3 +431,97 @@ WHERE id = $1::text
 
 -- name: delete
 DELETE FROM __schema__.jobs WHERE id = $1::text RETURNING id;
+
+-- ===========================================================================================
+-- Inspection: keyset pagination of list_jobs, and queue statistics (web dashboard, metrics).
+-- Jobs are listed newest first by (created_at, id COLLATE "C"). A page starts strictly after
+-- the cursor ($5, $6) = (created_at, id) of the last job seen; the first page passes
+-- ('Infinity', ''), so every query keeps one shape and one plan.
+-- ===========================================================================================
+
+-- name: list_jobs_page
+-- $1, $2: optional queue and task filters, $3: now, $4: limit, $5, $6: cursor.
+-- Walks jobs_list_idx from the cursor; a filter is checked on each row passed.
+SELECT * FROM __schema__.jobs
+WHERE (created_at, id COLLATE "C") < ($5::double precision, $6::text COLLATE "C")
+  AND ($1::text IS NULL OR queue = $1::text)
+  AND ($2::text IS NULL OR task = $2::text)
+  AND (expires_at IS NULL OR expires_at > $3::double precision)
+ORDER BY created_at DESC, id COLLATE "C" DESC
+LIMIT $4::integer;
+
+-- name: list_jobs_settled
+-- $1, $2: optional queue and task filters, $3: now, $4: limit, $5, $6: cursor, $7: a status of
+-- succeeded, failed, cancelled, waiting or paused. The literal IN list lets every plan (the
+-- cached generic one too) use the partial jobs_settled_idx: a page of 100,000 failed jobs is
+-- read straight from it. That index costs the hot path nothing: a job enters it once, when it
+-- finishes, where a full (status, ...) index would take an entry at every claim and heartbeat.
+SELECT * FROM __schema__.jobs
+WHERE status = $7::text
+  AND status IN ('succeeded', 'failed', 'cancelled', 'waiting', 'paused')
+  AND (status, created_at, id COLLATE "C") < ($7::text, $5::double precision, $6::text COLLATE "C")
+  AND ($1::text IS NULL OR queue = $1::text)
+  AND ($2::text IS NULL OR task = $2::text)
+  AND (expires_at IS NULL OR expires_at > $3::double precision)
+ORDER BY status DESC, created_at DESC, id COLLATE "C" DESC
+LIMIT $4::integer;
+
+-- The active statuses, one query each: with the status a literal, the planner knows from the
+-- table statistics how many such jobs there are, and walks jobs_list_idx when they are many or
+-- sorts the few found through the claim path's partial indexes (jobs_ready_idx,
+-- jobs_scheduled_idx, jobs_lease_idx). $1..$6 as above.
+
+-- name: list_jobs_queued
+SELECT * FROM __schema__.jobs
+WHERE status = 'queued'
+  AND (created_at, id COLLATE "C") < ($5::double precision, $6::text COLLATE "C")
+  AND ($1::text IS NULL OR queue = $1::text)
+  AND ($2::text IS NULL OR task = $2::text)
+  AND (expires_at IS NULL OR expires_at > $3::double precision)
+ORDER BY created_at DESC, id COLLATE "C" DESC
+LIMIT $4::integer;
+
+-- name: list_jobs_scheduled
+SELECT * FROM __schema__.jobs
+WHERE status = 'scheduled'
+  AND (created_at, id COLLATE "C") < ($5::double precision, $6::text COLLATE "C")
+  AND ($1::text IS NULL OR queue = $1::text)
+  AND ($2::text IS NULL OR task = $2::text)
+  AND (expires_at IS NULL OR expires_at > $3::double precision)
+ORDER BY created_at DESC, id COLLATE "C" DESC
+LIMIT $4::integer;
+
+-- name: list_jobs_running
+SELECT * FROM __schema__.jobs
+WHERE status = 'running'
+  AND (created_at, id COLLATE "C") < ($5::double precision, $6::text COLLATE "C")
+  AND ($1::text IS NULL OR queue = $1::text)
+  AND ($2::text IS NULL OR task = $2::text)
+  AND (expires_at IS NULL OR expires_at > $3::double precision)
+ORDER BY created_at DESC, id COLLATE "C" DESC
+LIMIT $4::integer;
+
+-- name: list_children
+-- $1: parent id, $2: optional status, $3: now, $4: limit, $5, $6: cursor, $7, $8: optional
+-- queue and task filters. A job's children (subtasks, group members, chain links) through
+-- jobs_parent_idx.
+SELECT * FROM __schema__.jobs
+WHERE parent_id = $1::text
+  AND (created_at, id COLLATE "C") < ($5::double precision, $6::text COLLATE "C")
+  AND ($2::text IS NULL OR status = $2::text)
+  AND ($7::text IS NULL OR queue = $7::text)
+  AND ($8::text IS NULL OR task = $8::text)
+  AND (expires_at IS NULL OR expires_at > $3::double precision)
+ORDER BY created_at DESC, id COLLATE "C" DESC
+LIMIT $4::integer;
+
+-- name: queue_stats
+-- $1: now. Live jobs counted per (queue, status), with the smallest run_at among the ready
+-- ones; one pass over the table, reading no payload.
+SELECT queue, status, count(*) AS jobs,
+       min(run_at) FILTER (
+           WHERE status = 'queued' OR (status = 'scheduled' AND run_at <= $1::double precision)
+       ) AS oldest_ready_at
+FROM __schema__.jobs
+WHERE expires_at IS NULL OR expires_at > $1::double precision
+GROUP BY queue, status;

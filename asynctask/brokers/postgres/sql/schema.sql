@@ -61,5 +61,10 @@ CREATE INDEX jobs_expires_idx ON __schema__.jobs (expires_at) WHERE expires_at I
 -- Children of a workflow job (list_jobs(parent_id=...)).
 CREATE INDEX jobs_parent_idx ON __schema__.jobs (parent_id) WHERE parent_id IS NOT NULL;
 
--- list_jobs: newest first.
-CREATE INDEX jobs_created_idx ON __schema__.jobs (created_at DESC, seq DESC);
+-- list_jobs: newest first by (created_at, id), ids in byte order whatever the database's
+-- collation; the pair is the keyset cursor of the next page.
+CREATE INDEX jobs_list_idx ON __schema__.jobs (created_at, id COLLATE "C");
+
+-- list_jobs(status=...) for the statuses a job settles in (see queries.sql, list_jobs_settled).
+CREATE INDEX jobs_settled_idx ON __schema__.jobs (status, created_at, id COLLATE "C")
+    WHERE status IN ('succeeded', 'failed', 'cancelled', 'waiting', 'paused');

@@ -1,0 +1,350 @@
+"""The worker: claims jobs from the broker and runs them, as one anyio task group.
+
+Inside ``Worker.run``:
+
+* a **fetcher** per queue (:mod:`.fetcher`) claims batches sized to the free executor slots, then
+  waits for the broker to signal new work (or the poll interval) when the queue runs dry;
+* ``concurrency`` **executors** take claimed jobs from a bounded memory stream and run one
+  :class:`~asynctask.runtime.attempt.Attempt` each;
+* a **completer** (:mod:`.completer`) sends outcomes back in batches;
+* a **heartbeat** (:mod:`.heartbeat`) extends the leases of held jobs and learns of cancel
+  requests and lost leases;
+* a **maintainer** (:mod:`.maintenance`) promotes due delayed jobs, rescues expired leases and
+  prunes expired jobs; the periodic **scheduler** (:mod:`.scheduler`) publishes ticks.
+
+Around them: the app's worker **lifespan** (:mod:`.lifespan`) is entered before the first claim
+and exited after the drain; ``def`` handlers run in the worker's **thread pool** (:mod:`.threads`);
+with ``burst=True`` a watcher (:mod:`.burst`) stops the worker once nothing is left to claim.
+
+**Stopping** is one procedure, however it is asked for: :meth:`Worker.stop`, a signal (with
+``handle_signals``), or the worker's task being cancelled from outside (a task group, a
+:mod:`asynctask.lifecycle` unit, a server's lifespan). The worker stops claiming; running jobs get
+``shutdown_grace`` seconds to finish; then they are cancelled and their leases handed back (the
+attempt is not counted); outcomes already computed are delivered. :meth:`Worker.stop_now`, a
+second signal, or a second cancellation request from :func:`asynctask.lifecycle.with_signal_notify`
+skips the grace period. Every broker call has a deadline (``broker_timeout``), so the whole stop
+takes at most ``shutdown_grace + broker_timeout`` plus a second, even while the broker hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from functools import partial
+from typing import Unpack
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from asynctask.brokers.base import Broker
+from asynctask.lifecycle import concurrence, forced_stop, unwrap_single, watch_signals
+from asynctask.models import Job, Outcome, OutcomeKind
+from asynctask.names import validate_queue
+from asynctask.registry import WorkerHost
+from asynctask.runtime.attempt import Attempt
+from asynctask.runtime.burst import stop_when_idle
+from asynctask.runtime.completer import MAX_BATCH, Completer
+from asynctask.runtime.control import Control, Slots, WorkerStats
+from asynctask.runtime.fetcher import Fetcher
+from asynctask.runtime.heartbeat import Heartbeat
+from asynctask.runtime.lifespan import WorkerLifespan
+from asynctask.runtime.logs import bind_worker
+from asynctask.runtime.maintenance import Maintainer
+from asynctask.runtime.options import DEFAULTS, WorkerOptions
+from asynctask.runtime.outcome import Interruption
+from asynctask.runtime.scheduler import PeriodicScheduler
+from asynctask.runtime.threads import Threads
+
+__all__ = ["Worker", "WorkerStats"]
+
+log = logging.getLogger("asynctask.worker")
+
+#: Beyond grace and one broker deadline, what a stop may take (closing the broker, bookkeeping).
+_STOP_MARGIN = 1.0
+
+
+class Worker:
+    """Runs the jobs of an :class:`~asynctask.App` (any :class:`~asynctask.registry.WorkerHost`).
+
+    >>> worker = Worker(app, queues=["default"], concurrency=50)   # doctest: +SKIP
+    >>> await worker.run()                                         # until stop() or a signal
+
+    :class:`~asynctask.runtime.options.WorkerOptions` lists the options.
+    """
+
+    def __init__(self, app: WorkerHost, **options: Unpack[WorkerOptions]) -> None:
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown worker option(s): {', '.join(sorted(unknown))}")
+        opts: WorkerOptions = {**DEFAULTS, **options}
+        concurrency, prefetch = opts["concurrency"], opts["prefetch"]
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if prefetch is not None and prefetch < 0:
+            raise ValueError("prefetch must be >= 0")
+        if opts["lease"] <= 0 or opts["poll_interval"] <= 0 or opts["broker_timeout"] <= 0:
+            raise ValueError("lease, poll_interval and broker_timeout must be > 0")
+        if opts["shutdown_grace"] < 0:
+            raise ValueError("shutdown_grace must be >= 0")
+        self.host = app
+        self.registry = app.registry
+        self.queues = [validate_queue(q) for q in (opts["queues"] or self.registry.queues)]
+        self.concurrency = concurrency
+        self.prefetch = concurrency // 4 if prefetch is None else prefetch
+        self.queue_limits = {validate_queue(q): n for q, n in (opts["queue_concurrency"] or {}).items()}
+        self.lease = opts["lease"]
+        heartbeat = opts["heartbeat"]
+        self.heartbeat = heartbeat if heartbeat is not None else self.lease / 3
+        self.poll_interval = opts["poll_interval"]
+        self.batch_size = min(opts["batch_size"] or concurrency, MAX_BATCH)
+        self.shutdown_grace = opts["shutdown_grace"]
+        self.maintenance_interval = opts["maintenance_interval"]
+        self.broker_timeout = opts["broker_timeout"]
+        self.handle_signals = opts["handle_signals"]
+        self.scheduler = opts["scheduler"]
+        self.burst = opts["burst"]
+        self.id = opts["worker_id"] or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stats = WorkerStats()
+        self._control = Control()
+        self._attempts: dict[str, Attempt] = {}
+        self._running = False
+        self._changed: anyio.Event | None = None
+        self._lifespan = WorkerLifespan(self.registry, timeout=self.broker_timeout)
+        self._threads: Threads | None = None
+
+    @property
+    def broker(self) -> Broker:
+        return self.host.broker
+
+    def __repr__(self) -> str:
+        state = "idle" if not self._running else "stopping" if self._control.stopping else "running"
+        return (
+            f"<Worker {self.id} {state} queues={','.join(self.queues)} "
+            f"running={len(self._attempts)}/{self.concurrency}>"
+        )
+
+    # --- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get ``shutdown_grace`` seconds to finish."""
+        self._control.stop(self.shutdown_grace + self.broker_timeout)
+
+    def stop_now(self) -> None:
+        """Stop at once: running jobs are cancelled and their leases handed back."""
+        self._control.immediate = True
+        self._control.stop(self.broker_timeout)
+
+    def _signalled(self, _signal: object, count: int) -> None:
+        self.stop() if count == 1 else self.stop_now()
+
+    # --- run -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until stopped; ``await tg.start(worker.run)`` returns once it is claiming.
+
+        Cancelling the task that runs this is a graceful stop (see the module docstring): it
+        returns (raising the cancellation) once the worker has drained.
+        """
+        done = anyio.Event()
+        with unwrap_single():
+            async with anyio.create_task_group() as guard:
+                with anyio.CancelScope(shield=True) as shield:
+                    guard.start_soon(self._stop_when_cancelled, shield, done)
+                    try:
+                        await self._serve(task_status)
+                    finally:
+                        done.set()
+                        guard.cancel_scope.cancel()
+
+    async def _stop_when_cancelled(self, shield: anyio.CancelScope, done: anyio.Event) -> None:
+        """Turn a cancellation from outside into :meth:`stop`, then wait (bounded) for the drain."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if not done.is_set():
+                self.stop()
+                with anyio.CancelScope(shield=True):
+                    with anyio.move_on_after(self.shutdown_grace + self.broker_timeout + _STOP_MARGIN):
+                        async with anyio.create_task_group() as tg:
+                            forced = forced_stop()
+                            if forced is not None:
+                                tg.start_soon(_call_when_set, forced, self.stop_now)
+                            await done.wait()
+                            tg.cancel_scope.cancel()
+                shield.cancel()  # the drain overran its bound: cut it short
+
+    async def _serve(self, task_status: TaskStatus[None]) -> None:
+        broker, control = self.broker, self._control
+        bind_worker(self.id)
+        self._running = True
+        slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
+        self._changed = anyio.Event()
+        control.on_stop(slots.poke)
+        control.on_stop(self._wake)
+        limiters = {
+            t.name: anyio.CapacityLimiter(t.concurrency)
+            for t in self.registry.tasks.values()
+            if t.concurrency is not None
+        }
+        await self.host.open()
+        try:
+            # Before the first claim; a stop while it starts ends the run here (nothing claimed).
+            await self._lifespan.enter(control)
+            if control.stopping:
+                return
+            self._threads = Threads(self.concurrency)
+            log.info(
+                "worker %s started: broker %s, queues %s, concurrency %d",
+                self.id,
+                broker.display_url,
+                ", ".join(self.queues),
+                self.concurrency,
+                extra={"action": "worker_started", "worker": self.id},
+            )
+            jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency + self.prefetch)
+            out_send, out_receive = anyio.create_memory_object_stream[Outcome](max(2 * self.concurrency, 64))
+            completer = Completer(
+                broker, slots=slots, control=control, stats=self.stats, timeout=self.broker_timeout
+            )
+            heartbeat = Heartbeat(
+                broker,
+                slots=slots,
+                attempts=self._attempts,
+                lease=self.lease,
+                interval=self.heartbeat,
+                timeout=self.broker_timeout,
+            )
+            maintainer = Maintainer(broker, interval=self.maintenance_interval, timeout=self.broker_timeout)
+            background = [heartbeat.run, maintainer.run]
+            if self.scheduler and self.registry.periodic_tasks:
+                background.append(PeriodicScheduler(self.registry, broker, timeout=self.broker_timeout).run)
+            # Every stream is closed on the way out, even when the worker is cancelled outright.
+            with jobs_send, jobs_receive, out_send, out_receive:
+                async with anyio.create_task_group() as services:
+                    # The background services run until the work is done, then are cancelled.
+                    services.start_soon(concurrence(*background))
+                    if self.handle_signals:
+                        await services.start(watch_signals, self._signalled)
+                    async with anyio.create_task_group() as core:
+                        core.start_soon(completer.run, out_receive.clone())
+                        async with out_send.clone() as outcomes, anyio.create_task_group() as work:
+                            fetchers: list[Fetcher] = []
+                            async with jobs_send.clone() as jobs:
+                                for queue in self.queues:
+                                    fetcher = Fetcher(
+                                        broker,
+                                        queue,
+                                        slots=slots,
+                                        control=control,
+                                        stats=self.stats,
+                                        worker_id=self.id,
+                                        batch_size=self.batch_size,
+                                        lease=self.lease,
+                                        poll_interval=self.poll_interval,
+                                        timeout=self.broker_timeout,
+                                    )
+                                    work.start_soon(fetcher.run, jobs.clone())
+                                    fetchers.append(fetcher)
+                            jobs_send.close()
+                            if self.burst:
+                                interval = min(self.poll_interval, 0.02)
+                                work.start_soon(
+                                    partial(
+                                        stop_when_idle, fetchers, slots.held, self.stop, interval=interval
+                                    )
+                                )
+                            for _ in range(self.concurrency):
+                                work.start_soon(self._executor, slots, jobs_receive, outcomes, limiters)
+                            work.start_soon(self._shutdown_watch)
+                            task_status.started()
+                        out_send.close()
+                    services.cancel_scope.cancel()
+            log.info(
+                "worker %s stopped: %s",
+                self.id,
+                msgspec.structs.asdict(self.stats),
+                extra={"action": "worker_stopped", "worker": self.id},
+            )
+        finally:
+            self._running = False
+            await self._lifespan.exit()  # after the drain: no handler sees a closed resource
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.broker_timeout):
+                await self.host.close()
+
+    # --- executing -------------------------------------------------------------------------
+
+    async def _executor(
+        self,
+        slots: Slots,
+        receive: MemoryObjectReceiveStream[Job],
+        outcomes: MemoryObjectSendStream[Outcome],
+        limiters: dict[str, anyio.CapacityLimiter],
+    ) -> None:
+        async for job in receive:
+            try:
+                if self._control.stopping:
+                    outcome: Outcome | None = Outcome(
+                        job_id=job.id, token=job.token, kind=OutcomeKind.RELEASE
+                    )
+                else:
+                    attempt = Attempt(
+                        self.registry,
+                        self.broker,
+                        job,
+                        worker_id=self.id,
+                        limiter=limiters.get(job.task),
+                        resources=self._lifespan.resources,
+                        run_sync=self._threads.run if self._threads is not None else None,
+                    )
+                    self._attempts[job.id] = attempt
+                    try:
+                        outcome = await attempt.run()
+                    finally:
+                        # A rescued job may have been claimed again by this very worker.
+                        if self._attempts.get(job.id) is attempt:
+                            del self._attempts[job.id]
+                        self._wake()
+                if outcome is None:
+                    slots.held.pop(job.id, None)
+                    self.stats.lost += 1
+                else:
+                    await outcomes.send(outcome)
+            finally:
+                slots.release(job.queue)
+
+    def _wake(self) -> None:
+        """Something the shutdown watch waits for happened: an attempt ended, or a stop request."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def _wait_change(self) -> None:
+        assert self._changed is not None
+        await self._changed.wait()
+
+    async def _shutdown_watch(self) -> None:
+        control = self._control
+        while not control.stopping:
+            await self._wait_change()
+        log.info(
+            "worker %s stopping: %d job(s) running, grace %.1fs",
+            self.id,
+            len(self._attempts),
+            0 if control.immediate else self.shutdown_grace,
+            extra={"action": "worker_stopping", "worker": self.id},
+        )
+        with anyio.move_on_after(self.shutdown_grace):
+            while self._attempts and not control.immediate:
+                await self._wait_change()
+        for attempt in list(self._attempts.values()):
+            attempt.interrupt(Interruption.SHUTDOWN)
+
+
+async def _call_when_set(event: anyio.Event, fn: Callable[[], None]) -> None:
+    await event.wait()
+    fn()

@@ -1,0 +1,1 @@
+"""The contract's test modules, collected through :mod:`asynctask.testing.contract`."""
