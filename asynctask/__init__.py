@@ -32,6 +32,7 @@ from asynctask.errors import (
     SchemaOutdated,
     UnknownTask,
 )
+from asynctask.flow import QueueSettings, RateLimit
 from asynctask.handle import JobHandle
 from asynctask.models import Job, JobStatus, QueueStats, WorkerInfo
 from asynctask.options import JobSpec, PublishOptions
@@ -89,7 +90,9 @@ __all__ = [
     "PayloadDecodeError",
     "PayloadTooLarge",
     "PublishOptions",
+    "QueueSettings",
     "QueueStats",
+    "RateLimit",
     "Registry",
     "Retry",
     "RetryPolicy",

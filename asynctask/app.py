@@ -15,12 +15,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
 import anyio
+import msgspec
 
 from asynctask.brokers import Broker, broker_from_url
 from asynctask.brokers.base import Clock
 from asynctask.errors import ConfigurationError, JobFailed, JobNotFound, JobTimeout
+from asynctask.flow import QueueSettings, RateLimit, check_concurrency, parse_rate
 from asynctask.handle import JobHandle
-from asynctask.models import Job, JobStatus, QueueStats, WorkerInfo, zero_counts
+from asynctask.models import Job, JobStatus, NewJob, QueueStats, WorkerInfo, zero_counts
+from asynctask.names import validate_queue
 from asynctask.options import JobSpec, PublishOptions
 from asynctask.registry import BUILTIN_TASKS, Registry
 from asynctask.retry import RetryPolicy
@@ -176,7 +179,29 @@ class App(Registry):
             created = await self.events.publish(jobs, partial(broker.enqueue, connection=connection))
         else:
             created = await broker.enqueue(jobs, connection=connection)
-        return [JobHandle(self, job.id, job.task, created=c) for job, c in zip(jobs, created, strict=True)]
+        handles: list[JobHandle[Any]] = [
+            JobHandle(self, job.id, job.task, created=c) for job, c in zip(jobs, created, strict=True)
+        ]
+        for i, (job, c) in enumerate(zip(jobs, created, strict=True)):
+            if not c and job.unique_key is not None:
+                handles[i] = await self._unique_handle(broker, job, connection)
+        return handles
+
+    async def _unique_handle(self, broker: Broker, job: NewJob, connection: Any) -> JobHandle[Any]:
+        """The handle of a unique job that was not enqueued: it follows the job holding the key.
+
+        The holder may finish between the enqueue and the look-up; the key is then free, and the
+        job is enqueued again (a few times at most, then its own id is returned as not created).
+        """
+        assert job.unique_key is not None
+        for _ in range(3):
+            holder = await broker.find_unique(job.unique_key)
+            if holder is not None:
+                return JobHandle(self, holder.id, holder.task, created=False)
+            [created] = await broker.enqueue([job], connection=connection)
+            if created:
+                return JobHandle(self, job.id, job.task, created=True)
+        return JobHandle(self, job.id, job.task, created=False)
 
     # --- inspection and management ---------------------------------------------------------------
 
@@ -253,16 +278,57 @@ class App(Registry):
         """Queue a paused job again (a delayed one keeps its time); it continues from its state."""
         return _found(await self._open_broker().resume(job_id), job_id)
 
+    # --- queues: flow control ---------------------------------------------------------------------
+
+    async def configure_queue(
+        self, queue: str, *, global_concurrency: int | None = None, rate_limit: str | RateLimit | None = None
+    ) -> QueueSettings:
+        """Set the queue's cluster-wide limits, stored in the broker for every worker to obey.
+
+        ``global_concurrency``: at most this many of its jobs running at once; ``rate_limit``: at
+        most this many starts (``"100/s"``, ``"30/m"``, ``"1000/h"``, or a
+        :class:`~asynctask.flow.RateLimit`). A limit not given is removed; a pause is kept.
+
+        >>> await app.configure_queue("billing", global_concurrency=5, rate_limit="20/s")  # doctest: +SKIP
+        """
+        concurrency = None if global_concurrency is None else check_concurrency(global_concurrency)
+        rate = None if rate_limit is None else parse_rate(rate_limit)
+        return await self._open_broker().set_queue_limits(
+            validate_queue(queue), concurrency=concurrency, rate=rate
+        )
+
+    async def pause_queue(self, queue: str) -> QueueSettings:
+        """Stop every worker claiming from ``queue`` (at its next claim); running jobs finish and
+        publishing still works. :meth:`resume_queue` undoes it."""
+        return await self._open_broker().set_queue_paused(validate_queue(queue), True)
+
+    async def resume_queue(self, queue: str) -> QueueSettings:
+        """Let workers claim from ``queue`` again; idle workers are woken."""
+        return await self._open_broker().set_queue_paused(validate_queue(queue), False)
+
+    async def queue_settings(self, queue: str) -> QueueSettings:
+        """The queue's stored settings: paused, global concurrency, rate limit."""
+        return await self._open_broker().queue_settings(validate_queue(queue))
+
     async def queue_stats(self) -> list[QueueStats]:
         """Per queue, its live jobs counted by status and when its oldest ready job became ready.
 
         Every queue that holds jobs, plus this app's own queues (all zeros while empty), sorted
-        by name; one broker call (see :meth:`Broker.queue_stats <asynctask.Broker.queue_stats>`).
+        by name, with whether each is paused; two broker calls (see :meth:`Broker.queue_stats
+        <asynctask.Broker.queue_stats>` and :meth:`Broker.configured_queues`).
         """
-        found = {stats.queue: stats for stats in await self._open_broker().queue_stats()}
+        broker = self._open_broker()
+        found = {stats.queue: stats for stats in await broker.queue_stats()}
         for queue in self.queues:
             found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
-        return [found[queue] for queue in sorted(found)]
+        # Paused queues (flow control) are few and their settings a second, small read.
+        settings = await broker.configured_queues()
+        for queue in settings:
+            found.setdefault(queue, QueueStats(queue=queue, counts=zero_counts()))
+        return [
+            msgspec.structs.replace(found[queue], paused=queue in settings and settings[queue].paused)
+            for queue in sorted(found)
+        ]
 
     async def list_workers(self) -> list[WorkerInfo]:
         """The live workers of this broker (every app sharing it), as each last recorded itself:

@@ -21,14 +21,16 @@ __all__ = ["FIELDS", "Formatter", "JsonFormatter", "configure_logging", "join_ur
 FIELDS = ("action", "job_id", "task", "queue", "attempt", "worker")
 
 # Query options that carry secrets (libpq's sslpassword; MongoDB's key-file password and
-# authMechanismProperties, which can hold an AWS session token).
+# authMechanismProperties, which can hold an AWS session token; NATS's token).
 _SECRET_PARAMS = frozenset(
-    {"password", "sslpassword", "tlscertificatekeyfilepassword", "authmechanismproperties"}
+    {"password", "sslpassword", "tlscertificatekeyfilepassword", "authmechanismproperties", "token"}
 )
+# Schemes whose user info without a password is a secret token (``nats://s3cret@host``).
+_TOKEN_SCHEMES = frozenset({"nats", "tls"})
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (in the user info or a ``password=`` option) replaced by ``***``.
+    """``url`` with any password or token (user info, ``password=``/``token=``) replaced by ``***``.
 
     >>> redact_url("postgresql://app:s3cret@db:5432/jobs")
     'postgresql://app:***@db:5432/jobs'
@@ -36,6 +38,8 @@ def redact_url(url: str) -> str:
     'redis://:***@cache:6379/0'
     >>> redact_url("redis://cache:6379/0?password=s3cret&prefix=app")
     'redis://cache:6379/0?password=***&prefix=app'
+    >>> redact_url("nats://s3cret@n1:4222,n2:4222")
+    'nats://***@n1:4222,n2:4222'
     """
     try:
         parts = urlsplit(url)
@@ -43,7 +47,12 @@ def redact_url(url: str) -> str:
         if "@" in netloc:
             userinfo, _, hosts = netloc.rpartition("@")
             user, sep, _password = userinfo.partition(":")
-            netloc = f"{user}:***@{hosts}" if sep else f"{user}@{hosts}"
+            if sep:
+                netloc = f"{user}:***@{hosts}"
+            elif parts.scheme.lower() in _TOKEN_SCHEMES:
+                netloc = f"***@{hosts}"
+            else:
+                netloc = f"{user}@{hosts}"
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)

@@ -69,6 +69,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     #: String headers travelling with the job (the user's, and the W3C trace context); brokers
     #: store and return them as they are.
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: ``unique="active"``: no other unfinished job may hold this key (see :mod:`asynctask.flow`).
+    unique_key: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,6 +110,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     meta: bytes | None = None
     #: The headers it was published with (``{}`` for none).
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: The key this job holds while it is unfinished (``unique="active"``), or ``None``.
+    unique_key: str | None = None
 
     @property
     def has_result(self) -> bool:
@@ -182,6 +186,9 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     queue: str
     counts: dict[JobStatus, int]
     oldest_ready_at: float | None = None
+    #: Whether the queue is paused (flow control); ``None`` where it was not looked up: a
+    #: broker's ``queue_stats`` leaves it out, :meth:`App.queue_stats` fills it in.
+    paused: bool | None = None
 
     def count(self, status: JobStatus) -> int:
         """Jobs of this queue in ``status``."""

@@ -36,7 +36,7 @@ def validate_task_name(name: str) -> str:
     return name
 
 
-def validate_job_id(job_id: str) -> str:
+def validate_job_id(job_id: str, *, what: str = "job id") -> str:
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-        raise InvalidName(f"invalid job id {job_id!r}: use 1-255 printable ASCII characters without spaces")
+        raise InvalidName(f"invalid {what} {job_id!r}: use 1-255 printable ASCII characters without spaces")
     return job_id

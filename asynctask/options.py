@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 from asynctask.codec import Codec
 from asynctask.errors import ConfigurationError
 from asynctask.events import Events
+from asynctask.flow import Unique
 from asynctask.models import Job, NewJob
 
 __all__ = [
@@ -54,6 +55,10 @@ class PublishOptions(TypedDict, total=False):
     * ``headers``: string headers stored with the job, read by its handler as ``ctx.headers``
       (at most ``MAX_HEADERS`` of them, ``MAX_HEADERS_SIZE`` bytes in all). Tracing adds the W3C
       trace context here (``traceparent``, ``tracestate``), replacing headers of those names.
+    * ``unique="active"``: do not enqueue while another job with the same key is unfinished
+      (scheduled, queued, running, waiting or paused): the handle then follows that job. The key
+      is the task and ``unique_key`` (which implies ``unique="active"``), or else the payload.
+      Unlike ``job_id``, the key is free again as soon as the job finishes.
     """
 
     delay: float | timedelta | None
@@ -64,6 +69,8 @@ class PublishOptions(TypedDict, total=False):
     timeout: float | None
     priority: int | None
     headers: Mapping[str, str] | None
+    unique: Unique | None
+    unique_key: str | None
 
 
 class JobSpec:

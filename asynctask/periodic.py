@@ -11,6 +11,14 @@ delayed-job machinery then fires it on time.
 default) the most recent missed tick runs once, not a burst of stale runs; ``missed="skip"``
 runs none. Tick jobs are kept for at least two periods after they finish, so a restart can tell
 a tick that already ran from one that was missed.
+
+**Overlap.** ``@app.periodic(..., overlap=False)`` (the default) runs one tick at a time across
+the cluster: the task gets ``global_concurrency=1``, so a due tick stays queued while the previous
+one runs, and when it may start, :mod:`asynctask.runtime.overlap` skips it if it is stale (see
+there). It is the default because a periodic task is usually *the* job that refreshes, cleans up
+or reports: two runs of it at once race each other, and a tick that takes longer than its period
+would otherwise pile up runs without bound (the seed's tasker and APScheduler's
+``max_instances=1`` make the same choice). Ticks that may run side by side say ``overlap=True``.
 """
 
 from __future__ import annotations
@@ -46,15 +54,19 @@ def as_schedule(schedule: Schedule | str) -> Schedule:
 class Periodic:
     """A task bound to a schedule (what ``@app.periodic`` registers)."""
 
-    __slots__ = ("missed", "payload", "schedule", "task")
+    __slots__ = ("missed", "overlap", "payload", "schedule", "task")
 
-    def __init__(self, task: Task[Any, Any], schedule: Schedule, *, payload: Any, missed: Missed) -> None:
+    def __init__(
+        self, task: Task[Any, Any], schedule: Schedule, *, payload: Any, missed: Missed, overlap: bool = True
+    ) -> None:
         if missed not in ("latest", "skip"):
             raise ValueError("missed must be 'latest' or 'skip'")
         self.task = task
         self.schedule = schedule
         self.payload = payload
         self.missed = missed
+        #: ``False``: one tick at a time across the cluster (see :mod:`asynctask.runtime.overlap`).
+        self.overlap = overlap
 
     def period(self, now: datetime) -> float:
         """The length in seconds of the schedule's next period (used for how long ticks are kept)."""

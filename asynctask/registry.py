@@ -20,6 +20,7 @@ from asynctask.codec import Codec
 from asynctask.ctx import JobCtx
 from asynctask.errors import ConfigurationError, PayloadTooLarge, UnknownTask
 from asynctask.events import Events
+from asynctask.flow import TaskLimit, check_unique, unique_key
 from asynctask.handle import Publisher
 from asynctask.lifespan import LifespanFactory, as_factory
 from asynctask.models import Job, JobStatus, NewJob
@@ -181,6 +182,7 @@ class Registry:
         *,
         payload: Any = None,
         missed: Missed = "latest",
+        overlap: bool = False,
         name: str | None = None,
         **options: Unpack[TaskOptions],
     ) -> TaskDecorator:
@@ -191,16 +193,30 @@ class Registry:
         :mod:`asynctask.periodic`). ``missed="latest"`` runs the most recent missed tick once
         after downtime, ``"skip"`` runs none. The handler takes ``(ctx)`` or ``(ctx, payload)``.
 
+        ``overlap=False`` (the default): a tick does not start while the previous tick of the task
+        still runs anywhere in the cluster (the task gets ``global_concurrency=1``); a tick that
+        waited until a later tick was due is skipped (the latest one runs), and with
+        ``missed="skip"`` a tick that had to wait at all is skipped. Skipped ticks are recorded as
+        ``cancelled`` with the reason. ``overlap=True`` lets ticks run side by side.
+
         >>> @app.periodic("*/5 * * * *")          # doctest: +SKIP
         ... async def refresh(ctx: JobCtx) -> None: ...
         """
         every = as_schedule(schedule)
         if missed not in ("latest", "skip"):
             raise ConfigurationError(f"missed must be 'latest' or 'skip', got {missed!r}")
+        if not overlap:
+            # One tick at a time, cluster-wide: a singleton, enforced by the broker's claim.
+            if options.get("global_concurrency") not in (None, 1):
+                raise ConfigurationError(
+                    "a periodic task with overlap=False runs one tick at a time: "
+                    "give global_concurrency=1 (or nothing), or overlap=True"
+                )
+            options["global_concurrency"] = 1
 
         def register(handler: Callable[..., Any]) -> Task[Any, Any]:
             task = self.register(handler, name=name, **options)
-            periodic = Periodic(task, every, payload=payload, missed=missed)
+            periodic = Periodic(task, every, payload=payload, missed=missed, overlap=overlap)
             # Keep finished ticks for two periods, so a restart can tell a tick that ran from one
             # that was missed (the id is deterministic, so a kept record blocks a re-run).
             task.min_ttl = 2 * periodic.period(datetime.now(UTC)) + 60
@@ -291,6 +307,11 @@ class Registry:
         codec = _ANY if job.status is JobStatus.WAITING else self.result_codec(job.task)
         return codec.decode(job.result)
 
+    def task_limits(self) -> dict[str, TaskLimit]:
+        """The cluster-wide limits of the tasks that declare some, by task name: what a worker
+        passes with each claim."""
+        return {name: task.limit for name, task in self.tasks.items() if task.limit is not None}
+
     @property
     def queues(self) -> list[str]:
         """The queues of the registered tasks, in registration order."""
@@ -338,6 +359,12 @@ class Registry:
         timeout = options.get("timeout")
         queue = options.get("queue")
         headers = options.get("headers")
+        unique = check_unique(options.get("unique"))
+        key = options.get("unique_key")
+        if key is not None:
+            validate_job_id(key, what="unique_key")
+        elif unique is None:
+            unique = task.unique
         return NewJob(
             id=validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex,
             task=task.name,
@@ -348,6 +375,7 @@ class Registry:
             timeout=check_timeout(timeout) if timeout is not None else task.timeout,
             run_at=run_at,
             headers=check_headers(headers) if headers is not None else {},
+            unique_key=unique_key(task.name, key, payload) if key is not None or unique else None,
         )
 
 

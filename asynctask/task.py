@@ -12,6 +12,7 @@ from asynctask.calls import check_callable, is_async_callable
 from asynctask.codec import Codec, type_hints
 from asynctask.ctx import JobCtx
 from asynctask.errors import ConfigurationError
+from asynctask.flow import RateLimit, TaskLimit, Unique, check_concurrency, check_unique, parse_rate
 from asynctask.handle import JobHandle, Publisher
 from asynctask.names import validate_queue, validate_task_name
 from asynctask.options import JobSpec, PublishOptions, check_max_retries, check_priority, check_timeout
@@ -38,6 +39,11 @@ class TaskOptions(TypedDict, total=False):
       :func:`~asynctask.runtime.outcome.decide`);
     * ``timeout``: seconds per attempt, after which the handler is cancelled (a failed attempt);
     * ``concurrency``: at most this many jobs of the task at once per worker;
+    * ``global_concurrency``: at most this many running at once in the whole cluster (1: a
+      singleton); ``rate_limit``: at most this many starts, cluster-wide (``"100/s"``, ``"30/m"``,
+      ``"1000/h"`` or a :class:`~asynctask.flow.RateLimit`); both enforced by the broker's claim;
+    * ``unique="active"``: every publish of the task is unique (see
+      :class:`~asynctask.options.PublishOptions`);
     * ``on_processing(ctx)``, ``on_success(ctx, result)``, ``on_retrying(ctx, exc)``,
       ``on_failed(ctx, exc)``: hooks (tasqueue's callbacks; ``async def``, or ``def`` run in the
       worker's threads); an error in one is logged.
@@ -51,6 +57,9 @@ class TaskOptions(TypedDict, total=False):
     timeout: float | None
     priority: int
     concurrency: int | None
+    global_concurrency: int | None
+    rate_limit: str | RateLimit | None
+    unique: Unique | None
     on_processing: Hook | None
     on_success: Hook | None
     on_retrying: Hook | None
@@ -109,6 +118,8 @@ class Task(Generic[P, R]):
         self.timeout = check_timeout(options.get("timeout"))
         self.priority = check_priority(options.get("priority", 0))
         self.concurrency = concurrency
+        self.limit = _limit(options.get("global_concurrency"), options.get("rate_limit"))
+        self.unique = check_unique(options.get("unique"))
         self.hooks = Hooks(
             on_processing=options.get("on_processing"),
             on_success=options.get("on_success"),
@@ -160,6 +171,16 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.queue}>"
+
+
+def _limit(concurrency: object, rate: str | RateLimit | None) -> TaskLimit | None:
+    """The task's cluster-wide limits, or ``None`` when it has none."""
+    if concurrency is None and rate is None:
+        return None
+    return TaskLimit(
+        concurrency=None if concurrency is None else check_concurrency(concurrency),
+        rate=None if rate is None else parse_rate(rate),
+    )
 
 
 def _exception_types(option: str, value: object) -> tuple[type[BaseException], ...]:

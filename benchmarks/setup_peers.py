@@ -23,6 +23,7 @@ PEERS: dict[str, list[str]] = {
     "arq": ["arq==0.28.0", "uvloop"],
     "saq": ["saq[hiredis]==0.26.4", "typing_extensions", "uvloop"],
     "taskiq": ["taskiq==0.13.0", "taskiq-redis==1.2.4", "uvloop"],
+    "taskiq-nats": ["taskiq==0.13.0", "taskiq-nats==0.7.0", "uvloop"],
     "streaq": ["streaq==7.2.0", "uvloop"],
     "dramatiq": ["dramatiq[redis]==2.2.1", "redis[hiredis]"],
     "procrastinate": ["procrastinate==3.10.0", "uvloop"],

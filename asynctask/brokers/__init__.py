@@ -25,6 +25,8 @@ _SCHEMES: dict[str, tuple[str, str, str, str]] = {
     "rediss": ("asynctask.brokers.redis", "RedisBroker", "redis", "redis"),
     "mongodb": ("asynctask.brokers.mongo", "MongoBroker", "mongo", "pymongo"),
     "mongodb+srv": ("asynctask.brokers.mongo", "MongoBroker", "mongo", "pymongo"),
+    "nats": ("asynctask.brokers.nats", "NatsBroker", "nats", "nats"),
+    "tls": ("asynctask.brokers.nats", "NatsBroker", "nats", "nats"),
 }
 #: Brokers outside this package register a URL scheme as an entry point of this group, e.g. in
 #: pyproject.toml: ``[project.entry-points."asynctask.brokers"] mybroker = "mypkg.broker:MyBroker"``.

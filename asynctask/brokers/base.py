@@ -33,6 +33,42 @@ Semantics every backend implements:
   running one to stop (``pause_requested``, seen as ``LeaseState.PAUSE`` by the heartbeat);
   a ``PAUSE`` outcome parks it without counting the attempt. :meth:`Broker.resume` queues a
   ``paused`` job again, keeping its ``run_at``: ``scheduled`` if that is still ahead.
+* **Flow control** (:mod:`asynctask.flow`) is enforced by the claim, so it holds across
+  workers. A queue's :class:`~asynctask.flow.QueueSettings` are stored in the broker
+  (:meth:`Broker.set_queue_limits`, :meth:`Broker.set_queue_paused`); a task's
+  :class:`~asynctask.flow.TaskLimit` travels with every claim (``claim(..., limits=)``, task name
+  -> limit, from the worker's registry). ``claim(q, n, limits=L)`` takes jobs in claim order,
+  skipping (leaving ``queued``, in place) every job that would break one of these rules, and
+  takes the claimable jobs behind a skipped one (a broker may bound how many ready jobs one claim
+  looks at, held-back ones included, to ``4 * n + 64`` but at most 2048, so that a backlog held
+  back costs each claim a bounded effort):
+
+  - a **paused** queue gives nothing (publishing into it still works; running jobs finish);
+  - **concurrency**: never more than ``settings.concurrency`` jobs of ``q``, nor more than
+    ``L[t].concurrency`` jobs of task ``t`` (whatever their queue), ``running`` at once;
+  - **rate**: each key (the queue ``q``; each task ``t`` of ``L``) with a rate has a token bucket
+    holding up to ``rate.burst`` tokens: a bucket never used is full; at time ``now`` it holds
+    ``min(burst, tokens + (now - refilled_at + CLOCK_SLACK) * rate.per_second)`` (``CLOCK_SLACK``
+    = 1 µs absorbs float rounding of timestamps)
+    (:func:`~asynctask.flow.refill`); each job claimed takes one token from its queue's bucket
+    and one from its task's; a job whose bucket holds less than one token is skipped.
+
+  Checks and token updates are atomic with the claim: two workers claiming at once never take
+  more than the limit between them. When the claim left ready jobs behind because of one of
+  these rules it returns a :class:`~asynctask.flow.Claimed` with ``held_back=True`` and
+  ``retry_at`` = the earliest time a bucket that held jobs back holds ``max(min(burst, n) / 2, 1)``
+  tokens (:func:`~asynctask.flow.tokens_due_at`; ``None`` when no bucket held jobs back); otherwise
+  any ``list``. ``wait_for_jobs(q, timeout, held=True)`` then does not return merely because
+  ready jobs exist: it returns on a wake-up (a publish, a resume, a settings change) or after
+  ``timeout``. Every settings change wakes the queue's idle workers. When no limit is passed and
+  no setting is stored for the queue, a claim costs what it always did (no extra round trip).
+* **Unique jobs.** A :class:`~asynctask.models.NewJob` with a ``unique_key`` is not stored (the
+  enqueue answers ``False``, as for an existing id) while another *unfinished* job
+  (``scheduled``, ``queued``, ``running``, ``waiting``, ``paused``) holds that key; within a batch
+  the first one wins; a spawned child follows the same rule. A job releases its key when it
+  finishes (``succeeded``, ``failed``, ``cancelled``), expires or is deleted.
+  :meth:`Broker.find_unique` returns the unfinished holder. :meth:`Broker.retry` of a finished job
+  whose key another unfinished job now holds leaves it as it is.
 * **Inspection.** :meth:`Broker.list_jobs` returns jobs newest first: ``created_at``
   descending, then ``id`` descending, a total order, so the pair ``(created_at, id)`` of the
   last job of a page is the cursor (``before=``) of the next page (keyset pagination: a page
@@ -66,6 +102,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 import msgspec
 
+from asynctask.flow import QueueSettings, RateLimit, TaskLimits
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
 __all__ = ["Broker", "Capabilities", "Clock", "Migratable", "Migration"]
@@ -140,8 +177,12 @@ class Broker(Protocol):
         """Store jobs; for each, ``True`` if it was created, ``False`` if its id existed."""
         ...
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        """Claim up to ``limit`` ready jobs of ``queue`` in priority order."""
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` ready jobs of ``queue`` in priority order, within the flow limits
+        (the queue's settings and the tasks' ``limits``); a :class:`~asynctask.flow.Claimed` when
+        they held jobs back."""
         ...
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -158,8 +199,12 @@ class Broker(Protocol):
         """Persist a running job's state and/or result now, fenced by ``token``."""
         ...
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
-        """Return when a job of ``queue`` may be ready, or after ``timeout`` seconds."""
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
+        """Return when a job of ``queue`` may be ready, or after ``timeout`` seconds.
+
+        ``held``: the last claim was held back by flow control, so ready jobs are no reason to
+        return: wait for a wake-up or the timeout.
+        """
 
     async def promote_due(self, limit: int) -> int:
         """Move ``scheduled`` jobs whose time has come to ``queued``; returns how many."""
@@ -236,6 +281,31 @@ class Broker(Protocol):
 
     async def retry(self, job_id: str) -> Job | None:
         """Queue a ``failed`` or ``cancelled`` job again with a fresh attempt count."""
+        ...
+
+    async def find_unique(self, unique_key: str) -> Job | None:
+        """The unfinished job holding ``unique_key``, or ``None``."""
+        ...
+
+    async def queue_settings(self, queue: str) -> QueueSettings:
+        """The queue's stored settings (``QueueSettings()`` for a queue never configured)."""
+        ...
+
+    async def configured_queues(self) -> dict[str, QueueSettings]:
+        """Every queue whose settings differ from the default, by name."""
+        ...
+
+    async def set_queue_limits(
+        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
+    ) -> QueueSettings:
+        """Replace the queue's limits (``None``: no limit), keep its pause; wakes its workers.
+
+        A changed rate starts with a full bucket.
+        """
+        ...
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
+        """Pause or resume claiming from the queue, keep its limits; wakes its workers."""
         ...
 
     async def delete(self, job_id: str) -> bool:

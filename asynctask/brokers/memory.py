@@ -3,7 +3,8 @@
 It is the broker of ``asynctask demo`` and of fast unit tests. Jobs live in this process only;
 ``MemoryBroker(path=...)`` (URL ``memory:///path/to/file.json``) loads a snapshot on open and
 writes one on close, so a worker can be stopped and started again without losing its queue.
-Two processes must never use the same snapshot file at once.
+Two processes must never use the same snapshot file at once. Flow control (queue settings, rate
+buckets, unique keys) is in :mod:`.memory_flow`; queue settings are not part of the snapshot.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import anyio
 import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
+from asynctask.brokers.memory_flow import FlowCalls, MemoryFlow
 from asynctask.brokers.refcount import OpenCount
-from asynctask.brokers.workers import WorkerTable
+from asynctask.brokers.workers import WorkerCalls, WorkerTable
 from asynctask.errors import ConfigurationError
+from asynctask.flow import Claimed, TaskLimits
 from asynctask.models import (
     Job,
     JobStatus,
@@ -31,7 +34,6 @@ from asynctask.models import (
     Outcome,
     OutcomeKind,
     QueueStats,
-    WorkerInfo,
     zero_counts,
 )
 
@@ -42,7 +44,7 @@ _WAITABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED})
 _CANCELLABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.WAITING})
 
 
-class MemoryBroker:
+class MemoryBroker(FlowCalls, WorkerCalls):
     """A broker that keeps jobs in a dict; see the module docstring."""
 
     def __init__(self, *, path: str | os.PathLike[str] | None = None, clock: Clock = time.time) -> None:
@@ -59,6 +61,7 @@ class MemoryBroker:
         self._counter = 0
         self._events: dict[str, anyio.Event] = {}
         self._workers = WorkerTable(lambda: self.clock())
+        self._flow = MemoryFlow()
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = time.time) -> MemoryBroker:
@@ -109,6 +112,7 @@ class MemoryBroker:
         self._jobs[job.id] = job
         self._counter += 1
         seq = self._seq[job.id] = self._counter
+        self._flow.track(job)
         if job.status is JobStatus.QUEUED:
             heapq.heappush(self._ready.setdefault(job.queue, []), (-job.priority, job.run_at, seq, job.id))
             self._wake(job.queue)
@@ -163,6 +167,8 @@ class MemoryBroker:
     def _create(self, new: NewJob, now: float) -> bool:
         if self._live(new.id) is not None:
             return False
+        if new.unique_key is not None and self._flow.holder(self._jobs, new.unique_key, now) is not None:
+            return False
         # A new job under an expired job's id keeps counting tokens up, so the old owner's
         # token can never match the new job.
         expired = self._jobs.get(new.id)
@@ -186,9 +192,12 @@ class MemoryBroker:
                 pending=new.pending,
                 meta=new.meta,
                 headers=new.headers,
+                unique_key=new.unique_key,
                 token=expired.token if expired is not None else 0,
             )
         )
+        if new.unique_key is not None:
+            self._flow.unique[new.unique_key] = new.id
         return True
 
     def _add_pending(self, job_id: str, delta: int) -> None:
@@ -207,26 +216,44 @@ class MemoryBroker:
         if job.parent_id is not None:
             self._add_pending(job.parent_id, -1)
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
         now = self.clock()
         self._move_due(queue, now)
         claimed: list[Job] = []
-        while len(claimed) < limit and self._has_ready(queue):
-            _, _, _, job_id = heapq.heappop(self._ready[queue])
-            job = self._jobs[job_id]
-            claimed.append(
-                self._store(
-                    _replace(
-                        job,
-                        status=JobStatus.RUNNING,
-                        attempts=job.attempts + 1,
-                        token=job.token + 1,
-                        started_at=now,
-                        lease_expires_at=now + lease,
-                    )
-                )
+        gate = self._flow.gate(self._jobs, queue, limits, now, limit)
+        if gate is None:
+            while len(claimed) < limit and self._has_ready(queue):
+                _, _, _, job_id = heapq.heappop(self._ready[queue])
+                claimed.append(self._lease(self._jobs[job_id], now, lease))
+            return claimed
+        if gate.paused:
+            return Claimed(held_back=self._has_ready(queue))
+        skipped: list[tuple[int, float, int, str]] = []
+        while len(claimed) < limit and len(skipped) < gate.window and self._has_ready(queue) and gate.room():
+            entry = heapq.heappop(self._ready[queue])
+            job = self._jobs[entry[3]]
+            if gate.admits(job):
+                claimed.append(self._lease(job, now, lease))
+                gate.took(job)
+            else:
+                skipped.append(entry)  # held back: it keeps its place
+        for entry in skipped:
+            heapq.heappush(self._ready[queue], entry)
+        return gate.result(claimed)
+
+    def _lease(self, job: Job, now: float, lease: float) -> Job:
+        return self._store(
+            _replace(
+                job,
+                status=JobStatus.RUNNING,
+                attempts=job.attempts + 1,
+                token=job.token + 1,
+                started_at=now,
+                lease_expires_at=now + lease,
             )
-        return claimed
+        )
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = self.clock()
@@ -300,10 +327,10 @@ class MemoryBroker:
         )
         return True
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
         now = self.clock()
         self._move_due(queue, now)
-        if self._has_ready(queue):
+        if self._has_ready(queue) and not held:
             return
         scheduled = self._scheduled.get(queue)
         if scheduled:
@@ -397,17 +424,6 @@ class MemoryBroker:
             for queue, (counts, ready) in sorted(stats.items())
         ]
 
-    # --- the worker registry -----------------------------------------------------------------
-
-    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
-        self._workers.record(info, ttl)
-
-    async def remove_worker(self, worker_id: str) -> None:
-        self._workers.remove(worker_id)
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        return self._workers.live()
-
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         job = self._live(job_id)
         if job is None:
@@ -446,6 +462,11 @@ class MemoryBroker:
         if job is None:
             return None
         if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            if job.unique_key is not None:
+                holder = self._flow.holder(self._jobs, job.unique_key, self.clock())
+                if holder is not None and holder.id != job.id:
+                    return job  # its key is taken by a newer job: left finished
+                self._flow.unique[job.unique_key] = job.id
             parent = self._jobs.get(job.parent_id) if job.parent_id is not None else None
             if parent is not None and parent.status is JobStatus.WAITING:
                 self._add_pending(parent.id, +1)
@@ -464,4 +485,5 @@ class MemoryBroker:
 
     async def delete(self, job_id: str) -> bool:
         self._seq.pop(job_id, None)
+        self._flow.forget(job_id)
         return self._jobs.pop(job_id, None) is not None

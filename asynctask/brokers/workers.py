@@ -7,7 +7,7 @@ import msgspec
 from asynctask.brokers.base import Clock
 from asynctask.models import WorkerInfo
 
-__all__ = ["WorkerTable"]
+__all__ = ["WorkerCalls", "WorkerTable"]
 
 
 class WorkerTable:
@@ -32,3 +32,18 @@ class WorkerTable:
     def _drop_dead(self, now: float) -> None:
         for worker_id in [w.id for w in self._workers.values() if w.expires_at <= now]:
             del self._workers[worker_id]
+
+
+class WorkerCalls:
+    """The broker protocol's worker-registry calls, mixed into the memory broker."""
+
+    _workers: WorkerTable
+
+    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
+        self._workers.record(info, ttl)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        self._workers.remove(worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return self._workers.live()

@@ -1,6 +1,6 @@
 """The ``asynctask`` command line: one module per command (group), registered here.
 
-``worker``, ``publish``, ``jobs``, ``migrate``, ``demo``, ``web``, ``workers``, ``queues``, ``check``;
+``worker``, ``publish``, ``jobs``, ``queues``, ``migrate``, ``demo``, ``web``, ``workers``, ``check``;
 see ``asynctask --help``. Bad input prints one line to stderr and exits with status 2
 (:mod:`asynctask.cli.common`).
 
@@ -32,7 +32,7 @@ def main() -> None:
     """asynctask: an asyncio-native distributed job queue."""
 
 
-for _command in (worker, publish, jobs, migrate, demo, web, workers, queues, check):
+for _command in (worker, publish, jobs, queues, migrate, demo, web, workers, check):
     main.add_command(_command)
 
 

@@ -20,11 +20,12 @@ import anyio
 from asynctask.brokers.base import Broker
 from asynctask.calls import invoke
 from asynctask.ctx import NO_RESOURCES, JobCtx, RunSync, _current
-from asynctask.errors import Fail, UnknownTask
+from asynctask.errors import Cancel, Fail, UnknownTask
 from asynctask.models import Job, Outcome, OutcomeKind
 from asynctask.registry import Middleware, Registry
 from asynctask.runtime.logs import job_fields
 from asynctask.runtime.outcome import Decision, Interruption, decide
+from asynctask.runtime.overlap import skip_reason
 from asynctask.task import Task
 from asynctask.workflows.hooks import after_success
 from asynctask.workflows.meta import Meta, read_meta
@@ -168,6 +169,18 @@ class Attempt:
         if finishing:
             with anyio.fail_after(timeout) if timeout else nullcontext():
                 return await finish(task.finish_handler, ctx)
+        periodic = self.registry.periodic_tasks.get(task.name)
+        if periodic is not None and not periodic.overlap:
+            reason = await skip_reason(periodic, self.job, self.broker, self.registry.clock())
+            if reason is not None:
+                log.info(
+                    "job %s (%s) %s",
+                    ctx.id,
+                    ctx.task,
+                    reason,
+                    extra={"action": "tick_skipped", "job_id": ctx.id},
+                )
+                raise Cancel(reason)
         payload = task.payload_codec.decode(self.job.payload) if task.takes_payload else None
         middleware = self.registry.middleware
         if (

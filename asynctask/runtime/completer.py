@@ -74,6 +74,7 @@ class Completer:
             if not ok:
                 await self._rejected(outcome)
             self._count(outcome, ok)
+        self.slots.settle()
 
     async def _rejected(self, outcome: Outcome) -> None:
         """Say why the broker did not apply an outcome: the job is gone, or no longer ours."""

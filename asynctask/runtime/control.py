@@ -69,6 +69,7 @@ class Slots:
         self.free = total
         self.queue_free: dict[str, float] = {q: limits.get(q, math.inf) for q in queues}
         self._changed = anyio.Event()
+        self._settled = anyio.Event()
         #: The leases of the jobs this worker holds (claimed, running or being reported).
         self.held: dict[str, Lease] = {}
 
@@ -86,6 +87,15 @@ class Slots:
 
     def poke(self) -> None:
         self._changed.set()
+
+    def settle(self) -> None:
+        """Outcomes were just written to the broker: a concurrency limit may have room again."""
+        self._settled.set()
+        self._settled = anyio.Event()
+
+    async def settled(self) -> None:
+        """Until the next :meth:`settle`."""
+        await self._settled.wait()
 
     async def wait(self, queue: str) -> None:
         """Until a slot of ``queue`` is free."""

@@ -1,14 +1,25 @@
-"""The fetcher: one per queue, claims batches sized to the free slots, sleeps on the broker's wake-up."""
+"""The fetcher: one per queue, claims batches sized to the free slots, sleeps on the broker's wake-up.
+
+Flow control (:mod:`asynctask.flow`): the fetcher passes the registry's task limits with each
+claim. A claim that the limits held back (a :class:`~asynctask.flow.Claimed` with ``held_back``)
+is not retried at once, which would spin on jobs that are ready but not claimable: the fetcher
+waits for the first of a broker wake-up (a publish, a resume, a settings change), one of its own
+worker's outcomes being written (a concurrency slot may be free), the time the broker said a
+rate limit has tokens again, or ``poll_interval`` (another worker may have freed a slot).
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from asynctask.brokers.base import Broker
+from asynctask.brokers.base import Broker, Clock
+from asynctask.flow import Claimed, TaskLimits
 from asynctask.models import Job, Lease
 from asynctask.runtime.control import Control, Slots, WorkerStats
 
@@ -36,6 +47,8 @@ class Fetcher:
         lease: float,
         poll_interval: float,
         timeout: float,
+        limits: TaskLimits | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.broker = broker
         self.queue = queue
@@ -47,6 +60,8 @@ class Fetcher:
         self.lease = lease
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.limits = limits or None
+        self.clock = clock
         #: Claims sent and answered so far, and whether the last answer had fewer jobs than asked.
         self.claims_sent = 0
         self.claims = 0
@@ -65,7 +80,7 @@ class Fetcher:
                 try:
                     # A claim in flight is not cut short by stop(): it may already hold jobs.
                     with anyio.fail_after(self.timeout):
-                        jobs = await self.broker.claim(queue, n, lease=self.lease, worker=self.worker_id)
+                        jobs = await self._claim(n)
                 except Exception as exc:
                     slots.release(queue, n)
                     log.warning(
@@ -80,21 +95,51 @@ class Fetcher:
                     continue
                 backoff = _MIN_BACKOFF
                 self.claims += 1
-                self.dry = len(jobs) < n
+                # Jobs a rate limit holds back are claimable once their tokens are due: not dry.
+                self.dry = len(jobs) < n and not (isinstance(jobs, Claimed) and jobs.retry_at is not None)
                 slots.release(queue, n - len(jobs))
                 self.stats.claimed += len(jobs)
                 for job in jobs:
                     slots.held[job.id] = Lease(job.id, job.token)
                     await send.send(job)
                 if len(jobs) < n:
-                    await self._wait_for_jobs()
+                    if isinstance(jobs, Claimed) and jobs.held_back:
+                        await self._wait_for_jobs(self._held_back(jobs.retry_at))
+                    else:
+                        await self._wait_for_jobs(
+                            partial(self.broker.wait_for_jobs, queue, self.poll_interval)
+                        )
 
-    async def _wait_for_jobs(self) -> None:
+    async def _claim(self, n: int) -> list[Job]:
+        if self.limits is None:
+            # Brokers see the limits argument only when there are limits to pass.
+            return await self.broker.claim(self.queue, n, lease=self.lease, worker=self.worker_id)
+        return await self.broker.claim(
+            self.queue, n, lease=self.lease, worker=self.worker_id, limits=self.limits
+        )
+
+    def _held_back(self, retry_at: float | None) -> Callable[[], Awaitable[None]]:
+        """The wait after a claim that flow control held back; see the module docstring."""
+        timeout = self.poll_interval
+        if retry_at is not None:
+            timeout = min(timeout, max(retry_at - self.clock(), 0.0))
+
+        async def wait() -> None:
+            async with anyio.create_task_group() as tg:
+
+                async def first(fn: Callable[[], Awaitable[None]]) -> None:
+                    await fn()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(first, partial(self.broker.wait_for_jobs, self.queue, timeout, held=True))
+                tg.start_soon(first, self.slots.settled)
+
+        return wait
+
+    async def _wait_for_jobs(self, wait: Callable[[], Awaitable[None]]) -> None:
         try:
             with anyio.fail_after(self.poll_interval + self.timeout):
-                await self.control.unless_stopping(
-                    partial(self.broker.wait_for_jobs, self.queue, self.poll_interval)
-                )
+                await self.control.unless_stopping(wait)
         except Exception as exc:
             # The next claim will tell whether the broker is really gone.
             log.warning(

@@ -63,11 +63,11 @@ class _Instrumented:
 
         return timed
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+    async def claim(self, queue: str, limit: int, **options: Any) -> list[Job]:
         events = self._events
         started = time.perf_counter()
         try:
-            jobs = await self._broker.claim(queue, limit, lease=lease, worker=worker)
+            jobs = await self._broker.claim(queue, limit, **options)
         except BaseException as exc:
             _report_failure(events, "claim", started, exc)
             raise

@@ -34,6 +34,10 @@ class Presence:
         self.interval = interval
         self.timeout = timeout
         self._failing = False
+        # A broker written against the protocol before the registry (a plugin) keeps no record.
+        self._unsupported = not hasattr(broker, "record_worker")
+        if self._unsupported:
+            log.info("this broker keeps no worker registry", extra={"action": "presence_unsupported"})
 
     async def run(self) -> None:
         """Refresh the record every ``interval`` (the worker records itself once before, at start)."""
@@ -43,6 +47,8 @@ class Presence:
 
     async def run_once(self, *, deadline: float | None = None) -> None:
         """Write the record once; a failure is logged and left to the next heartbeat."""
+        if self._unsupported:
+            return
         limit = min(self.timeout, self.interval * HEARTBEATS_TO_LIVE, deadline or float("inf"))
         try:
             with anyio.fail_after(limit):
@@ -62,6 +68,8 @@ class Presence:
     async def remove(self, timeout: float) -> None:
         """Take the record out (a clean stop); on failure it expires by itself."""
         worker_id = self.info().id
+        if self._unsupported:
+            return
         try:
             with anyio.fail_after(timeout):
                 await self.broker.remove_worker(worker_id)

@@ -248,6 +248,8 @@ class Worker:
             if t.concurrency is not None
         }
         announced = False
+        # Cluster-wide limits travel with each claim; the broker enforces them (asynctask.flow).
+        limits = self.registry.task_limits()
         await self.host.open()
         try:
             # Before the first claim; a stop while it starts ends the run here (nothing claimed).
@@ -309,6 +311,8 @@ class Worker:
                                         lease=self.lease,
                                         poll_interval=self.poll_interval,
                                         timeout=self.broker_timeout,
+                                        limits=limits,
+                                        clock=self.registry.clock,
                                     )
                                     work.start_soon(fetcher.run, jobs.clone())
                                     fetchers.append(fetcher)

@@ -117,12 +117,19 @@ async def _idle(app: App, queues: Sequence[str], host: _Recording) -> bool:
 
 
 async def _busy(app: App, queues: Sequence[str]) -> bool:
-    """Whether a job of ``queues`` is queued, running (or being reported), or scheduled and due."""
+    """Whether a job of ``queues`` is queued, running (or being reported), or scheduled and due.
+
+    The waiting jobs of a paused queue (flow control) are left for later, as by ``--burst``.
+    """
     now = app.clock()
+    paused = {queue for queue, settings in (await app.broker.configured_queues()).items() if settings.paused}
     for queue in queues:
-        for status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            if await app.broker.list_jobs(status=status, queue=queue, limit=1):
-                return True
+        if await app.broker.list_jobs(status=JobStatus.RUNNING, queue=queue, limit=1):
+            return True
+        if queue in paused:
+            continue
+        if await app.broker.list_jobs(status=JobStatus.QUEUED, queue=queue, limit=1):
+            return True
         if any(job.run_at <= now for job in await _list(app, JobStatus.SCHEDULED, queue)):
             return True
     return False
@@ -190,8 +197,11 @@ class _ClaimLog:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._broker, name)
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        jobs: list[Job] = await self._moving(self._broker.claim(queue, limit, lease=lease, worker=worker))
+    async def claim(self, queue: str, limit: int, *, lease: float, worker: str, **flow: Any) -> list[Job]:
+        # ``flow``: the task limits, passed on only when the worker gives them (asynctask.flow).
+        jobs: list[Job] = await self._moving(
+            self._broker.claim(queue, limit, lease=lease, worker=worker, **flow)
+        )
         self._host.claimed.extend(job.id for job in jobs)
         return jobs
 

@@ -22,7 +22,7 @@ from asynctask.errors import ConfigurationError, Fail, JobNotFound
 from asynctask.models import Job, JobStatus, NewJob
 from asynctask.names import validate_job_id
 from asynctask.options import JobBuilder, JobSpec
-from asynctask.workflows.meta import Meta, container, list_children, overall_status, read_meta
+from asynctask.workflows.meta import Meta, build_members, container, list_children, overall_status, read_meta
 
 __all__ = [
     "CHAIN_TASK",
@@ -90,7 +90,7 @@ async def publish_chain(
     builder: JobBuilder, broker: Broker, specs: Sequence[JobSpec], chain_id: str | None
 ) -> str:
     """Enqueue a chain container (its payload: every link) and the first link."""
-    jobs = [builder.build_job(spec) for spec in specs]
+    jobs = build_members(builder, specs, "chain")
     if not jobs:
         raise ConfigurationError("a chain needs at least one job")
     cid = validate_job_id(chain_id) if chain_id is not None else f"chain-{uuid.uuid4().hex}"

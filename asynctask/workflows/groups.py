@@ -18,7 +18,7 @@ from asynctask.errors import ConfigurationError, Fail, JobNotFound
 from asynctask.models import Job, JobStatus
 from asynctask.names import validate_job_id
 from asynctask.options import JobBuilder, JobSpec
-from asynctask.workflows.meta import container, list_children, overall_status
+from asynctask.workflows.meta import build_members, container, list_children, overall_status
 
 __all__ = ["GROUP_TASK", "GroupInfo", "group_finisher", "group_info", "publish_group"]
 
@@ -55,7 +55,7 @@ async def publish_group(
     builder: JobBuilder, broker: Broker, specs: Sequence[JobSpec], group_id: str | None
 ) -> str:
     """Enqueue a group container waiting for its members, and the members, in one batch."""
-    jobs = [builder.build_job(spec) for spec in specs]
+    jobs = build_members(builder, specs, "group")
     if not jobs:
         raise ConfigurationError("a group needs at least one job")
     gid = validate_job_id(group_id) if group_id is not None else f"group-{uuid.uuid4().hex}"

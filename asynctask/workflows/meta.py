@@ -7,15 +7,26 @@ chain link, the chain and the previous link's result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
 
 from asynctask.brokers.base import Broker
-from asynctask.errors import CorruptJob
+from asynctask.errors import ConfigurationError, CorruptJob
 from asynctask.models import Job, JobStatus, NewJob
+from asynctask.options import JobBuilder, JobSpec
 
-__all__ = ["MAX_CHILDREN", "Meta", "child_order", "container", "list_children", "overall_status", "read_meta"]
+__all__ = [
+    "MAX_CHILDREN",
+    "Meta",
+    "build_members",
+    "child_order",
+    "container",
+    "list_children",
+    "overall_status",
+    "read_meta",
+]
 
 #: The most children (subtasks, group members, chain links) one job may have: every read of a
 #: job's children asks for this many, so none is ever left out.
@@ -34,6 +45,16 @@ class Meta(msgspec.Struct, omit_defaults=True, frozen=True):
 
     def encode(self) -> bytes:
         return msgspec.json.encode(self)
+
+
+def build_members(builder: JobBuilder, specs: Sequence[JobSpec], what: str) -> list[NewJob]:
+    """The jobs of a group or chain. They are never unique: a member refused because its key is
+    taken would leave its container waiting for ever. Asking for it is an error; a task's
+    ``unique="active"`` default does not apply to members."""
+    for spec in specs:
+        if spec.options.get("unique") is not None or spec.options.get("unique_key") is not None:
+            raise ConfigurationError(f"the jobs of a {what} cannot be unique (unique=, unique_key=)")
+    return [msgspec.structs.replace(builder.build_job(spec), unique_key=None) for spec in specs]
 
 
 _DECODER = msgspec.json.Decoder(Meta)

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from asynctask import App, Done, JobCtx, JobStatus
+from asynctask.testing import wait_until
 from tests.backend_mongo import drop_prefix
 from tests.backend_postgres import URL as POSTGRES_URL
 from tests.backend_postgres import drop_schema
@@ -198,6 +199,12 @@ def test_sigkill_mid_job_loses_nothing(workers: Workers, broker_url: str) -> Non
     )
 
     async def statuses(app: App) -> list[tuple[JobStatus, int]]:
+        # The ledger's "end" line is written before the worker reports the outcome: wait for it.
+        async def finished() -> bool:
+            jobs = [await app.get_job(i) for i in ids]  # type: ignore[union-attr]
+            return all(j is not None and j.status.finished for j in jobs)
+
+        await wait_until(finished, timeout=30)
         jobs = [await app.get_job(i) for i in ids]  # type: ignore[union-attr]
         return [(j.status, j.attempts) for j in jobs if j is not None]
 

@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
         ("groups_and_chains.py", "chain: 24"),
         ("pipeline.py", "result: 5"),
         ("incremental.py", "result: 200"),
+        ("flow_control.py", "billing resumed: charged 1250"),
     ],
 )
 def test_example_runs(script: str, expected: str) -> None:

@@ -46,3 +46,19 @@ async def publish_headers() -> None:
 @app.task
 async def read_headers(ctx: JobCtx) -> str:
     return ctx.headers.get("request-id", "")
+
+
+@app.task(global_concurrency=3, rate_limit="50/s", unique="active")
+async def limited(ctx: JobCtx, n: int) -> None:
+    return None
+
+
+async def unique_publish() -> None:
+    await send_email.publish(Email(to="a@example.com"), unique="active")
+    await send_email.publish(Email(to="a@example.com"), unique_key="welcome-1")
+    await send_email.publish(Email(to="a@example.com"), unique="always")  # type: ignore[arg-type]
+
+
+@app.task(global_concurrency="3")  # type: ignore[call-overload, untyped-decorator]
+async def badly_limited(ctx: JobCtx) -> None:
+    return None

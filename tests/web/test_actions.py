@@ -132,34 +132,42 @@ async def test_bulk_works_in_bounded_batches(app: App) -> None:
     assert sorted([str(await status(app, i)) for i in ids]) == ["None", "None"] + ["queued"] * 5
 
 
-async def test_queue_pause_only_where_the_app_offers_it(
-    app: App, web: httpx.AsyncClient, clock: FakeClock
-) -> None:
+async def test_queue_pause_and_resume(app: App) -> None:
+    async with client(create_app(app, counts_ttl=0)) as web:  # counts read afresh on each page
+        await _pause_and_resume(app, web)
+
+
+async def _pause_and_resume(app: App, web: httpx.AsyncClient) -> None:
+    async def row() -> str:
+        page = (await web.get("/")).text
+        return page.split('<tr data-queue="emails">', 1)[1].split("</tr>", 1)[0]
+
     await app.publish("send_email", "x@example.com")
-    assert "/actions/queue" not in (await web.get("/")).text
-    assert (await act(web, "/actions/queue", action="pause", queue="emails")).status_code == 404
+    emails = await row()
+    assert 'data-testid="queue-pause"' in emails and 'data-testid="queue-resume"' not in emails
+    answer = await act(web, "/actions/queue", action="pause", queue="emails")
+    assert answer.json()["message"] == "Queue emails paused."
+    assert (await app.queue_settings("emails")).paused, "paused in the broker, for every worker"
+    emails = await row()
+    assert '<span class="tag">paused</span>' in emails
+    assert 'data-testid="queue-resume"' in emails and 'data-testid="queue-pause"' not in emails
+    assert (await act(web, "/actions/queue", action="resume", queue="emails")).status_code == 200
+    assert not (await app.queue_settings("emails")).paused
+    assert (await act(web, "/actions/queue", action="pause", queue="bad{name}")).status_code == 400
 
-    calls: list[tuple[str, str]] = []
 
-    class Pausable(App):
-        async def pause_queue(self, queue: str) -> None:
-            calls.append(("pause", queue))
+async def test_queue_pause_only_where_the_app_offers_it(clock: FakeClock) -> None:
+    class Unpausable(App):
+        pause_queue = None  # type: ignore[assignment]
+        resume_queue = None  # type: ignore[assignment]
 
-        async def resume_queue(self, queue: str) -> None:
-            calls.append(("resume", queue))
+    unpausable = Unpausable("memory://", clock=clock)
 
-    pausable = Pausable("memory://", clock=clock)
-
-    @pausable.task(queue="emails")
+    @unpausable.task(queue="emails")
     async def send(ctx: JobCtx) -> None:
         return None
 
-    async with pausable, client(create_app(pausable)) as web2:
-        page = (await web2.get("/")).text
-        assert 'data-testid="queue-pause"' in page and 'data-testid="queue-resume"' in page
-        assert (await act(web2, "/actions/queue", action="pause", queue="emails")).json()["message"] == (
-            "Queue emails paused."
-        )
-        assert (await act(web2, "/actions/queue", action="resume", queue="emails")).status_code == 200
-        assert (await act(web2, "/actions/queue", action="pause", queue="bad{name}")).status_code == 400
-    assert calls == [("pause", "emails"), ("resume", "emails")]
+    async with unpausable, client(create_app(unpausable)) as web:
+        await send.publish(None)
+        assert "/actions/queue" not in (await web.get("/")).text
+        assert (await act(web, "/actions/queue", action="pause", queue="emails")).status_code == 404

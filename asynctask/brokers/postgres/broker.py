@@ -21,6 +21,7 @@ from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
 from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
+from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.pool import Database
 from asynctask.brokers.postgres.rows import (
@@ -28,12 +29,12 @@ from asynctask.brokers.postgres.rows import (
     queue_stats_from_rows,
     to_job,
     to_jobs,
-    to_worker,
-    worker_args,
 )
+from asynctask.brokers.postgres.workers import WorkerCalls
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
+from asynctask.flow import TaskLimits
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["PostgresBroker"]
 
@@ -49,7 +50,7 @@ _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 _LISTENER_CONNECT_TIMEOUT = 10.0
 
 
-class PostgresBroker:
+class PostgresBroker(FlowCalls, WorkerCalls):
     """A broker keeping jobs in one table of a PostgreSQL schema (default ``asynctask``).
 
     Build it from a URL (``postgresql://user:pass@host:5432/db?schema=jobs``, see
@@ -108,6 +109,7 @@ class PostgresBroker:
         self._channel = channel_for(self.schema)
         self._listener = Listener(self._connect_listener, self._channel, where=self._target)
         self.capabilities = Capabilities(transactional_publish=True, push_wakeups=self.notify)
+        self._flow = PostgresFlow(self._db, self.schema, self._channel, lambda: self.notify)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = time.time) -> PostgresBroker:
@@ -242,26 +244,33 @@ class PostgresBroker:
 
     async def _insert(self, runner: Any, jobs: Sequence[NewJob]) -> tuple[list[bool], list[str]]:
         """Insert ``jobs``; returns which were created and the parent ids of those created."""
-        # Within one batch the first job with an id wins; ON CONFLICT cannot see its own rows.
+        # Within one batch the first job with an id wins, and the first with a unique key;
+        # ON CONFLICT and NOT EXISTS cannot see the statement's own rows.
         first: dict[str, int] = {}
+        keys: set[str] = set()
         for i, job in enumerate(jobs):
-            first.setdefault(job.id, i)
+            if job.id in first or job.unique_key in keys:
+                continue
+            if job.unique_key is not None:
+                keys.add(job.unique_key)
+            first[job.id] = i
         unique = [jobs[i] for i in first.values()]
         cols = enqueue_columns(unique)
-        row = await runner.fetchrow(
-            self._q["enqueue"], *cols[:8], self.clock(), self._channel, self.notify, *cols[8:]
-        )
+        args = (*cols[:8], self.clock(), self._channel, self.notify, *cols[8:])
+        row = await insert_jobs(runner, self._q["enqueue"], args, unique=bool(keys))
         created = set(row["ids"])
         parents = [parent for parent in row["parent_ids"] if parent is not None]
-        return [first[job.id] == i and job.id in created for i, job in enumerate(jobs)], parents
+        return [first.get(job.id) == i and job.id in created for i, job in enumerate(jobs)], parents
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        """Claim up to ``limit`` ready jobs with ``FOR UPDATE SKIP LOCKED``, in one statement."""
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` ready jobs with ``FOR UPDATE SKIP LOCKED``, in one statement; a
+        claim that meets a flow limit takes the flow path (:mod:`.flow`)."""
         if limit <= 0:
             return []
         with self._translated():
-            rows = await self._db.fetch("claim", queue, limit, self.clock(), lease, worker)
-        return to_jobs(rows)
+            return await self._flow.claim(queue, limit, self.clock(), lease, worker, limits)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes in one statement, each only while its token still holds the job."""
@@ -333,11 +342,12 @@ class PostgresBroker:
             found = await self._db.fetchval("save", job_id, token, state, result)
         return found is not None
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
         """Return when a job of ``queue`` may be ready (NOTIFY), or by ``timeout`` at the latest.
 
         Without a working LISTEN connection (``notify=False``, or while reconnecting) the wait
-        polls every ``poll_interval`` seconds instead.
+        polls every ``poll_interval`` seconds instead. ``held``: ready jobs are no reason to
+        return (flow control held them back); only a NOTIFY or the timeout end the wait.
         """
         # Everything happens inside the timeout (a listener connect is shielded, but bounded by
         # it too): an unresponsive server makes this a plain timed-out wait.
@@ -349,6 +359,9 @@ class PostgresBroker:
                 event = self._listener.event(queue)
                 if not self._listener.connected:  # lost in between: its wake-up came before our event
                     event = None
+            if held:
+                await (event.wait() if event is not None else anyio.sleep(min(timeout, self.poll_interval)))
+                return
             while True:
                 now = self.clock()
                 with self._translated():
@@ -444,20 +457,6 @@ class PostgresBroker:
         with self._translated():
             rows = await self._db.fetch("queue_stats", self.clock())
         return queue_stats_from_rows(rows)
-
-    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
-        """Upsert the worker's row (and delete dead workers' rows), in one statement."""
-        args = worker_args(info)
-        with self._translated():
-            await self._db.fetchval("record_worker", *args[:8], self.clock(), ttl, args[8])
-
-    async def remove_worker(self, worker_id: str) -> None:
-        with self._translated():
-            await self._db.fetchval("remove_worker", worker_id)
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        with self._translated():
-            return [to_worker(row) for row in await self._db.fetch("list_workers", self.clock())]
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:
         """Cancel a waiting job now, or request the cancel of a running one."""

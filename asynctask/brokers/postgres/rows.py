@@ -44,6 +44,7 @@ def to_job(row: Any) -> Job:
         meta=row["meta"],
         # jsonb arrives as its text; NULL (no headers) is the common case.
         headers=_HEADERS.decode(row["headers"]) if row["headers"] is not None else {},
+        unique_key=row["unique_key"],
     )
 
 
@@ -55,9 +56,9 @@ def to_jobs(rows: Iterable[Any]) -> list[Job]:
 def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
     """The ``enqueue`` query's array parameters, one list per column.
 
-    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$15``.
+    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$16``.
     """
-    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [], [])
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [], [], [])
     (
         ids,
         tasks,
@@ -70,6 +71,7 @@ def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
         parents,
         pendings,
         metas,
+        uniques,
         headers,
     ) = cols
     for job in jobs:
@@ -84,6 +86,7 @@ def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
         parents.append(job.parent_id)
         pendings.append(job.pending)
         metas.append(job.meta)
+        uniques.append(job.unique_key)
         headers.append(msgspec.json.encode(job.headers).decode() if job.headers else None)
     return cols
 

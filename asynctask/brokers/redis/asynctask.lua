@@ -34,7 +34,7 @@ local function queue_keys(queue)
   return {
     name = queue, ready = base .. 'ready', scheduled = base .. 'scheduled',
     leased = base .. 'leased', finished = base .. 'finished', all = base .. 'all',
-    wake = base .. 'wake', seq = base .. 'seq', job = base .. 'job:',
+    wake = base .. 'wake', seq = base .. 'seq', flow = base .. 'flow', job = base .. 'job:',
   }
 end
 
@@ -198,6 +198,29 @@ local function finish(K, key, id, status, expires_at, ttl_ms)
   finished(key)
 end
 
+-- --- unique jobs (flow control, issue #13) ----------------------------------------------------
+-- P:unique maps a key to the job that took it last; the job holds it while it is unfinished.
+-- Entries are checked when read, so no finishing path has to release them.
+local UNIQUE = ROOT .. ':unique'
+local UNFINISHED = {scheduled = true, queued = true, running = true, waiting = true, paused = true}
+
+-- The hash key of the unfinished job holding unique key `ukey`, or false.
+local function unique_holder(ukey)
+  local id = redis.call('HGET', UNIQUE, ukey)
+  local q = id and redis.call('HGET', IDS, id)
+  if not q then return false end
+  local key = queue_keys(q).job .. id
+  local f = redis.call('HMGET', key, 'status', 'unique_key')
+  if f[1] and UNFINISHED[f[1]] and f[2] == ukey then return key end
+  return false
+end
+
+-- Forget the key of a job record about to be deleted, if it still points at it.
+local function release_unique(key, id)
+  local ukey = redis.call('HGET', key, 'unique_key')
+  if ukey and redis.call('HGET', UNIQUE, ukey) == id then redis.call('HDEL', UNIQUE, ukey) end
+end
+
 -- Read one new job (id, status, run_at, field count, fields...) from the arguments.
 local function take_job()
   local id, status, run_at, n = take(), take(), take(), tonumber(take())
@@ -211,6 +234,11 @@ end
 local function create(K, id, status, run_at, fields)
   local key = K.job .. id
   if live(key) then return false end
+  local ukey = false
+  for f = 1, #fields, 2 do
+    if fields[f] == 'unique_key' then ukey = fields[f + 1] end
+  end
+  if ukey and unique_holder(ukey) then return false end
   local old_token = false
   if redis.call('EXISTS', key) == 1 then
     -- An expired record under the same id: the new job replaces it, but its tokens keep
@@ -231,6 +259,7 @@ local function create(K, id, status, run_at, fields)
   elseif status == 'queued' then
     make_ready(K, key, id)
   end
+  if ukey then redis.call('HSET', UNIQUE, ukey, id) end
   return true
 end
 
@@ -252,10 +281,34 @@ end
 local commands = {}
 
 
--- limit, lease_expires_at, worker, promote cap. Returns the claimed jobs as HGETALL arrays.
+-- Move a queued job to running under a lease.
+local function lease_job(key, id, lease, worker)
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HINCRBY', key, 'token', 1)
+  redis.call('HSET', key, 'status', 'running', 'started_at', NOW,
+    'lease_expires_at', lease, 'worker', worker)
+  redis.call('HDEL', key, 'rmember')
+  redis.call('ZADD', Q.leased, lease, id)
+end
+
+local flow_claim -- defined with the flow-control commands below
+
+-- limit, lease_expires_at, worker, promote cap, clock slack, then the task limits: count, and
+-- per task name, concurrency, tokens per second, burst ('' for none). Returns {the claimed jobs
+-- as HGETALL arrays, held back (1/0), retry_at or ''}. A queue without a flow hash and a claim
+-- without task limits take the plain loop.
 function commands.claim()
   local limit, lease, worker, cap = tonumber(take()), take(), take(), tonumber(take())
+  local slack, limits, limited = tonumber(take()), {}, false
+  for _ = 1, tonumber(take()) do
+    local name, concurrency, rate, burst = take(), take(), take(), take()
+    limits[name] = {concurrency = tonumber(concurrency), rate = tonumber(rate), burst = tonumber(burst)}
+    limited = true
+  end
   promote(cap)
+  if limited or redis.call('EXISTS', Q.flow) == 1 then
+    return flow_claim(limit, lease, worker, limits, slack)
+  end
   local members = redis.call('ZRANGE', Q.ready, 0, limit - 1)
   local out = {}
   for _, member in ipairs(members) do
@@ -263,16 +316,11 @@ function commands.claim()
     local id = string.sub(member, 49)
     local key = Q.job .. id
     if redis.call('HGET', key, 'status') == 'queued' then
-      redis.call('HINCRBY', key, 'attempts', 1)
-      redis.call('HINCRBY', key, 'token', 1)
-      redis.call('HSET', key, 'status', 'running', 'started_at', NOW,
-        'lease_expires_at', lease, 'worker', worker)
-      redis.call('HDEL', key, 'rmember')
-      redis.call('ZADD', Q.leased, lease, id)
+      lease_job(key, id, lease, worker)
       out[#out + 1] = redis.call('HGETALL', key)
     end
   end
-  return out
+  return {out, 0, ''}
 end
 
 -- Spawn a child of an applied outcome: any queue, idempotent on its id across queues.
@@ -477,6 +525,7 @@ function commands.prune()
     redis.call('ZREM', Q.all, member)
     forget(Q, id)
     if redis.call('EXISTS', key) == 1 then
+      release_unique(key, id)
       unlink(Q, key, id)
       redis.call('DEL', key)
     end
@@ -555,6 +604,13 @@ function commands.retry()
   if not live(key) then return false end
   local status = redis.call('HGET', key, 'status')
   if status == 'failed' or status == 'cancelled' then
+    local ukey = redis.call('HGET', key, 'unique_key')
+    if ukey then
+      local holder = unique_holder(ukey)
+      -- Its key, taken meanwhile by another unfinished job, leaves it finished.
+      if holder and holder ~= key then return redis.call('HGETALL', key) end
+      redis.call('HSET', UNIQUE, ukey, id)
+    end
     local parent_id = redis.call('HGET', key, 'parent_id')
     if parent_id then
       local pq = redis.call('HGET', IDS, parent_id)
@@ -578,6 +634,7 @@ function commands.delete()
   local id = take()
   local key = Q.job .. id
   if redis.call('EXISTS', key) == 0 then return 0 end
+  release_unique(key, id)
   unlink(Q, key, id)
   redis.call('DEL', key)
   return 1
@@ -746,6 +803,168 @@ function commands.workers_list()
     if record then out[#out + 1] = record end
   end
   return out
+end
+
+-- --- flow control (issue #13) ------------------------------------------------------------------
+-- Q.flow holds the queue's settings (paused, concurrency, rate_count, rate_per, rate_burst) and
+-- its token bucket (tokens, refilled_at); it exists only while a setting differs from the
+-- default. A task's bucket and the jobs claimed under its concurrency limit live under
+-- ROOT:task:<name>: (outside the queue's slot, like the workflow links).
+
+local function task_key(name, what)
+  return ROOT .. ':task:' .. name .. ':' .. what
+end
+
+-- Tokens in a bucket at now (a bucket never used is full).
+local function refill(tokens, refilled_at, rate, burst, slack)
+  if not tokens or not refilled_at then return burst end
+  return math.min(burst, tonumber(tokens) + math.max(now - tonumber(refilled_at) + slack, 0) * rate)
+end
+
+-- Running jobs of a task claimed under its limits; entries of jobs no longer running (with that
+-- token) are dropped, so no finishing path has to know about them.
+local function task_running(name)
+  local hkey = task_key(name, 'running')
+  local entries = redis.call('HGETALL', hkey)
+  local n = 0
+  for i = 1, #entries, 2 do
+    local f = redis.call('HMGET', entries[i], 'status', 'token')
+    if f[1] == 'running' and f[2] == entries[i + 1] then
+      n = n + 1
+    else
+      redis.call('HDEL', hkey, entries[i])
+    end
+  end
+  return n
+end
+
+-- What one key (the queue, a task) allows in this claim: running slots and tokens.
+local function new_quota(concurrency, running, rate, burst, tokens, refilled_at, slack)
+  local q = {free = math.huge, tokens = math.huge, rate = rate, burst = burst, taken = 0}
+  if concurrency then q.free = concurrency - running end
+  if rate then q.tokens = refill(tokens, refilled_at, rate, burst, slack) end
+  return q
+end
+
+-- A ready job of this claim was held back by quota q: when does q have tokens again?
+local function due(q, limit)
+  if not q.rate or q.free < 1 or q.tokens >= 1 then return false end
+  return now + (math.max(math.min(limit, q.burst) / 2, 1) - q.tokens) / q.rate
+end
+
+-- How many ready jobs a flow claim looks at, at most, past the ones it holds back.
+local WINDOW_FACTOR, WINDOW_EXTRA, WINDOW_MAX = 4, 64, 2048
+
+flow_claim = function(limit, lease, worker, limits, slack)
+  local out, held, retry_at = {}, false, false
+  local function hold(q)
+    held = true
+    local at = due(q, limit)
+    if at and (not retry_at or at < retry_at) then retry_at = at end
+  end
+  local s = redis.call('HMGET', Q.flow, 'paused', 'concurrency', 'rate_count', 'rate_per',
+    'rate_burst', 'tokens', 'refilled_at')
+  if s[1] == '1' then
+    return {out, redis.call('ZCARD', Q.ready) > 0 and 1 or 0, ''}
+  end
+  local qrate = s[3] and tonumber(s[3]) / tonumber(s[4])
+  local queue = new_quota(tonumber(s[2]), s[2] and redis.call('ZCARD', Q.leased) or 0,
+    qrate, tonumber(s[5]), s[6], s[7], slack)
+  local quotas = {}
+  local left = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
+  -- Pages of `limit` members in claim order (all scores are 0: lexicographic order is the
+  -- zset's), from after the last member seen, so claimed members leaving the zset shift nothing.
+  local from, members, i = '-', {}, 1
+  while #out < limit and left > 0 do
+    if i > #members then
+      members = redis.call('ZRANGE', Q.ready, from, '+', 'BYLEX', 'LIMIT', 0, math.min(limit, left))
+      i = 1
+      if #members == 0 then break end
+    end
+    local member = members[i]
+    i, left, from = i + 1, left - 1, '(' .. members[i]
+    if queue.free < 1 or queue.tokens < 1 then
+      hold(queue)
+      break
+    end
+    local id = string.sub(member, 49)
+    local key = Q.job .. id
+    local f = redis.call('HMGET', key, 'status', 'task')
+    if f[1] ~= 'queued' then
+      redis.call('ZREM', Q.ready, member)
+    else
+      local lim, q = limits[f[2]], false
+      if lim then
+        q = quotas[f[2]]
+        if not q then
+          local b = lim.rate and redis.call('HMGET', task_key(f[2], 'bucket'), 'tokens', 'refilled_at') or {}
+          q = new_quota(lim.concurrency, lim.concurrency and task_running(f[2]) or 0,
+            lim.rate, lim.burst, b[1], b[2], slack)
+          quotas[f[2]] = q
+        end
+      end
+      if q and (q.free < 1 or q.tokens < 1) then
+        hold(q) -- held back: it keeps its place in ready
+      else
+        redis.call('ZREM', Q.ready, member)
+        lease_job(key, id, lease, worker)
+        out[#out + 1] = redis.call('HGETALL', key)
+        queue.free, queue.tokens = queue.free - 1, queue.tokens - 1
+        if q then
+          q.free, q.tokens, q.taken = q.free - 1, q.tokens - 1, q.taken + 1
+          if lim.concurrency then
+            redis.call('HSET', task_key(f[2], 'running'), key, redis.call('HGET', key, 'token'))
+          end
+        end
+      end
+    end
+  end
+  if qrate and #out > 0 then
+    redis.call('HSET', Q.flow, 'tokens', string.format('%.17g', queue.tokens), 'refilled_at', NOW)
+  end
+  for name, q in pairs(quotas) do
+    if q.rate and q.taken > 0 then
+      redis.call('HSET', task_key(name, 'bucket'), 'tokens', string.format('%.17g', q.tokens),
+        'refilled_at', NOW)
+    end
+  end
+  return {out, held and 1 or 0, retry_at and string.format('%.17g', retry_at) or ''}
+end
+
+-- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
+-- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
+-- defaults, and wakes the queue's idle workers. Returns the flow hash.
+function commands.set_flow()
+  local what = take()
+  if what == 'paused' then
+    if take() == '1' then
+      redis.call('HSET', Q.flow, 'paused', '1')
+    else
+      redis.call('HDEL', Q.flow, 'paused')
+    end
+  else
+    local concurrency, count, per, burst = take(), take(), take(), take()
+    local old = redis.call('HMGET', Q.flow, 'rate_count', 'rate_per', 'rate_burst')
+    if old[1] ~= (count ~= '' and count or false) or old[2] ~= (per ~= '' and per or false)
+        or old[3] ~= (burst ~= '' and burst or false) then
+      redis.call('HDEL', Q.flow, 'tokens', 'refilled_at')
+    end
+    local fields = {concurrency = concurrency, rate_count = count, rate_per = per, rate_burst = burst}
+    for field, value in pairs(fields) do
+      if value == '' then
+        redis.call('HDEL', Q.flow, field)
+      else
+        redis.call('HSET', Q.flow, field, value)
+      end
+    end
+  end
+  if redis.call('HEXISTS', Q.flow, 'paused') == 0 and redis.call('HEXISTS', Q.flow, 'concurrency') == 0
+      and redis.call('HEXISTS', Q.flow, 'rate_count') == 0 then
+    redis.call('DEL', Q.flow)
+  end
+  redis.call('SADD', QUEUES, Q.name)
+  wake(Q, WAKE_MAX)
+  return redis.call('HGETALL', Q.flow)
 end
 
 local command = commands[ARGV[1]]

@@ -43,11 +43,13 @@ from asynctask.brokers.redis.connection import (
     split_prefix,
     translate,
 )
+from asynctask.brokers.redis.flow import configured_queues, find_unique, to_settings
 from asynctask.brokers.redis.index import Index
 from asynctask.brokers.redis.keys import DEFAULT_PREFIX, Keys
 from asynctask.brokers.redis.scripts import Scripts
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
+from asynctask.flow import Claimed, QueueSettings, RateLimit, TaskLimits, normalize_limits
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
 __all__ = ["RedisBroker"]
@@ -195,17 +197,22 @@ class RedisBroker:
                 created[i] = bool(flag)
         return created
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        """Claim up to ``limit`` ready jobs in priority order, leasing each for ``lease`` seconds."""
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` ready jobs in priority order, leasing each for ``lease`` seconds,
+        within the flow limits (checked in the same script)."""
         if limit <= 0:
             return []
         now = self.clock()
         with translate(self._where):
-            rows = await self._scripts.claim(queue, now, limit, now + lease, worker)
+            rows, held, retry_at = await self._scripts.claim(
+                queue, now, limit, now + lease, worker, normalize_limits(limits)
+            )
         claimed = [decode_job(row) for row in rows]
         for job in claimed:
             self._queue_of[job.id] = queue
-        return claimed
+        return Claimed(claimed, held_back=True, retry_at=retry_at) if held else claimed
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes, each only while its token is current."""
@@ -255,17 +262,25 @@ class RedisBroker:
         with translate(self._where):
             return await self._scripts.save(queue, self.clock(), job_id, token, state, result)
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
         """Return at once if a job is ready, else block on the queue's wake list until woken,
-        the next scheduled job is due, or ``timeout``."""
+        the next scheduled job is due, or ``timeout``.
+
+        ``held`` (flow control held the ready jobs back): drop the wake signals already sent
+        and block for a new one or the timeout. A publish between the claim and this wait may
+        lose its signal; the timeout (at most the poll interval) bounds that delay.
+        """
         qk = self.keys.queue(queue)
         now = self.clock()
         with translate(self._where):
-            ready, next_run = await self._scripts.peek(queue, now)
-        if ready:
-            return
-        if next_run is not None:
-            timeout = min(timeout, next_run - now)
+            if held:
+                await self._client.delete(qk.wake)
+            else:
+                ready, next_run = await self._scripts.peek(queue, now)
+                if ready:
+                    return
+                if next_run is not None:
+                    timeout = min(timeout, next_run - now)
         if timeout <= 0:
             return
         blocking = self._blocking or self._client
@@ -402,6 +417,39 @@ class RedisBroker:
     async def retry(self, job_id: str) -> Job | None:
         """Queue a failed or cancelled job again with a fresh attempt count."""
         return await self._change("retry", job_id)
+
+    # --- flow control ------------------------------------------------------------------------
+
+    async def find_unique(self, unique_key: str) -> Job | None:
+        """The unfinished job holding ``unique_key``, or ``None``."""
+        with translate(self._where):
+            return await find_unique(self._client, self.keys, self._index, unique_key, self.clock())
+
+    async def queue_settings(self, queue: str) -> QueueSettings:
+        """The queue's settings, from its flow hash (the defaults when it has none)."""
+        with translate(self._where):
+            raw: dict[bytes, bytes] = await self._client.hgetall(self.keys.queue(queue).flow)  # type: ignore[assignment]
+        return to_settings(raw)
+
+    async def configured_queues(self) -> dict[str, QueueSettings]:
+        """Every queue with a flow hash."""
+        queues = await self._queues()
+        with translate(self._where):
+            return await configured_queues(self._client, self.keys, queues)
+
+    async def set_queue_limits(
+        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
+    ) -> QueueSettings:
+        """Replace the queue's limits; wakes its idle workers."""
+        with translate(self._where):
+            raw = await self._scripts.set_flow(queue, self.clock(), limits=(concurrency, rate))
+        return to_settings(raw)
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
+        """Pause or resume the queue; wakes its idle workers."""
+        with translate(self._where):
+            raw = await self._scripts.set_flow(queue, self.clock(), paused=paused)
+        return to_settings(raw)
 
     async def delete(self, job_id: str) -> bool:
         """Delete a job in any status; ``False`` if it did not exist."""

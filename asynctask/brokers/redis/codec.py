@@ -83,6 +83,8 @@ def encode_new_job(job: NewJob, status: JobStatus, now: float) -> list[str | byt
         fields += ["meta", job.meta]
     if job.headers:
         fields += ["headers", msgspec.json.encode(job.headers)]
+    if job.unique_key is not None:
+        fields += ["unique_key", job.unique_key]
     return fields
 
 
@@ -124,6 +126,7 @@ def decode_job(raw: Mapping[bytes, bytes]) -> Job:
         pending=int(raw.get(b"pending", b"0")),
         meta=raw.get(b"meta"),
         headers=_HEADERS.decode(raw[b"headers"]) if b"headers" in raw else {},
+        unique_key=_text(raw, b"unique_key"),
     )
 
 

@@ -14,6 +14,10 @@ Layout, for prefix ``P`` and queue ``q``::
     P:{q}:seq          string counter behind publish order
     P:{q}:created      zset   every job of the queue, scored by ``created_at``, member = id
     P:{q}:status:<s>   zset   waiting, paused and finished jobs by status, like ``created``
+    P:{q}:flow         hash   the queue's flow settings and token bucket (absent: the defaults)
+    P:unique           hash   unique key -> the job that took it last (checked when read)
+    P:task:<t>:running hash   job key -> token of task t's jobs claimed under its limits
+    P:task:<t>:bucket  hash   task t's token bucket (tokens, refilled_at)
     P:workers          hash   worker id -> its record (``WorkerInfo`` as JSON)
     P:workers:expiry   zset   worker ids, scored by when their record expires
 
@@ -51,6 +55,7 @@ class QueueKeys(NamedTuple):
     all: str
     wake: str
     seq: str
+    flow: str
 
     @property
     def job_prefix(self) -> str:
@@ -91,6 +96,8 @@ class Keys:
         #: The worker registry: id -> record, and id by expiry (the Lua derives the latter).
         self.workers = f"{prefix}:workers"
         self.workers_expiry = f"{prefix}:workers:expiry"
+        #: unique key -> job id.
+        self.unique = f"{prefix}:unique"
 
     def queue(self, queue: str) -> QueueKeys:
         """The keys of ``queue``, all sharing its hash tag."""

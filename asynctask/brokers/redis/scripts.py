@@ -11,7 +11,7 @@ Each wrapper knows the argument layout of its Lua command; nothing else does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -20,6 +20,7 @@ from redis.asyncio.client import Pipeline
 
 from asynctask.brokers.redis.codec import encode_new_job, fmt, initial_status, pairs, time_key
 from asynctask.brokers.redis.keys import Keys
+from asynctask.flow import CLOCK_SLACK, RateLimit, TaskLimit
 from asynctask.models import LeaseState, NewJob, Outcome, OutcomeKind
 
 __all__ = ["SOURCE", "TTL_MARGIN", "Scripts", "ttl_ms"]
@@ -80,10 +81,40 @@ class Scripts:
         return await self._call(queue, "enqueue", now, *args, client=client)
 
     async def claim(
-        self, queue: str, now: float, limit: int, lease_expires_at: float, worker: str
-    ) -> list[dict[bytes, bytes]]:
-        rows = await self._call(queue, "claim", now, limit, fmt(lease_expires_at), worker, PROMOTE_CAP)
-        return [pairs(row) for row in rows]
+        self,
+        queue: str,
+        now: float,
+        limit: int,
+        lease_expires_at: float,
+        worker: str,
+        limits: Mapping[str, TaskLimit],
+    ) -> tuple[list[dict[bytes, bytes]], bool, float | None]:
+        """The claimed rows, whether flow control held jobs back, and when tokens return."""
+        args: list[Any] = [limit, fmt(lease_expires_at), worker, PROMOTE_CAP, fmt(CLOCK_SLACK), len(limits)]
+        for name, lim in limits.items():
+            rate = lim.rate
+            args += [name, "" if lim.concurrency is None else str(lim.concurrency)]
+            args += ["", ""] if rate is None else [fmt(rate.per_second), str(rate.burst)]
+        rows, held, retry_at = await self._call(queue, "claim", now, *args)
+        return [pairs(row) for row in rows], bool(held), float(retry_at) if retry_at else None
+
+    async def set_flow(
+        self,
+        queue: str,
+        now: float,
+        *,
+        paused: bool | None = None,
+        limits: tuple[int | None, RateLimit | None] | None = None,
+    ) -> dict[bytes, bytes]:
+        """Change a queue's pause (``paused``) or its limits (``limits``); its flow hash after."""
+        if paused is not None:
+            args: list[Any] = ["paused", "1" if paused else "0"]
+        else:
+            assert limits is not None
+            concurrency, rate = limits
+            args = ["limits", "" if concurrency is None else str(concurrency)]
+            args += ["", "", ""] if rate is None else [str(rate.count), fmt(rate.per), str(rate.burst)]
+        return pairs(await self._call(queue, "set_flow", now, *args))
 
     async def complete(self, queue: str, now: float, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes of this queue's jobs; ``False`` where the token was stale."""

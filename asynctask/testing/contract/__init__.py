@@ -54,6 +54,7 @@ from asynctask.testing.contract.suite import (  # noqa: E402
     broker_leases,
     broker_workflows,
     differential,
+    flow,
     inspection,
     observability,
     periodic,
@@ -108,6 +109,7 @@ for _module in (
     workflows,
     periodic,
     robustness,
+    flow,
     adoption,
 ):
     for _name, _test in vars(_module).items():

@@ -34,9 +34,11 @@ SELECT CASE
 END AS version;
 
 -- name: enqueue
--- $1..$8, $12..$15: columns as arrays, $9: now, $10: channel, $11: notify.
+-- $1..$8, $12..$16: columns as arrays, $9: now, $10: channel, $11: notify.
 -- A job with pending children is stored as waiting. Enqueue never counts a child into its
 -- parent's pending (spawning does: see add_pending).
+-- A job whose unique_key an unfinished job holds is left out (flow control, issue #13); two
+-- publishes racing for one key meet at jobs_unique_idx, and the loser runs again.
 -- An existing id is kept (ON CONFLICT) unless its record has expired, in which case the new
 -- job replaces it. Returns the ids written; the caller maps them back to input order.
 -- Publish order (seq) follows the input, but rows are inserted in id order: two batches that
@@ -46,26 +48,34 @@ WITH new AS (
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::bytea[], $5::integer[], $6::integer[],
         $7::double precision[], $8::double precision[], $12::text[], $13::integer[], $14::bytea[],
-        $15::jsonb[]
+        $15::text[], $16::jsonb[]
     ) WITH ORDINALITY AS n(
         id, task, queue, payload, priority, max_retries, timeout, run_at, parent_id, pending, meta,
-        headers, ord
+        unique_key, headers, ord
     )
 ),
 numbered AS (
     SELECT nextval('__schema__.jobs_seq_seq'::regclass) AS seq, n.*
-    FROM (SELECT * FROM new ORDER BY ord) AS n
+    FROM (
+        SELECT * FROM new
+        WHERE unique_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM __schema__.jobs AS a
+            WHERE a.unique_key = new.unique_key
+              AND a.status IN ('scheduled', 'queued', 'running', 'waiting', 'paused')
+        )
+        ORDER BY ord
+    ) AS n
 ),
 created AS (
     INSERT INTO __schema__.jobs AS j
         (seq, id, task, queue, payload, status, priority, max_retries, timeout, run_at, created_at,
-         parent_id, pending, meta, headers)
+         parent_id, pending, meta, unique_key, headers)
     SELECT seq, id, task, queue, payload,
            CASE WHEN pending > 0 THEN 'waiting'
                 WHEN run_at > $9::double precision THEN 'scheduled'
                 ELSE 'queued' END,
            priority, max_retries, timeout, run_at, $9::double precision, parent_id, pending, meta,
-           headers
+           unique_key, headers
     FROM numbered
     ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
@@ -93,6 +103,7 @@ created AS (
         parent_id = EXCLUDED.parent_id,
         pending = EXCLUDED.pending,
         meta = EXCLUDED.meta,
+        unique_key = EXCLUDED.unique_key,
         headers = EXCLUDED.headers
     WHERE j.expires_at <= $9::double precision
     RETURNING j.id, j.queue, j.parent_id
@@ -106,9 +117,12 @@ SELECT
 FROM created;
 
 -- name: claim
--- $1: queue, $2: limit, $3: now, $4: lease seconds, $5: worker.
+-- $1: queue, $2: limit, $3: now, $4: lease seconds, $5: worker, $6: the tasks with limits.
+-- Flow control (issue #13): a queue with settings (a row in queues), or a picked job of a
+-- limited task, diverts the claim to the flow path (flow_lock, flow_claim): nothing is claimed,
+-- and one row of NULLs with diverted = true says so. Otherwise this is the whole claim.
 WITH picked AS (
-    SELECT id
+    SELECT id, task
     FROM __schema__.jobs
     WHERE queue = $1::text
       AND status IN ('queued', 'scheduled')
@@ -116,6 +130,10 @@ WITH picked AS (
     ORDER BY priority DESC, run_at, seq
     LIMIT $2::integer
     FOR UPDATE SKIP LOCKED
+),
+flow AS (
+    SELECT EXISTS (SELECT 1 FROM __schema__.queues WHERE name = $1::text)
+        OR EXISTS (SELECT 1 FROM picked WHERE task = ANY ($6::text[])) AS diverted
 ),
 claimed AS (
     UPDATE __schema__.jobs AS j SET
@@ -126,10 +144,13 @@ claimed AS (
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text
     -- = ANY(ARRAY(...)): probe the primary key for each picked id, never a scan-and-hash.
-    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND NOT (SELECT diverted FROM flow)
     RETURNING j.*
 )
-SELECT * FROM claimed ORDER BY priority DESC, run_at, seq;
+SELECT *, false AS diverted FROM claimed
+UNION ALL
+SELECT (NULL::__schema__.jobs).*, true FROM flow WHERE diverted
+ORDER BY diverted, priority DESC, run_at, seq;
 
 -- name: held
 -- $1, $2: job ids and tokens. Locks the jobs still held with these tokens (in id order) and
@@ -379,6 +400,12 @@ WITH changed AS (
     WHERE id = $1::text
       AND status IN ('failed', 'cancelled')
       AND (expires_at IS NULL OR expires_at > $2::double precision)
+      -- Its unique key, taken meanwhile by another unfinished job, leaves it finished.
+      AND (unique_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM __schema__.jobs AS a
+          WHERE a.unique_key = jobs.unique_key AND a.id <> jobs.id
+            AND a.status IN ('scheduled', 'queued', 'running', 'waiting', 'paused')
+      ))
     RETURNING *
 ),
 recounted AS (
@@ -529,6 +556,223 @@ SELECT queue, status, count(*) AS jobs,
 FROM __schema__.jobs
 WHERE expires_at IS NULL OR expires_at > $1::double precision
 GROUP BY queue, status;
+
+-- --- Flow control (issue #13) ------------------------------------------------------------------
+-- A claim that meets a limit (see claim) runs as one transaction: flow_lock, then flow_claim.
+-- The advisory locks make the claims of one limited key take turns, and flow_claim, a statement
+-- of its own, sees every claim committed before its lock was granted: counts and tokens are exact.
+
+-- name: flow_lock
+-- $1: queue, $2: the tasks with limits, $3: the lock namespace (the schema). Takes the
+-- transaction's advisory locks of the keys a claim of $1 counts (the queue, when it has limits;
+-- every limited task), in one order (the locks are taken after the sort), so claims never
+-- deadlock.
+SELECT pg_advisory_xact_lock(k)
+FROM (
+    SELECT DISTINCT hashtextextended($3::text || ':' || key, 0) AS k
+    FROM (
+        SELECT 'queue:' || name AS key FROM __schema__.queues
+        WHERE name = $1::text AND (concurrency IS NOT NULL OR rate_count IS NOT NULL)
+        UNION ALL
+        SELECT 'task:' || task FROM unnest($2::text[]) AS t(task)
+    ) AS keys
+) AS ordered
+ORDER BY k;
+
+-- name: flow_claim
+-- $1: queue, $2: limit, $3: now, $4: lease seconds, $5: worker, $6..$9: the task limits as
+-- arrays (name, concurrency, tokens per second, burst; NULL: none), $10: clock slack (seconds),
+-- $11: how many ready jobs the claim looks at (its head of the queue), held-back ones included.
+-- Claims in order, skipping jobs of tasks at a limit, within the queue's own limits; spends the
+-- tokens. Returns the claimed rows (summary = false), then one summary row (the job columns
+-- NULL): held_back, retry_at, and flow (whether the next claim should come here directly).
+WITH settings AS (
+    SELECT * FROM __schema__.queues WHERE name = $1::text
+),
+limits AS (
+    SELECT * FROM unnest($6::text[], $7::integer[], $8::double precision[], $9::double precision[])
+        AS l(task, concurrency, rate, burst)
+),
+task_running AS (
+    SELECT task, count(*)::integer AS n FROM __schema__.jobs
+    WHERE status = 'running' AND task = ANY ($6::text[])
+    GROUP BY task
+),
+task_quota AS (
+    SELECT l.task, l.rate, l.burst,
+           coalesce((l.concurrency - coalesce(r.n, 0))::double precision, 'Infinity') AS free,
+           CASE WHEN l.rate IS NULL THEN 'Infinity'::double precision
+                WHEN b.task IS NULL THEN l.burst
+                ELSE least(l.burst, b.tokens + greatest($3::double precision - b.refilled_at
+                                                        + $10::double precision, 0) * l.rate)
+           END AS tokens
+    FROM limits AS l
+    LEFT JOIN task_running AS r ON r.task = l.task
+    LEFT JOIN __schema__.task_buckets AS b ON b.task = l.task
+),
+queue_quota AS (
+    SELECT coalesce(s.paused, false) AS paused,
+           s.rate_count::double precision / s.rate_per AS rate, s.rate_burst AS burst,
+           CASE WHEN s.concurrency IS NULL THEN 'Infinity'::double precision
+                ELSE s.concurrency - (SELECT count(*) FROM __schema__.jobs
+                                      WHERE status = 'running' AND queue = $1::text)
+           END AS free,
+           CASE WHEN s.rate_count IS NULL THEN 'Infinity'::double precision
+                WHEN s.refilled_at IS NULL THEN s.rate_burst
+                ELSE least(s.rate_burst, s.tokens + greatest($3::double precision - s.refilled_at
+                                                             + $10::double precision, 0)
+                                                    * s.rate_count / s.rate_per)
+           END AS tokens
+    FROM (SELECT 1) AS one LEFT JOIN settings AS s ON true
+),
+budget AS (
+    SELECT CASE WHEN paused THEN 0
+                ELSE greatest(least($2::double precision, floor(free), floor(tokens)), 0)::integer
+           END AS n
+    FROM queue_quota
+),
+blocked AS (
+    SELECT task FROM task_quota WHERE free < 1 OR tokens < 1
+),
+-- The head of the queue, $11 ready jobs in claim order (an index scan, bounded however many
+-- jobs of blocked tasks wait in the queue); the jobs of blocked tasks are left out, the others
+-- locked (those another claim holds are skipped; a job claimed meanwhile fails the re-check).
+head AS (
+    SELECT id, task FROM __schema__.jobs
+    WHERE queue = $1::text
+      AND status IN ('queued', 'scheduled')
+      AND (status = 'queued' OR run_at <= $3::double precision)
+      AND (SELECT n FROM budget) > 0
+    ORDER BY priority DESC, run_at, seq
+    LIMIT $11::integer
+),
+candidates AS (
+    SELECT id, task, priority, run_at, seq
+    FROM __schema__.jobs
+    WHERE id = ANY (ARRAY(SELECT id FROM head WHERE NOT (task = ANY (ARRAY(SELECT task FROM blocked)))))
+      AND queue = $1::text
+      AND status IN ('queued', 'scheduled')
+      AND (status = 'queued' OR run_at <= $3::double precision)
+    FOR UPDATE SKIP LOCKED
+),
+ranked AS (
+    SELECT c.*, row_number() OVER (PARTITION BY c.task ORDER BY c.priority DESC, c.run_at, c.seq) AS nth
+    FROM candidates AS c
+),
+chosen AS (
+    SELECT r.id
+    FROM ranked AS r LEFT JOIN task_quota AS q ON q.task = r.task
+    WHERE q.task IS NULL OR r.nth <= least(q.free, q.tokens)
+    ORDER BY r.priority DESC, r.run_at, r.seq
+    LIMIT (SELECT n FROM budget)
+),
+claimed AS (
+    UPDATE __schema__.jobs AS j SET
+        status = 'running',
+        attempts = j.attempts + 1,
+        token = j.token + 1,
+        started_at = $3::double precision,
+        lease_expires_at = $3::double precision + $4::double precision,
+        worker = $5::text
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.*
+),
+taken AS (
+    SELECT task, count(*)::integer AS n FROM claimed GROUP BY task
+),
+task_left AS (
+    SELECT q.task, q.rate, q.burst, q.free - coalesce(t.n, 0) AS free, q.tokens - coalesce(t.n, 0) AS tokens,
+           coalesce(t.n, 0) AS n
+    FROM task_quota AS q LEFT JOIN taken AS t ON t.task = q.task
+),
+spent_tasks AS (
+    INSERT INTO __schema__.task_buckets AS b (task, tokens, refilled_at)
+    SELECT task, tokens, $3::double precision FROM task_left WHERE rate IS NOT NULL AND n > 0
+    ON CONFLICT (task) DO UPDATE SET tokens = EXCLUDED.tokens, refilled_at = EXCLUDED.refilled_at
+    RETURNING 1
+),
+queue_left AS (
+    SELECT paused, rate, burst, free - (SELECT count(*) FROM claimed) AS free,
+           tokens - (SELECT count(*) FROM claimed) AS tokens
+    FROM queue_quota
+),
+spent_queue AS (
+    UPDATE __schema__.queues AS s SET
+        tokens = (SELECT tokens FROM queue_left),
+        refilled_at = $3::double precision
+    WHERE s.name = $1::text AND s.rate_count IS NOT NULL AND EXISTS (SELECT 1 FROM claimed)
+    RETURNING 1
+),
+summary AS (
+    SELECT
+        -- Over-reporting is harmless (the worker waits for a wake-up rather than polling at once).
+        (q.paused OR q.free < 1 OR q.tokens < 1 OR (SELECT n FROM budget) < $2::integer
+         OR EXISTS (SELECT 1 FROM blocked)
+         OR EXISTS (SELECT 1 FROM ranked AS r JOIN task_quota AS t ON t.task = r.task
+                    WHERE r.nth > least(t.free, t.tokens))) AS held_back,
+        (SELECT min(due) FROM (
+            SELECT $3::double precision + (greatest(least($2::double precision, burst) / 2, 1) - tokens) / rate AS due
+            FROM queue_left WHERE rate IS NOT NULL AND free >= 1 AND tokens < 1
+            UNION ALL
+            SELECT $3::double precision + (greatest(least($2::double precision, burst) / 2, 1) - tokens) / rate
+            FROM task_left WHERE rate IS NOT NULL AND free >= 1 AND tokens < 1
+        ) AS dues) AS retry_at,
+        -- A limited task at the head of the queue keeps the queue on the flow path.
+        (EXISTS (SELECT 1 FROM settings)
+         OR EXISTS (SELECT 1 FROM head WHERE task = ANY ($6::text[]))) AS flow
+    FROM queue_left AS q
+)
+SELECT *, NULL::boolean AS held_back, NULL::double precision AS retry_at, NULL::boolean AS flow,
+       false AS summary
+FROM claimed
+UNION ALL
+SELECT (NULL::__schema__.jobs).*, held_back, retry_at, flow, true FROM summary
+ORDER BY summary, priority DESC, run_at, seq;
+
+-- name: queue_settings
+SELECT * FROM __schema__.queues WHERE name = $1::text;
+
+-- name: configured_queues
+SELECT * FROM __schema__.queues ORDER BY name;
+
+-- name: set_queue_limits
+-- $1: queue, $2: concurrency, $3..$5: rate count, period and burst (all NULL: no rate). Keeps
+-- the pause; a changed rate starts with a full bucket. Returns the row.
+INSERT INTO __schema__.queues AS s (name, concurrency, rate_count, rate_per, rate_burst)
+VALUES ($1::text, $2::integer, $3::integer, $4::double precision, $5::integer)
+ON CONFLICT (name) DO UPDATE SET
+    concurrency = EXCLUDED.concurrency,
+    rate_count = EXCLUDED.rate_count,
+    rate_per = EXCLUDED.rate_per,
+    rate_burst = EXCLUDED.rate_burst,
+    tokens = CASE WHEN (s.rate_count, s.rate_per, s.rate_burst)
+                       IS NOT DISTINCT FROM (EXCLUDED.rate_count, EXCLUDED.rate_per, EXCLUDED.rate_burst)
+                  THEN s.tokens END,
+    refilled_at = CASE WHEN (s.rate_count, s.rate_per, s.rate_burst)
+                            IS NOT DISTINCT FROM (EXCLUDED.rate_count, EXCLUDED.rate_per, EXCLUDED.rate_burst)
+                       THEN s.refilled_at END
+RETURNING *;
+
+-- name: set_queue_paused
+-- $1: queue, $2: paused. Keeps the limits. Returns the row.
+INSERT INTO __schema__.queues AS s (name, paused) VALUES ($1::text, $2::boolean)
+ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused
+RETURNING *;
+
+-- name: drop_default_queue
+-- $1: queue, $2: channel, $3: notify. After a settings change: a queue back at the defaults loses
+-- its row (so its claims take the plain path again), and its idle workers are woken either way.
+WITH gone AS (
+    DELETE FROM __schema__.queues
+    WHERE name = $1::text AND NOT paused AND concurrency IS NULL AND rate_count IS NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS dropped,
+       (SELECT count(pg_notify($2::text, $1::text)) WHERE $3::boolean) AS woken;
+
+-- name: find_unique
+SELECT * FROM __schema__.jobs
+WHERE unique_key = $1::text AND status IN ('scheduled', 'queued', 'running', 'waiting', 'paused');
 
 -- The worker registry (observability) ----------------------------------------------------------
 
