@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -44,6 +45,9 @@ class Completer:
     async def run(self, receive: MemoryObjectReceiveStream[Outcome]) -> None:
         async with receive:
             async for first in receive:
+                # One turn of the loop lets the executors finishing at the same moment add their
+                # outcomes: one round trip then reports them all.
+                await anyio.lowlevel.checkpoint()
                 batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:

@@ -28,6 +28,7 @@ takes at most ``shutdown_grace + broker_timeout`` plus a second, even while the 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.metadata
 import logging
@@ -239,7 +240,7 @@ class Worker:
         self._running = True
         self.started_at = self.registry.clock()
         slots = self._slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
-        self._changed = anyio.Event()
+        self._changed = None
         control.on_stop(slots.poke)
         control.on_stop(self._wake)
         limiters = {
@@ -356,7 +357,19 @@ class Worker:
         outcomes: MemoryObjectSendStream[Outcome],
         limiters: dict[str, anyio.CapacityLimiter],
     ) -> None:
-        async for job in receive:
+        while True:
+            # The fast path takes a waiting job without anyio's per-item bookkeeping; one plain
+            # asyncio turn per job keeps the other tasks (fetchers, heartbeat) running.
+            await asyncio.sleep(0)
+            try:
+                job = receive.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    job = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
             try:
                 if self._control.stopping:
                     outcome: Outcome | None = Outcome(
@@ -393,18 +406,23 @@ class Worker:
                     slots.held.pop(job.id, None)
                     self.stats.lost += 1
                 else:
-                    await outcomes.send(outcome)
+                    try:
+                        outcomes.send_nowait(outcome)
+                    except anyio.WouldBlock:
+                        await outcomes.send(outcome)
             finally:
                 slots.release(job.queue)
 
     def _wake(self) -> None:
         """Something the shutdown watch waits for happened: an attempt ended, or a stop request."""
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = anyio.Event()
+        # The event exists only while the watch waits: the hot path creates none per job.
+        event, self._changed = self._changed, None
+        if event is not None:
+            event.set()
 
     async def _wait_change(self) -> None:
-        assert self._changed is not None
+        if self._changed is None:
+            self._changed = anyio.Event()
         await self._changed.wait()
 
     async def _shutdown_watch(self) -> None:
