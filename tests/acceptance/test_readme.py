@@ -14,6 +14,7 @@ import ast
 import contextlib
 import dataclasses
 import re
+import shlex
 import sys
 import time
 import types
@@ -23,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import click
 import msgspec
 import pytest
 
 import asynctask
 from asynctask import App, Job, JobCtx, JobStatus
+from asynctask.cli import main
 from asynctask.testing import drain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -443,6 +446,40 @@ def test_every_section_is_run() -> None:
 )
 def test_every_block_compiles(title: str, index: int, code: str) -> None:
     compile(code, f"README.md ({title} #{index + 1})", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def command_lines() -> list[list[str]]:
+    """Every ``asynctask ...`` line of the README's shell blocks, split like a shell would."""
+    found = []
+    for block in re.findall(r"^```bash\n(.*?)^```", README.read_text(), re.M | re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("asynctask "):
+                found.append(shlex.split(line)[1:])
+    return found
+
+
+def options_of(command: click.Command) -> set[str]:
+    found = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    for sub in getattr(command, "commands", {}).values():
+        found |= options_of(sub)
+    return found
+
+
+def test_every_shell_command_exists() -> None:
+    lines = command_lines()
+    assert {args[0] for args in lines} >= {"worker", "migrate", "jobs", "queues", "workers", "check"}
+    for args in lines:
+        assert args[0] in main.commands, f"no command asynctask {args[0]}"
+        command = main.commands[args[0]]
+        options = options_of(command)
+        for arg in args[1:]:
+            if arg.startswith("-") and not arg.startswith("-" * 3):
+                assert arg.split("=")[0] in options, f"asynctask {args[0]} has no option {arg}"
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            words = [a for a in args[2:] if not a.startswith("-") and a.isalpha()]
+            assert not words or words[0] in subcommands, f"asynctask {args[0]} has no command {words[0]}"
 
 
 def test_the_lifecycle_block_is_the_example() -> None:
