@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import environment, report, services, setup_peers, suite
+from benchmarks.nats_server import nats_for
 from benchmarks.systems import DEFAULT_SYSTEMS, SYSTEMS
 from benchmarks.tuning import TUNING
 
@@ -150,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     systems = ensure_venvs(args.systems, install=not args.no_setup)
     if needs_tools and not setup_peers.is_ready("tools") and not args.no_setup:
         setup_peers.install("tools")
+    # A nats-server of our own when a NATS system is selected and BENCH_NATS_URL is unset.
+    with nats_for(systems, {name: SYSTEMS[name].broker for name in systems}):
+        return run_suite(args, argv, sizes, systems)
 
+
+def run_suite(
+    args: argparse.Namespace, argv: list[str] | None, sizes: suite.Sizes, systems: list[str]
+) -> int:
+    """Every cell of every selected system, ``sizes.reps`` times; writes the results."""
     started_at = datetime.now(UTC)
     started = time.monotonic()
     loadavg = environment.loadavg()

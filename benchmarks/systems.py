@@ -79,6 +79,8 @@ SYSTEMS: dict[str, System] = {
         ours("postgres"),
         peer("pgqueuer", "postgres"),
         peer("procrastinate", "postgres"),
+        ours("nats"),
+        peer("taskiq-nats", "nats", "taskiq-nats JetStream pull consumer"),
         *(
             ours(broker, variant, notes)
             for broker in ("redis", "postgres")

@@ -61,6 +61,20 @@ def _taskiq(c: int) -> Settings:
     return {"processes": CPUS, "max_async_tasks": per, "max_prefetch": per}
 
 
+def _taskiq_nats(c: int) -> Settings:
+    """taskiq's worker settings (as on Redis) plus taskiq-nats's JetStream fetch.
+
+    ``pull_consume_batch`` (taskiq-nats: "maximum number of messages that can be fetched each
+    time") has no documented value; its default, 1, costs a round trip per message. It is set to
+    the per-process ``--max-prefetch``, the number of messages the worker is told to hold ahead.
+    ``pull_consume_timeout`` must then be set: with the default (none) a fetch on an idle stream
+    waits until a whole batch has arrived, so a trickle of jobs never runs (W2 ran 0 of 50). 1 s
+    bounds that wait; on a busy stream a fetch returns at once with what is there.
+    """
+    settings = _taskiq(c)
+    return {**settings, "pull_consume_batch": settings["max_prefetch"], "pull_consume_timeout": 1.0}
+
+
 def _saq(c: int) -> Settings:
     return {"processes": CPUS, "concurrency": _split(c, CPUS)}
 
@@ -105,6 +119,13 @@ TUNING: dict[str, Tuning] = {
         _taskiq,
         "`--workers <cores> --max-async-tasks C/cores --max-prefetch C/cores`",
         "taskiq CLI guide (worker parameters); streaQ's benchmark command for the prefetch value",
+    ),
+    "taskiq-nats": Tuning(
+        _taskiq_nats,
+        "`--workers <cores> --max-async-tasks C/cores --max-prefetch C/cores` (as taskiq on Redis); "
+        "`PullBasedJetStreamBroker(pull_consume_batch=C/cores, pull_consume_timeout=1.0)`",
+        "taskiq CLI guide (worker parameters); taskiq-nats README (PullBasedJetStreamBroker: "
+        "`pull_consume_batch`, `pull_consume_timeout`; no values given: the batch is the prefetch)",
     ),
     "saq": Tuning(
         _saq,
