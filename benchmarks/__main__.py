@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default=",".join(DEFAULT_SYSTEMS),
-        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the observability variants)",
+        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the observability "
+        "variants and asynctask-mongo, which needs BENCH_MONGO_URL)",
     )
     parser.add_argument(
         "--workloads",
@@ -71,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         parser.error(f"unknown system(s): {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    if any(SYSTEMS[s].broker == "mongo" for s in args.systems) and not os.environ.get("BENCH_MONGO_URL"):
+        parser.error("asynctask-mongo needs BENCH_MONGO_URL (see benchmarks/README.md, MongoDB)")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if set(args.workloads) - set(suite.WORKLOADS):
         parser.error(f"workloads are {', '.join(suite.WORKLOADS)}")

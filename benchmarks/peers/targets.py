@@ -12,6 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks import services
 
@@ -42,6 +43,12 @@ async def _wipe_postgres(namespace: str) -> None:
         await conn.close()
 
 
+def _mongo_url(database: str) -> str:
+    """``BENCH_MONGO_URL`` with the run's database as its path (its query options kept)."""
+    parts = urlsplit(MONGO_URL)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 async def _wipe_mongo(namespace: str) -> None:
     from pymongo import AsyncMongoClient
 
@@ -70,6 +77,6 @@ async def _wipe_nats(namespace: str) -> None:
 TARGETS: dict[str, Target] = {
     "redis": Target(lambda ns: f"{services.REDIS_URL}?prefix={ns}", _wipe_redis),
     "postgres": Target(lambda ns: f"{services.POSTGRES_URL}?schema={ns}&auto_migrate=true", _wipe_postgres),
-    "mongo": Target(lambda ns: f"{MONGO_URL}/{ns}", _wipe_mongo),
+    "mongo": Target(lambda ns: _mongo_url(ns), _wipe_mongo),
     "nats": Target(lambda ns: f"{services.NATS_URL}?prefix={ns}", _wipe_nats),
 }
