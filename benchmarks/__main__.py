@@ -1,7 +1,7 @@
 """``python -m benchmarks``: asynctask and its peers, each at its documented best settings, one run.
 
-    python -m benchmarks                          # the full suite (~25 min on a quiet 2-core box)
-    python -m benchmarks --quick                  # a smoke run (~5 min; 7 at load 8)
+    python -m benchmarks                          # the full suite (~32 min on a quiet 2-core box)
+    python -m benchmarks --quick                  # a smoke run (~6 min; 7 at load 8 before NATS)
     python -m benchmarks --systems asynctask-redis,arq,saq --workloads w1,sweep
     python -m benchmarks --profile                # + a py-spy profile of the asynctask worker in W1
 
