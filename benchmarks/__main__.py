@@ -1,7 +1,7 @@
 """``python -m benchmarks``: asynctask and its peers, each at its documented best settings, one run.
 
-    python -m benchmarks                          # the full suite (~25 min on a quiet 2-core box)
-    python -m benchmarks --quick                  # a smoke run (~5 min; 7 at load 8)
+    python -m benchmarks                          # the full suite (~32 min on a quiet 2-core box)
+    python -m benchmarks --quick                  # a smoke run (~6 min; 7 at load 8 before NATS)
     python -m benchmarks --systems asynctask-redis,arq,saq --workloads w1,sweep
     python -m benchmarks --profile                # + a py-spy profile of the asynctask worker in W1
 
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import environment, report, services, setup_peers, suite
+from benchmarks.nats_server import nats_for
 from benchmarks.systems import DEFAULT_SYSTEMS, SYSTEMS
 from benchmarks.tuning import TUNING
 
@@ -47,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default=",".join(DEFAULT_SYSTEMS),
-        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the observability variants)",
+        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the observability "
+        "variants and asynctask-mongo, which needs BENCH_MONGO_URL)",
     )
     parser.add_argument(
         "--workloads",
@@ -70,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown:
         parser.error(f"unknown system(s): {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    if any(SYSTEMS[s].broker == "mongo" for s in args.systems) and not os.environ.get("BENCH_MONGO_URL"):
+        parser.error("asynctask-mongo needs BENCH_MONGO_URL (see benchmarks/README.md, MongoDB)")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     if set(args.workloads) - set(suite.WORKLOADS):
         parser.error(f"workloads are {', '.join(suite.WORKLOADS)}")
@@ -150,7 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     systems = ensure_venvs(args.systems, install=not args.no_setup)
     if needs_tools and not setup_peers.is_ready("tools") and not args.no_setup:
         setup_peers.install("tools")
+    # A nats-server of our own when a NATS system is selected and BENCH_NATS_URL is unset.
+    with nats_for(systems, {name: SYSTEMS[name].broker for name in systems}):
+        return run_suite(args, argv, sizes, systems)
 
+
+def run_suite(
+    args: argparse.Namespace, argv: list[str] | None, sizes: suite.Sizes, systems: list[str]
+) -> int:
+    """Every cell of every selected system, ``sizes.reps`` times; writes the results."""
     started_at = datetime.now(UTC)
     started = time.monotonic()
     loadavg = environment.loadavg()

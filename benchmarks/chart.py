@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-COLORS = {"redis": "#d62728", "postgres": "#1f77b4", "nats": "#2ca02c"}
+COLORS = {"redis": "#d62728", "postgres": "#1f77b4", "nats": "#2ca02c", "mongo": "#8c564b"}
 
 
 def main(source: Path, target: Path) -> None:

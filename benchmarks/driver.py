@@ -99,8 +99,9 @@ class Driver(abc.ABC):
 class PeerDriver(Driver):
     """A driver whose app module reads :mod:`benchmarks.apps.settings` from the environment.
 
-    ``namespace`` (unique per run) is the queue name / key prefix on Redis, or the name of a
-    throw-away database on Postgres (``database = True``). The library defaults to ``name``.
+    ``namespace`` (unique per run) is the queue name / key prefix on Redis, the stream name on
+    NATS, or the name of a throw-away database on Postgres (``database = True``). The library
+    defaults to ``name``.
     """
 
     database = False
@@ -114,6 +115,7 @@ class PeerDriver(Driver):
             "BENCH_NAMESPACE": self.namespace,
             "BENCH_CONCURRENCY": str(concurrency),
             "BENCH_REDIS_URL": services.REDIS_URL,
+            "BENCH_NATS_URL": services.NATS_URL,
             "BENCH_SETTINGS": json.dumps(self.settings),
         }
         if self.database:

@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks import services, setup_peers
+from benchmarks import nats_server, services, setup_peers
 from benchmarks.systems import SYSTEMS
 
 __all__ = ["loadavg", "machine", "servers", "versions"]
@@ -39,7 +39,7 @@ def machine() -> str:
 
 
 def servers() -> str:
-    """The Redis and PostgreSQL server versions."""
+    """The Redis and PostgreSQL server versions, and NATS's when a NATS system runs."""
     parts = []
     try:
         info = asyncio.run(services.redis_call("INFO", "server")).decode()
@@ -57,6 +57,12 @@ def servers() -> str:
         parts.append(f"PostgreSQL {out.stdout.strip().split()[0]}")
     except Exception as exc:
         parts.append(f"PostgreSQL ? ({exc})")
+    nats_url = os.environ.get("BENCH_NATS_URL")  # set when a NATS system runs
+    if nats_url:
+        try:
+            parts.append(f"nats-server {nats_server.server_version(nats_url)}")
+        except Exception as exc:
+            parts.append(f"nats-server ? ({exc})")
     return ", ".join(parts)
 
 

@@ -23,6 +23,10 @@ POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+#: A nats-server 2.12.1+ with JetStream. ``python -m benchmarks`` starts one on a free loopback
+#: port when a NATS system is selected and this is unset (:mod:`benchmarks.nats_server`), and
+#: exports its URL here before any driver starts.
+NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def log(message: str) -> None:

@@ -1,6 +1,6 @@
 """The systems under test: asynctask on each broker, and every peer in its own venv.
 
-Adding asynctask on another broker is one line here (``ours("mongo")``; the broker's URL and wipe
+Adding asynctask on another broker is one line here (``ours("nats")``; the broker's URL and wipe
 are in :mod:`benchmarks.peers.targets`). Adding a peer: an app module, a driver, a venv in
 :data:`benchmarks.setup_peers.PEERS`, its settings in :data:`benchmarks.tuning.TUNING` and a
 line here.
@@ -29,6 +29,9 @@ class System:
     #: (OpenTelemetry SDK provider, no exporter) or ``tracing-unset`` (instrumented, no provider).
     #: Run only when named with --systems.
     variant: str | None = None
+    #: Run only when named with --systems (a broker whose only server here would be measured
+    #: instead of the library: asynctask-mongo, see benchmarks/README.md).
+    opt_in: bool = False
 
     @property
     def is_asynctask(self) -> bool:
@@ -48,10 +51,11 @@ class System:
         return [str(self.python()), "-m", self.module, workload, *extra]
 
 
-def ours(broker: str, variant: str | None = None, notes: str = "") -> System:
+def ours(broker: str, variant: str | None = None, notes: str = "", *, opt_in: bool = False) -> System:
     """asynctask on ``broker`` (a key of benchmarks.peers.targets.TARGETS), observed by ``variant``."""
     name = f"asynctask-{broker}" + (f"-{variant}" if variant else "")
-    return System(name, broker, None, "benchmarks.peers.drive_asynctask", notes, "asynctask", variant)
+    module = "benchmarks.peers.drive_asynctask"
+    return System(name, broker, None, module, notes, "asynctask", variant, opt_in)
 
 
 #: The observability variants (issue #14), each next to the plain worker on its broker.
@@ -79,6 +83,10 @@ SYSTEMS: dict[str, System] = {
         ours("postgres"),
         peer("pgqueuer", "postgres"),
         peer("procrastinate", "postgres"),
+        ours("nats"),
+        peer("taskiq-nats", "nats", "taskiq-nats JetStream pull consumer"),
+        # Needs BENCH_MONGO_URL; not in the default run (benchmarks/README.md says why).
+        ours("mongo", notes="opt-in: BENCH_MONGO_URL", opt_in=True),
         *(
             ours(broker, variant, notes)
             for broker in ("redis", "postgres")
@@ -87,5 +95,6 @@ SYSTEMS: dict[str, System] = {
     ]
 }
 
-#: What ``python -m benchmarks`` runs unless --systems names others: not the variants.
-DEFAULT_SYSTEMS = [name for name, system in SYSTEMS.items() if system.variant is None]
+#: What ``python -m benchmarks`` runs unless --systems names others: not the variants, not the
+#: opt-in systems.
+DEFAULT_SYSTEMS = [name for name, s in SYSTEMS.items() if s.variant is None and not s.opt_in]

@@ -15,6 +15,7 @@ NAMESPACE = os.environ.get("BENCH_NAMESPACE", "bench_default")
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "100"))
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
 #: This library's settings for this run (``benchmarks.tuning``; the driver passes them on).
 SETTINGS: dict[str, Any] = json.loads(os.environ.get("BENCH_SETTINGS") or "{}")
 

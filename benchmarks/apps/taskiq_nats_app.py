@@ -1,6 +1,9 @@
-"""taskiq on NATS JetStream (taskiq-nats, a pull consumer on a stream of the run's own)::
+"""taskiq on NATS JetStream (taskiq-nats: a durable pull consumer on a stream of the run's own)::
 
-taskiq worker benchmarks.apps.taskiq_nats_app:broker --workers 1
+taskiq worker benchmarks.apps.taskiq_nats_app:broker --workers N --max-async-tasks M --max-prefetch M
+
+``pull_consume_batch`` and ``pull_consume_timeout`` come from ``benchmarks.tuning`` (why those
+values: the ``taskiq-nats`` entry there).
 """
 
 from __future__ import annotations
@@ -8,17 +11,15 @@ from __future__ import annotations
 from taskiq_nats import PullBasedJetStreamBroker
 
 from benchmarks.apps import record
-from benchmarks.apps.settings import CONCURRENCY, NAMESPACE, NATS_URL
+from benchmarks.apps.settings import NAMESPACE, NATS_URL, SETTINGS
 
-# One fetch per job (taskiq-nats's default batch of 1) would measure round trips, not the
-# library: fetch up to one worker's concurrency at a time, as a user tuning it would.
 broker = PullBasedJetStreamBroker(
     NATS_URL,
     subject=f"{NAMESPACE}.tasks",
     stream_name=NAMESPACE,
     durable=NAMESPACE,
-    pull_consume_batch=CONCURRENCY,
-    pull_consume_timeout=1.0,
+    pull_consume_batch=SETTINGS.get("pull_consume_batch", 1),
+    pull_consume_timeout=SETTINGS.get("pull_consume_timeout"),
 )
 
 

@@ -1,8 +1,9 @@
 """The brokers asynctask is benchmarked on: the URL of a run's own namespace, and how to wipe it.
 
 Adding a broker is one entry here and one line in :data:`benchmarks.systems.SYSTEMS`
-(``ours("mongo")``). The MongoDB and NATS entries are written from those brokers' URL formats
-(a database per run; a bucket prefix per run) and are exercised once the brokers are merged.
+(``ours("nats")``). NATS: a bucket prefix per run (``?prefix=``), its streams deleted after;
+the server is ``BENCH_NATS_URL``, or the one ``python -m benchmarks`` starts
+(:mod:`benchmarks.nats_server`). MongoDB: a database per run, dropped after.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from benchmarks import services
 
 __all__ = ["TARGETS", "Target"]
 
 MONGO_URL = os.environ.get("BENCH_MONGO_URL", "mongodb://127.0.0.1:27017")
-NATS_URL = os.environ.get("BENCH_NATS_URL", "nats://127.0.0.1:4222")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ async def _wipe_postgres(namespace: str) -> None:
         await conn.close()
 
 
+def _mongo_url(database: str) -> str:
+    """``BENCH_MONGO_URL`` with the run's database as its path (its query options kept)."""
+    parts = urlsplit(MONGO_URL)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
 async def _wipe_mongo(namespace: str) -> None:
     from pymongo import AsyncMongoClient
 
@@ -55,7 +62,7 @@ async def _wipe_mongo(namespace: str) -> None:
 async def _wipe_nats(namespace: str) -> None:
     import nats
 
-    client = await nats.connect(NATS_URL)
+    client = await nats.connect(services.NATS_URL)
     try:
         js = client.jetstream()
         # The broker's bucket is <prefix>_jobs (stream KV_<prefix>_jobs); drop every stream it made.
@@ -70,6 +77,6 @@ async def _wipe_nats(namespace: str) -> None:
 TARGETS: dict[str, Target] = {
     "redis": Target(lambda ns: f"{services.REDIS_URL}?prefix={ns}", _wipe_redis),
     "postgres": Target(lambda ns: f"{services.POSTGRES_URL}?schema={ns}&auto_migrate=true", _wipe_postgres),
-    "mongo": Target(lambda ns: f"{MONGO_URL}/{ns}", _wipe_mongo),
-    "nats": Target(lambda ns: f"{NATS_URL}?prefix={ns}", _wipe_nats),
+    "mongo": Target(lambda ns: _mongo_url(ns), _wipe_mongo),
+    "nats": Target(lambda ns: f"{services.NATS_URL}?prefix={ns}", _wipe_nats),
 }
