@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from asynctask.brokers.nats import rules
+from asynctask.brokers.nats import rules, unique
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import Tx, concurrently, run
@@ -81,7 +81,8 @@ async def resume(store: Store, index: Index | None, job_id: str, *, now: float) 
 
 
 async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -> Job | None:
-    """Queue a failed or cancelled job again; a waiting parent waits for it again."""
+    """Queue a failed or cancelled job again; a waiting parent waits for it again. A job whose
+    unique key another unfinished job holds now is left as it is; otherwise it takes the key back."""
 
     async def change(tx: Tx) -> Job | None:
         job = await _live(tx, job_id, now)
@@ -90,6 +91,11 @@ async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -
         new = rules.retry(job, now)
         if new is None:
             return job
+        if job.unique_key is not None:
+            holder = await unique.holder(tx, job.unique_key, now)
+            if holder is not None and holder.id != job_id:
+                return job  # its key is taken by a newer job: left finished
+            unique.take(tx, job.unique_key, job_id)
         if job.parent_id is not None:
             await tx.load([job.parent_id], fresh=True)
             parent = tx.get(job.parent_id)
