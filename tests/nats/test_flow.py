@@ -10,7 +10,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from asynctask.brokers.nats import NatsBroker, flow
+from asynctask.brokers.nats import NatsBroker, flow, flowrecords
 from asynctask.flow import Claimed, QueueSettings, RateLimit, TaskLimit
 from asynctask.models import Job, JobStatus, NewJob, Outcome, OutcomeKind
 from asynctask.testing import FakeClock, wait_until
@@ -174,3 +174,33 @@ async def test_a_finished_holder_releases_its_key_to_another_broker(
         assert await b.enqueue([new(clock, "second", unique_key="k")]) == [True]
         second = await a.get("second")
         assert second is not None and second.status is JobStatus.QUEUED and second.unique_key == "k"
+
+
+async def test_deleting_or_pruning_the_holder_removes_its_key_record(
+    brokers: BrokerMaker, clock: FakeClock
+) -> None:
+    async with brokers(clock) as broker:
+        store, layout = broker.store, broker.layout
+
+        async def names() -> str | None:
+            data, _ = await store.read_record(layout.unique_key("k"))
+            record = flowrecords.decode_unique(data) if data else None
+            return None if record is None else record.job_id
+
+        await broker.enqueue([new(clock, "a", unique_key="k")])
+        assert await names() == "a"
+        assert await broker.delete("a")
+        assert await names() is None, "the deleted holder's record went with it"
+        await broker.enqueue([new(clock, "b", unique_key="k")])
+        [job] = await broker.claim("q", 1, lease=LEASE, worker="w")
+        expired = Outcome(job_id=job.id, token=job.token, kind=OutcomeKind.SUCCEEDED, expires_at=clock() + 1)
+        assert await broker.complete([expired]) == [True]
+        await broker.enqueue([new(clock, "c", unique_key="k")])
+        clock.advance(2)
+        assert await broker.prune(10) == 1
+        assert await names() == "c", "a record naming a newer holder stays"
+        await broker.cancel("c", expires_at=clock() + 1)
+        clock.advance(2)
+        assert await broker.prune(10) == 1
+        assert await names() is None
+        assert await broker.enqueue([new(clock, "d", unique_key="k")]) == [True]

@@ -110,14 +110,17 @@ async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -
 async def delete(store: Store, index: Index | None, job_id: str) -> bool:
     """Delete a job in any status (an expired one too); ``False`` if there is none."""
 
-    async def change(tx: Tx) -> bool:
+    async def change(tx: Tx) -> Job | None:
         await tx.load([job_id], fresh=True)
-        if tx.get(job_id) is None:
-            return False
-        tx.put(job_id, None)
-        return True
+        job = tx.get(job_id)
+        if job is not None:
+            tx.put(job_id, None)
+        return job
 
-    return await run(store, index, change)
+    deleted = await run(store, index, change)
+    if deleted is not None and deleted.unique_key is not None:
+        await unique.release(store, deleted.unique_key, job_id)
+    return deleted is not None
 
 
 async def prune(store: Store, index: Index, limit: int, now: float) -> int:
@@ -131,6 +134,12 @@ async def prune(store: Store, index: Index, limit: int, now: float) -> int:
         tx.put(job_id, None)
         return True
 
-    expired = [e.job.id for e in index.expired(now)[:limit] if e.job is not None]
-    calls = [partial(run, store, index, drop, i) for i in expired]
+    async def prune_one(job_id: str, key: str | None) -> bool:
+        dropped = await run(store, index, drop, job_id)
+        if dropped and key is not None:
+            await unique.release(store, key, job_id)
+        return dropped
+
+    expired = [(e.job.id, e.job.unique_key) for e in index.expired(now)[:limit] if e.job is not None]
+    calls = [partial(prune_one, job_id, key) for job_id, key in expired]
     return sum(await concurrently(calls)) if calls else 0

@@ -214,6 +214,16 @@ class Store:
             )
         return subject, data, headers
 
+    async def purge_record(self, key: str, expected: int) -> int:
+        """Delete a non-job record if it is still at revision ``expected`` (a marker that expires)."""
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected),
+            _KV_OPERATION: "PURGE",
+            "Nats-Rollup": "sub",
+            "Nats-TTL": MARKER_TTL,
+        }
+        return await self.conn.publish(self.layout.record_subject(key), b"", headers)
+
     async def write_each(self, writes: Sequence[Write | Put]) -> list[Answer]:
         """Apply ``writes`` independently, all in flight at once: for each, its revision, or the
         error that refused it (:class:`~asynctask.brokers.nats.client.Conflict` if its key moved)."""

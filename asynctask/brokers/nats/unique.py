@@ -14,19 +14,23 @@ commit; the loser runs again on fresh reads and finds the winner holding the key
 lose the key by finishing, which never needs the record. Records and holders are read from the
 server, not from the index.
 
-Records of keys whose holders are gone stay in the bucket (a few dozen bytes each) until the key
-is used again.
+Deleting or pruning a job removes its key's record if it still names the job (best effort,
+compare-and-set: a key taken again meanwhile keeps its record); a record naming a finished job
+that is kept stays until then, a few dozen bytes.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from asynctask.brokers.nats import flowrecords, rules
+from asynctask.brokers.nats.client import Conflict
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import Tx, run
 from asynctask.models import Job
 
-__all__ = ["find", "holder", "take"]
+__all__ = ["find", "holder", "release", "take"]
 
 
 async def holder(tx: Tx, key: str, now: float) -> Job | None:
@@ -55,3 +59,15 @@ async def find(store: Store, index: Index | None, key: str, now: float) -> Job |
         return await holder(tx, key, now)
 
     return await run(store, index, look)
+
+
+async def release(store: Store, key: str, job_id: str) -> None:
+    """Remove the record of ``key`` if it still names ``job_id`` (just deleted): a tidy-up only,
+    since a record naming a job that is gone frees the key already."""
+    record_key = store.layout.unique_key(key)
+    data, revision = await store.read_record(record_key)
+    record = flowrecords.decode_unique(data) if data else None
+    if record is None or record.job_id != job_id:
+        return
+    with suppress(Conflict):  # the key was taken again meanwhile: its record stays
+        await store.purge_record(record_key, revision)
