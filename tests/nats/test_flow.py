@@ -204,3 +204,29 @@ async def test_deleting_or_pruning_the_holder_removes_its_key_record(
         assert await broker.prune(10) == 1
         assert await names() is None
         assert await broker.enqueue([new(clock, "d", unique_key="k")]) == [True]
+
+
+async def test_racing_claims_with_limits_that_spend_nothing_take_each_job_once(
+    brokers: BrokerMaker, clock: FakeClock
+) -> None:
+    """Workers pass their registry's limits with every claim (a periodic task's concurrency of 1,
+    say) also where no job of the queue is limited: races then cost single jobs, not claims."""
+    async with brokers(clock) as one, brokers(clock) as two:
+        await one.enqueue([new(clock, f"j{i:03d}") for i in range(200)])
+        limits = {"tick": TaskLimit(concurrency=1)}
+        taken: dict[str, list[str]] = {"one": [], "two": []}
+
+        async def drain(name: str, broker: NatsBroker) -> None:
+            while sum(len(v) for v in taken.values()) < 200:
+                batch = await broker.claim("q", 17, lease=LEASE, worker=name, limits=limits)
+                assert not (isinstance(batch, Claimed) and batch.held_back), "nothing is held back"
+                taken[name] += [j.id for j in batch]
+                if not batch:
+                    await broker.wait_for_jobs("q", 0.05)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(drain, "one", one)
+                tg.start_soon(drain, "two", two)
+        everything = taken["one"] + taken["two"]
+        assert sorted(everything) == [f"j{i:03d}" for i in range(200)], "each job claimed once"

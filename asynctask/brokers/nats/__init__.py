@@ -88,7 +88,7 @@ Limits
 * No transactional publish (``connection=``).
 * Flow limits are enforced from the moment a worker's index holds the queue's settings (the
   watch delivers them within milliseconds of the change); claims already deciding may still
-  take jobs under the old settings. A limited claim takes at most 900 jobs.
+  take jobs under the old settings. A limited claim takes at most 499 jobs.
 * Claims racing on one limited queue or task take turns through its record: each conflict costs
   the loser a catch-up and a new decision, so very many workers claiming one limited queue at
   once spend more round trips per job than on an unlimited one.

@@ -54,8 +54,9 @@ __all__ = ["change_settings", "claim", "configured", "configured_queues", "queue
 
 #: How many ready jobs a limited claim looks at, at most, for ``limit`` jobs (held-back included).
 _WINDOW_FACTOR, _WINDOW_EXTRA, _WINDOW_MAX = 4, 64, 2048
-#: Most jobs one limited claim takes: its atomic batch holds the flow records too.
-_MOST = MAX_BATCH - 100
+#: Most jobs one limited claim takes: its atomic batch also holds the queue's record and one
+#: record per limited task it takes jobs of (at worst one per job).
+_MOST = (MAX_BATCH - 1) // 2
 _ATTEMPTS = 100
 
 
@@ -133,20 +134,29 @@ async def claim(
     now: float,
     limits: dict[str, TaskLimit],
 ) -> Claimed:
-    """Claim up to ``limit`` ready jobs of ``queue`` within the flow limits (module docstring)."""
+    """Claim up to ``limit`` ready jobs of ``queue`` within the flow limits (module docstring).
+
+    A decision that spends no flow record (no job of a limited task chosen, the queue without
+    limits: a worker whose registry has one limited task passes its limits with every claim)
+    writes its jobs one by one, as the plain claim does, so one lost race costs one job; the
+    claim then decides again for the rest.
+    """
     layout = store.layout
     queue_key = layout.queue_key(queue)
     limit = min(limit, _MOST)
     window = min(limit * _WINDOW_FACTOR + _WINDOW_EXTRA, _WINDOW_MAX)
+    result = Claimed()
+    tried: set[str] = set()
     for attempt in range(_ATTEMPTS):
         record, queue_rev = index.record(queue_key)
         record = record or FlowRecord()
         settings = record.settings
         if settings.paused:
-            return Claimed(held_back=index.has_ready(queue, now))
-        candidates, leftover = index.select(queue, now, window, set())
+            result.held_back = index.has_ready(queue, now)
+            break
+        candidates, leftover = index.select(queue, now, window, tried)
         if not candidates:
-            return Claimed()
+            break
         revs = {queue_key: queue_rev} if settings.limited else {}
         tasks: dict[str, tuple[TaskLimit, FlowRecord]] = {}
         for task in sorted({_job(e).task for e in candidates} & limits.keys()):
@@ -155,11 +165,11 @@ async def claim(
         if not all(index.covers(key, rev) for key, rev in revs.items()):
             await _catch_up(store, index, max(revs.values()))
             continue  # decide again on what the index holds now
-        gate = _Gate(index, queue, record, tasks, now, limit)
+        gate = _Gate(index, queue, record, tasks, now, limit - len(result))
         chosen = gate.pick(candidates)
-        result = Claimed(held_back=gate.held_back, retry_at=gate.retry_at if gate.held_back else None)
+        result.held_back, result.retry_at = gate.held_back, gate.retry_at if gate.held_back else None
         if not chosen:
-            return result
+            break
         writes: list[Write | Put] = [
             Write(_job(e).id, rules.claim(_job(e), now, lease), e.rev) for e in chosen
         ]
@@ -168,6 +178,13 @@ async def claim(
         for task in gate.taken:
             task_key = layout.task_key(task)
             writes.append(_spent(task_key, tasks[task][1], gate.quotas[task], revs[task_key], now))
+        picked = {_job(e).id for e in chosen}
+        unpicked = [e for e in leftover + candidates if _job(e).id not in picked]
+        if len(writes) == len(chosen):  # no flow record to spend
+            if await _claim_each(store, index, chosen, writes, result, tried):
+                await _promote(store, index, unpicked)
+                break
+            continue
         try:
             revisions = await store.write(writes)
         except Conflict:
@@ -182,10 +199,36 @@ async def claim(
                 index.apply(write.job_id, write.job, revision)
                 assert write.job is not None
                 result.append(write.job)
-        picked = {_job(e).id for e in chosen}
-        await _promote(store, index, [e for e in leftover + candidates if _job(e).id not in picked])
-        return result
-    raise BrokerError(f"gave up claiming from {queue!r} after {_ATTEMPTS} attempts: claims kept racing")
+        await _promote(store, index, unpicked)
+        break
+    else:
+        if not result:
+            raise BrokerError(f"gave up claiming from {queue!r} after {_ATTEMPTS} attempts: claims raced")
+    return result
+
+
+async def _claim_each(
+    store: Store,
+    index: Index,
+    chosen: list[Entry],
+    writes: list[Write | Put],
+    result: list[Job],
+    tried: set[str],
+) -> bool:
+    """Write each claim on its own; ``True`` when every one was stored (else the lost ones are
+    marked, as the plain claim marks them, and left for the next decision)."""
+    answers = await store.write_each(writes)
+    for entry, write, answer in zip(chosen, writes, answers, strict=True):
+        assert isinstance(write, Write) and write.job is not None
+        tried.add(write.job_id)
+        if isinstance(answer, Conflict):
+            index.conflicted[write.job_id] = entry.rev
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            index.apply(write.job_id, write.job, answer)
+            result.append(write.job)
+    return all(isinstance(answer, int) for answer in answers)
 
 
 def _spent(key: str, record: FlowRecord, quota: Quota, rev: int, now: float) -> Put:
