@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -81,6 +82,8 @@ class NatsBroker:
         self._watch: Watch | None = None
         self._open = OpenCount(self._connect, self._disconnect)
         self._locks = KeyedLock()
+        #: Jobs whose outcome this broker is writing now (see extend_leases), with a count each.
+        self._completing: Counter[str] = Counter()
         self._display_url = _display(config)
 
     @classmethod
@@ -165,13 +168,37 @@ class NatsBroker:
         """Apply outcomes, each only while its token is current."""
         if not outcomes_:
             return []
-        return await outcomes.complete(self.store, self._index, outcomes_, self.clock(), self._locks)
+        ids = [o.job_id for o in outcomes_]
+        self._completing.update(ids)
+        try:
+            return await outcomes.complete(self.store, self._index, outcomes_, self.clock(), self._locks)
+        finally:
+            self._completing.subtract(ids)
+            for job_id in ids:
+                if self._completing[job_id] <= 0:
+                    del self._completing[job_id]
 
     async def extend_leases(self, leases: Sequence[Lease], *, lease: float) -> list[LeaseState]:
-        """Extend leases still held with these tokens; ``LOST`` for the others."""
+        """Extend leases still held with these tokens; ``LOST`` for the others.
+
+        A job whose outcome this broker is writing at the moment is answered ``OK`` and left
+        alone: its record is the fence of that outcome's transaction, and a heartbeat rewriting
+        it every few milliseconds would make a long transaction (an outcome spawning hundreds of
+        children reads them all first) conflict on every attempt. Its lease still runs until the
+        outcome applies, or is extended by the next heartbeat if writing it failed.
+        """
         if not leases:
             return []
-        return await outcomes.extend_leases(self.store, self._index, leases, lease=lease, now=self.clock())
+        busy = self._completing
+        states = [LeaseState.OK] * len(leases)
+        rest = [i for i, held in enumerate(leases) if held.job_id not in busy]
+        if rest:
+            extended = await outcomes.extend_leases(
+                self.store, self._index, [leases[i] for i in rest], lease=lease, now=self.clock()
+            )
+            for i, state in zip(rest, extended, strict=True):
+                states[i] = state
+        return states
 
     async def save(
         self, job_id: str, token: int, *, state: bytes | None = None, result: bytes | None = None
