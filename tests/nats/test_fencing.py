@@ -134,7 +134,8 @@ async def test_an_outcome_spawning_many_children_is_not_starved_by_its_heartbeat
         async def heartbeat() -> None:
             nonlocal beats
             while True:
-                assert await broker.extend_leases([Lease("root", root.token)], lease=LEASE) == [LeaseState.OK]
+                # LOST once the outcome applied (a beat already in flight then finds the job waiting).
+                await broker.extend_leases([Lease("root", root.token)], lease=LEASE)
                 beats += 1
                 await anyio.sleep(0.001)
 
