@@ -1,4 +1,4 @@
-"""Flow control with real worker processes (the CLI) on the durable brokers, PostgreSQL and Redis.
+"""Flow control with real worker processes (the CLI) on the durable brokers: PostgreSQL, Redis, NATS.
 
 Every handler run appends ``start``/``end`` lines with the time to one file (``O_APPEND``), so what
 the workers did is measured outside the queue under test:
@@ -74,10 +74,16 @@ APP_MODULE = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", "nats"])
 def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
     name = uuid.uuid4().hex[:12]
-    if request.param == "postgres":
+    if request.param == "nats":
+        from tests.backend_nats import server_url
+
+        url = f"{server_url()}?prefix=t{name}"
+        yield url
+        anyio.run(_drop_nats_bucket, url)
+    elif request.param == "postgres":
         schema = f"t_{name}"
         yield f"{POSTGRES_URL}?schema={schema}&auto_migrate=true"
         anyio.run(drop_schema, schema)
@@ -89,6 +95,17 @@ def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+async def _drop_nats_bucket(url: str) -> None:
+    from asynctask.brokers.nats import NatsBroker
+
+    broker = NatsBroker(url)
+    await broker.open()
+    try:
+        await broker.store.drop()
+    finally:
+        await broker.close()
 
 
 class Cluster:

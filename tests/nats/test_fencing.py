@@ -116,3 +116,34 @@ async def test_children_finishing_in_two_processes_release_the_parent_once(
         assert len(parent_claims) == 1
         statuses = Counter(j.status for j in await one.list_jobs(parent_id="g", limit=1000))
         assert statuses == {JobStatus.SUCCEEDED: 120}
+
+
+async def test_an_outcome_spawning_many_children_is_not_starved_by_its_heartbeat(
+    brokers: BrokerMaker, clock: FakeClock
+) -> None:
+    """The outcome's transaction reads its 300 children before writing under the job's revision;
+    the worker's heartbeat, extending the same job's lease meanwhile, must not move that revision
+    on every attempt (it did: the outcome then timed out and the job failed)."""
+    async with brokers(clock) as broker:
+        await broker.enqueue([new(clock, "root")])
+        [root] = await broker.claim("q", 1, lease=LEASE, worker="w")
+        children = tuple(new(clock, f"c{i:03d}", parent_id="root", queue="kids") for i in range(300))
+        outcome = Outcome(job_id="root", token=root.token, kind=OutcomeKind.SUCCEEDED, spawn=children)
+        beats = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats
+            while True:
+                # LOST once the outcome applied (a beat already in flight then finds the job waiting).
+                await broker.extend_leases([Lease("root", root.token)], lease=LEASE)
+                beats += 1
+                await anyio.sleep(0.001)
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(heartbeat)
+                await wait_until(lambda: beats > 0)
+                assert await broker.complete([outcome]) == [True]
+                tg.cancel_scope.cancel()
+        stored = await broker.get("root")
+        assert stored is not None and stored.status is JobStatus.WAITING and stored.pending == 300

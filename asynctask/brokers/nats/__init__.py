@@ -38,6 +38,19 @@ contract's delays, leases and expiry run on the app's clock; and a message acked
 is not a record that can be read, listed, paused, fenced and counted. The record bucket keeps
 all of that in one place, and the watch still gives server-pushed wake-ups.
 
+**Flow control and unique jobs live in the same bucket** (:mod:`.flow`, :mod:`.unique`,
+:mod:`.flowrecords`). A queue's settings and token bucket are the record ``q.<queue>``, a task's
+token bucket ``t.<task>``; both are kept in the index. A claim of a queue with settings, or with
+task limits, decides from the index and writes its jobs together with the flow records it
+spends in one atomic batch under the revisions it decided on: two workers claiming at once never
+take more than a limit between them (the loser catches up and decides again). Running counts
+come from the index, which is exact enough because every claim counted by a limit writes that
+limit's record, and a claim first makes sure its index holds every change up to the record's
+revision (the reasoning is in :mod:`.flow`). A queue never configured, claimed without limits,
+costs what it always did. A unique key is the record ``u.<key>`` naming its holder, written in
+the same batch as every publish, spawn or retry that takes the key; finishing releases the key
+without a write (the holder is checked when the key is wanted).
+
 Reads of one job (``get``) go to the stream leader, so a job is readable as soon as its publish
 returns; listings come from the index. A delete writes a purge marker that expires by itself.
 
@@ -73,6 +86,12 @@ Limits
 * A record (payload, state, result and error together) must fit the server's ``max_payload``
   (1 MiB by default): a bigger one raises :class:`~asynctask.errors.PayloadTooLarge`.
 * No transactional publish (``connection=``).
+* Flow limits are enforced from the moment a worker's index holds the queue's settings (the
+  watch delivers them within milliseconds of the change); claims already deciding may still
+  take jobs under the old settings. A limited claim takes at most 499 jobs.
+* Claims racing on one limited queue or task take turns through its record: each conflict costs
+  the loser a catch-up and a new decision, so very many workers claiming one limited queue at
+  once spend more round trips per job than on an unlimited one.
 """
 
 from __future__ import annotations

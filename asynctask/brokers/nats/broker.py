@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -18,7 +19,7 @@ import anyio
 import msgspec
 
 from asynctask.brokers.base import Capabilities, Clock
-from asynctask.brokers.nats import claiming, manage, outcomes, publishing, rules, workers
+from asynctask.brokers.nats import claiming, flow, manage, outcomes, publishing, rules, unique, workers
 from asynctask.brokers.nats.client import Connection
 from asynctask.brokers.nats.config import NatsConfig
 from asynctask.brokers.nats.index import Index
@@ -28,6 +29,7 @@ from asynctask.brokers.nats.tx import KeyedLock
 from asynctask.brokers.nats.watch import Watch
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
+from asynctask.flow import QueueSettings, RateLimit, TaskLimits, normalize_limits
 from asynctask.models import (
     Job,
     JobStatus,
@@ -80,6 +82,8 @@ class NatsBroker:
         self._watch: Watch | None = None
         self._open = OpenCount(self._connect, self._disconnect)
         self._locks = KeyedLock()
+        #: Jobs whose outcome this broker is writing now (see extend_leases), with a count each.
+        self._completing: Counter[str] = Counter()
         self._display_url = _display(config)
 
     @classmethod
@@ -145,24 +149,56 @@ class NatsBroker:
             return []
         return await publishing.enqueue(self.store, self._index, jobs, self.clock())
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        """Claim up to ``limit`` ready jobs in priority order, leasing each for ``lease`` seconds."""
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` ready jobs in priority order, leasing each for ``lease`` seconds,
+        within the queue's settings and the tasks' ``limits`` (:mod:`.flow`)."""
         if limit <= 0:
             return []
         index = await self._indexed()
+        task_limits = normalize_limits(limits)
+        if task_limits or flow.configured(index, self.layout, queue):
+            return await flow.claim(
+                self.store, index, queue, limit, lease=lease, now=self.clock(), limits=task_limits
+            )
         return await claiming.claim(self.store, index, queue, limit, lease=lease, now=self.clock())
 
     async def complete(self, outcomes_: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes, each only while its token is current."""
         if not outcomes_:
             return []
-        return await outcomes.complete(self.store, self._index, outcomes_, self.clock(), self._locks)
+        ids = [o.job_id for o in outcomes_]
+        self._completing.update(ids)
+        try:
+            return await outcomes.complete(self.store, self._index, outcomes_, self.clock(), self._locks)
+        finally:
+            self._completing.subtract(ids)
+            for job_id in ids:
+                if self._completing[job_id] <= 0:
+                    del self._completing[job_id]
 
     async def extend_leases(self, leases: Sequence[Lease], *, lease: float) -> list[LeaseState]:
-        """Extend leases still held with these tokens; ``LOST`` for the others."""
+        """Extend leases still held with these tokens; ``LOST`` for the others.
+
+        A job whose outcome this broker is writing at the moment is answered ``OK`` and left
+        alone: its record is the fence of that outcome's transaction, and a heartbeat rewriting
+        it every few milliseconds would make a long transaction (an outcome spawning hundreds of
+        children reads them all first) conflict on every attempt. Its lease still runs until the
+        outcome applies, or is extended by the next heartbeat if writing it failed.
+        """
         if not leases:
             return []
-        return await outcomes.extend_leases(self.store, self._index, leases, lease=lease, now=self.clock())
+        busy = self._completing
+        states = [LeaseState.OK] * len(leases)
+        rest = [i for i, held in enumerate(leases) if held.job_id not in busy]
+        if rest:
+            extended = await outcomes.extend_leases(
+                self.store, self._index, [leases[i] for i in rest], lease=lease, now=self.clock()
+            )
+            for i, state in zip(rest, extended, strict=True):
+                states[i] = state
+        return states
 
     async def save(
         self, job_id: str, token: int, *, state: bytes | None = None, result: bytes | None = None
@@ -170,12 +206,13 @@ class NatsBroker:
         """Persist a running job's state and/or result, fenced by ``token``."""
         return await outcomes.save(self.store, self._index, job_id, token, state=state, result=result)
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
-        """Return when a job of ``queue`` may be ready: at once if one is, else when the watch
-        delivers one, the next scheduled job is due, or ``timeout`` passes."""
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
+        """Return when a job of ``queue`` may be ready: at once if one is (unless ``held``: flow
+        control held the last claim back), else when the watch delivers one or a change of the
+        queue's settings, the next scheduled job is due, or ``timeout`` passes."""
         index = await self._indexed()
         now = self.clock()
-        if index.has_ready(queue, now):
+        if not held and index.has_ready(queue, now):
             return
         next_run = index.next_run_at(queue)
         if next_run is not None:
@@ -288,6 +325,34 @@ class NatsBroker:
     async def delete(self, job_id: str) -> bool:
         """Delete a job in any status; ``False`` if it did not exist."""
         return await manage.delete(self.store, self._index, job_id)
+
+    # --- flow control --------------------------------------------------------------------------
+
+    async def find_unique(self, unique_key: str) -> Job | None:
+        """The unfinished job holding ``unique_key`` (its record and holder read from the server)."""
+        return await unique.find(self.store, self._index, unique_key, self.clock())
+
+    async def queue_settings(self, queue: str) -> QueueSettings:
+        """The queue's settings as stored now (``QueueSettings()`` for one never configured)."""
+        return await flow.queue_settings(self.store, queue)
+
+    async def configured_queues(self) -> dict[str, QueueSettings]:
+        """Every queue whose settings differ from the defaults, by name (from the index)."""
+        return flow.configured_queues(await self._indexed())
+
+    async def set_queue_limits(
+        self, queue: str, *, concurrency: int | None, rate: RateLimit | None
+    ) -> QueueSettings:
+        """Replace the queue's limits, keep its pause; every worker's watch sees it and wakes."""
+        return await flow.change_settings(
+            self.store, self._index, queue, lambda s: QueueSettings(s.paused, concurrency, rate)
+        )
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> QueueSettings:
+        """Pause or resume claiming from the queue, keep its limits; wakes its workers."""
+        return await flow.change_settings(
+            self.store, self._index, queue, lambda s: QueueSettings(paused, s.concurrency, s.rate)
+        )
 
 
 def _replace(config: NatsConfig, **changes: Any) -> NatsConfig:

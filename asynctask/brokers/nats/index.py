@@ -16,10 +16,13 @@ order among equal priorities and times, and insertion order for the maintenance 
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import anyio
 
+from asynctask.brokers.nats.layout import QUEUE_PREFIX, Layout
 from asynctask.brokers.nats.records import Versioned
 from asynctask.models import Job, JobStatus
 
@@ -56,6 +59,14 @@ class Index:
         #: The last stream sequence the watch delivered.
         self.watched = 0
         self._unseen: set[str] | None = None
+        #: Running jobs by queue and by task, as this index sees them (for concurrency limits).
+        self.running_in_queue: Counter[str] = Counter()
+        self.running_of_task: Counter[str] = Counter()
+        #: Flow records (queue and task records) by key: (decoded value or None, revision).
+        self._records: dict[str, tuple[Any, int]] = {}
+        #: Flow records this broker wrote itself while the index held every change before them.
+        self._chained: dict[str, int] = {}
+        self._watchers: list[tuple[int, anyio.Event]] = []
 
     def __len__(self) -> int:
         return len(self._entries) - self._tombstones
@@ -74,6 +85,12 @@ class Index:
             return
         self.conflicted.pop(job_id, None)  # a mark is about one revision, now gone
         old_job = old.job if old is not None else None
+        if old_job is not None and old_job.status is JobStatus.RUNNING:
+            self.running_in_queue[old_job.queue] -= 1
+            self.running_of_task[old_job.task] -= 1
+        if job is not None and job.status is JobStatus.RUNNING:
+            self.running_in_queue[job.queue] += 1
+            self.running_of_task[job.task] += 1
         if (
             old_job is not None
             and old_job.parent_id is not None
@@ -140,6 +157,62 @@ class Index:
     def begin_resync(self) -> None:
         """A fresh snapshot of the bucket starts: keys it does not deliver will be dropped."""
         self._unseen = {i for i, e in self._entries.items() if e.job is not None}
+        self._chained.clear()
+
+    # --- flow records -------------------------------------------------------------------------
+
+    def apply_record(self, key: str, value: Any, rev: int, *, own: bool = False) -> None:
+        """Record that flow record ``key`` holds ``value`` (``None``: none) as of ``rev``.
+
+        ``own``: this broker wrote it, under a revision the index covered (see :meth:`covers`).
+        A queue's record changing wakes the queue's waiters (its settings may have changed).
+        """
+        old = self._records.get(key)
+        if own:
+            self._chained[key] = rev
+        if old is not None and old[1] >= rev:
+            return
+        self._records[key] = (value, rev)
+        if key.startswith(QUEUE_PREFIX):
+            self._wake(Layout.name_of(key))
+
+    def record(self, key: str) -> tuple[Any, int]:
+        """A flow record as last seen: (value or ``None``, revision; 0 when never seen)."""
+        return self._records.get(key, (None, 0))
+
+    def records(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        """Every flow record whose key starts with ``prefix``, with its value."""
+        return ((k, v) for k, (v, _) in self._records.items() if k.startswith(prefix) and v is not None)
+
+    def covers(self, key: str, rev: int) -> bool:
+        """Whether the index holds every change stored before flow record ``key`` reached ``rev``.
+
+        True once the watch delivered ``rev``, or when this broker wrote ``rev`` itself while the
+        index covered the revision it replaced (each write of the record is one atomic batch with
+        the jobs it claims, so a chain of own writes misses none of them).
+        """
+        return rev <= self.watched or self._chained.get(key) == rev
+
+    def advance(self, seq: int) -> None:
+        """The watch delivered stream sequence ``seq``."""
+        self.watched = seq
+        if self._watchers and self._watchers[0][0] <= seq:
+            waiting = self._watchers
+            self._watchers = [(s, e) for s, e in waiting if s > seq]
+            for s, event in waiting:
+                if s <= seq:
+                    event.set()
+
+    async def caught_up(self, seq: int, timeout: float) -> bool:
+        """Wait until the watch delivered ``seq``; ``False`` if ``timeout`` passed first."""
+        if self.watched >= seq:
+            return True
+        event = anyio.Event()
+        self._watchers.append((seq, event))
+        self._watchers.sort(key=lambda item: item[0])
+        with anyio.move_on_after(timeout):
+            await event.wait()
+        return event.is_set()
 
     def end_resync(self, last_seq: int) -> None:
         """The snapshot is complete up to ``last_seq``: forget the keys it did not hold."""

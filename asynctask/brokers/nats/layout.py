@@ -1,9 +1,11 @@
 """Where things live on the server: the job bucket, its stream, and one key per job.
 
 One key-value bucket, ``<prefix>_jobs``, holds every job record of an app, so one atomic batch
-can change several records at once (a child and its parent). Its keys are namespaced by their
-first token: ``j.<id>`` for jobs; other record kinds (queue settings, counters) get their own
-first token later without touching the job keys.
+can change several records at once (a child and its parent, a claim and the flow records it
+spends). Its keys are namespaced by their first token: ``j.<id>`` for jobs, ``w.<id>`` for the
+worker registry, ``q.<queue>`` and ``t.<task>`` for flow control (a queue's settings and token
+bucket, a task's token bucket) and ``u.<key>`` for the holder of a unique key
+(:mod:`asynctask.brokers.nats.flowrecords`).
 
 Job ids may hold any printable ASCII character, NATS keys only ``[-/_=.a-zA-Z0-9]``: every other
 character (the ``.`` token separator and ``=`` itself included) is written ``=XX`` in hex, so the
@@ -20,18 +22,34 @@ mapping is one to one and a job key is always a single subject token.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 
 from asynctask.errors import InvalidName
 
-__all__ = ["DEFAULT_PREFIX", "JOB_PREFIX", "WORKER_PREFIX", "Layout", "validate_prefix"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "JOB_PREFIX",
+    "QUEUE_PREFIX",
+    "TASK_PREFIX",
+    "UNIQUE_PREFIX",
+    "WORKER_PREFIX",
+    "Layout",
+    "validate_prefix",
+]
 
 DEFAULT_PREFIX = "asynctask"
 #: The first token of every job key.
 JOB_PREFIX = "j."
 #: The first token of every worker-registry key (:mod:`asynctask.brokers.nats.workers`).
 WORKER_PREFIX = "w."
+#: First tokens of the flow-control records: a queue's, a task's, a unique key's.
+QUEUE_PREFIX = "q."
+TASK_PREFIX = "t."
+UNIQUE_PREFIX = "u."
+#: Unique keys longer than this (escaped) are stored under their digest: a subject stays short.
+_LONGEST_KEY = 200
 
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 _SAFE = frozenset(string.ascii_letters + string.digits + "-_")
@@ -82,6 +100,36 @@ class Layout:
         """The stream subject of a job's record."""
         return self._subject_prefix + self.key(job_id)
 
+    def record_subject(self, key: str) -> str:
+        """The stream subject of any bucket key (a flow record's, say)."""
+        return self._subject_prefix + key
+
+    @staticmethod
+    def queue_key(queue: str) -> str:
+        """The key of a queue's flow record (its settings and token bucket)."""
+        return QUEUE_PREFIX + _escape(queue)
+
+    @staticmethod
+    def task_key(task: str) -> str:
+        """The key of a task's flow record (its token bucket)."""
+        return TASK_PREFIX + _escape(task)
+
+    @staticmethod
+    def unique_key(key: str) -> str:
+        """The key of the record naming the job that took unique key ``key``."""
+        escaped = _escape(key)
+        if len(escaped) > _LONGEST_KEY:
+            escaped = "h-" + hashlib.sha256(key.encode()).hexdigest()
+        return UNIQUE_PREFIX + escaped
+
+    @staticmethod
+    def name_of(key: str) -> str:
+        """The name (queue, task, job id) a key was made from: its first token dropped, unescaped."""
+        encoded = key.partition(".")[2]
+        if "=" not in encoded:
+            return encoded
+        return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), encoded)
+
     def key_of(self, subject: str) -> str | None:
         """The bucket key of a stream subject, or ``None`` for a subject outside the bucket."""
         if not subject.startswith(self._subject_prefix):
@@ -93,10 +141,7 @@ class Layout:
         """The job id of a bucket key, or ``None`` for a key that is not a job's."""
         if not key.startswith(JOB_PREFIX):
             return None
-        encoded = key[len(JOB_PREFIX) :]
-        if "=" not in encoded:
-            return encoded
-        return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), encoded)
+        return Layout.name_of(key)
 
 
 def _escape(name: str) -> str:

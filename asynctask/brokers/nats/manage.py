@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from asynctask.brokers.nats import rules
+from asynctask.brokers.nats import rules, unique
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import Tx, concurrently, run
@@ -81,7 +81,8 @@ async def resume(store: Store, index: Index | None, job_id: str, *, now: float) 
 
 
 async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -> Job | None:
-    """Queue a failed or cancelled job again; a waiting parent waits for it again."""
+    """Queue a failed or cancelled job again; a waiting parent waits for it again. A job whose
+    unique key another unfinished job holds now is left as it is; otherwise it takes the key back."""
 
     async def change(tx: Tx) -> Job | None:
         job = await _live(tx, job_id, now)
@@ -90,6 +91,11 @@ async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -
         new = rules.retry(job, now)
         if new is None:
             return job
+        if job.unique_key is not None:
+            holder = await unique.holder(tx, job.unique_key, now)
+            if holder is not None and holder.id != job_id:
+                return job  # its key is taken by a newer job: left finished
+            unique.take(tx, job.unique_key, job_id)
         if job.parent_id is not None:
             await tx.load([job.parent_id], fresh=True)
             parent = tx.get(job.parent_id)
@@ -104,14 +110,17 @@ async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -
 async def delete(store: Store, index: Index | None, job_id: str) -> bool:
     """Delete a job in any status (an expired one too); ``False`` if there is none."""
 
-    async def change(tx: Tx) -> bool:
+    async def change(tx: Tx) -> Job | None:
         await tx.load([job_id], fresh=True)
-        if tx.get(job_id) is None:
-            return False
-        tx.put(job_id, None)
-        return True
+        job = tx.get(job_id)
+        if job is not None:
+            tx.put(job_id, None)
+        return job
 
-    return await run(store, index, change)
+    deleted = await run(store, index, change)
+    if deleted is not None and deleted.unique_key is not None:
+        await unique.release(store, deleted.unique_key, job_id)
+    return deleted is not None
 
 
 async def prune(store: Store, index: Index, limit: int, now: float) -> int:
@@ -125,6 +134,12 @@ async def prune(store: Store, index: Index, limit: int, now: float) -> int:
         tx.put(job_id, None)
         return True
 
-    expired = [e.job.id for e in index.expired(now)[:limit] if e.job is not None]
-    calls = [partial(run, store, index, drop, i) for i in expired]
+    async def prune_one(job_id: str, key: str | None) -> bool:
+        dropped = await run(store, index, drop, job_id)
+        if dropped and key is not None:
+            await unique.release(store, key, job_id)
+        return dropped
+
+    expired = [(e.job.id, e.job.unique_key) for e in index.expired(now)[:limit] if e.job is not None]
+    calls = [partial(prune_one, job_id, key) for job_id, key in expired]
     return sum(await concurrently(calls)) if calls else 0

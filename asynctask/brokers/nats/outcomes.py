@@ -16,7 +16,7 @@ from functools import partial
 
 import msgspec
 
-from asynctask.brokers.nats import records, rules
+from asynctask.brokers.nats import records, rules, unique
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store, Write
 from asynctask.brokers.nats.tx import KeyedLock, Tx, concurrently, run, run_each
@@ -24,8 +24,9 @@ from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome
 
 __all__ = ["SPAWN_CHUNK", "complete", "extend_leases", "rescue_expired", "save"]
 
-#: Most children created by one atomic batch (each may touch a parent too: 2 writes per child).
-SPAWN_CHUNK = 400
+#: Most children created by one atomic batch (each may touch a parent and its unique key's record
+#: too: 3 writes per child).
+SPAWN_CHUNK = 300
 #: Characters of an error kept when a record must shrink to fit the server's max_payload.
 _KEPT_ERROR = 16_384
 #: Most outcomes of children of one parent written in one atomic batch.
@@ -127,6 +128,10 @@ async def _spawn(
         current = tx.get(child.id)
         if rules.live(current, now):
             continue
+        if child.unique_key is not None:
+            if await unique.holder(tx, child.unique_key, now) is not None:
+                continue  # not stored, so not waited for
+            unique.take(tx, child.unique_key, child.id)
         tx.put(child.id, rules.create(child, now, current))
         if child.parent_id is not None:
             await _count(tx, child.parent_id, +1, now)

@@ -7,6 +7,10 @@ again on fresh reads, job by job in order: a live job keeps its id (``False``), 
 replaced by the new job (its token keeps counting up), and the first of two equal ids in one call
 wins. A group and its members therefore appear together or not at all, as long as the call
 holds at most 1,000 jobs; bigger calls are written in chunks, each atomic on its own.
+
+Jobs with a ``unique_key`` (:mod:`.unique`) take the checked path at once: their keys' records
+and holders are read, and each job stored is written with its key's record in one atomic batch
+(so chunks of such calls hold at most 500 jobs). Within a call the first job of a key wins.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from asynctask.brokers.nats import rules
+from asynctask.brokers.nats import rules, unique
 from asynctask.brokers.nats.client import MAX_BATCH, Conflict
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store, Write
@@ -33,8 +37,10 @@ async def enqueue(store: Store, index: Index | None, jobs: Sequence[NewJob], now
     first: dict[str, int] = {}
     for i, job in enumerate(jobs):
         first.setdefault(job.id, i)
-    unique = list(first.values())
-    chunks = [unique[start : start + MAX_BATCH] for start in range(0, len(unique), MAX_BATCH)]
+    ids = list(first.values())
+    # A keyed job is written with its key's record: two writes each.
+    size = MAX_BATCH // 2 if any(job.unique_key is not None for job in jobs) else MAX_BATCH
+    chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
 
     async def write_chunk(chunk: list[int]) -> None:
         news = [jobs[i] for i in chunk]
@@ -46,6 +52,8 @@ async def enqueue(store: Store, index: Index | None, jobs: Sequence[NewJob], now
 
 
 async def _create(store: Store, index: Index | None, news: list[NewJob], now: float) -> list[bool]:
+    if any(new.unique_key is not None for new in news):
+        return await run(store, index, _create_checked, news, now)
     writes = [Write(new.id, rules.create(new, now, None), 0) for new in news]
     try:
         revisions = await store.write(writes)
@@ -65,6 +73,11 @@ async def _create_checked(tx: Tx, news: list[NewJob], now: float) -> list[bool]:
         if rules.live(current, now):
             flags.append(False)
             continue
+        if new.unique_key is not None:
+            if await unique.holder(tx, new.unique_key, now) is not None:
+                flags.append(False)
+                continue
+            unique.take(tx, new.unique_key, new.id)
         tx.put(new.id, rules.create(new, now, current))
         flags.append(True)
     return flags

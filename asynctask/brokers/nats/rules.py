@@ -20,6 +20,7 @@ __all__ = [
     "extend",
     "finish",
     "held",
+    "holds_key",
     "live",
     "pause",
     "promote",
@@ -31,6 +32,11 @@ __all__ = [
 
 _replace = msgspec.structs.replace
 CANCELLABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.WAITING})
+
+
+def holds_key(job: Job | None, key: str, now: float) -> bool:
+    """Whether ``job`` holds the unique key ``key``: it took it, is live and unfinished."""
+    return job is not None and job.unique_key == key and live(job, now) and not job.status.finished
 
 
 def live(job: Job | None, now: float) -> bool:
@@ -64,6 +70,7 @@ def create(new: NewJob, now: float, prior: Job | None) -> Job:
         pending=new.pending,
         meta=new.meta,
         headers=new.headers,
+        unique_key=new.unique_key,
         token=prior.token if prior is not None else 0,
     )
 

@@ -26,7 +26,7 @@ from asynctask.brokers.nats.records import Versioned
 from asynctask.errors import BrokerError, PayloadTooLarge
 from asynctask.models import Job
 
-__all__ = ["MARKER_TTL", "Store", "Write", "decode_message"]
+__all__ = ["MARKER_TTL", "Put", "Store", "Write", "decode_message"]
 
 logger = logging.getLogger("asynctask.brokers.nats")
 
@@ -46,6 +46,18 @@ class Write(msgspec.Struct, frozen=True):
     job_id: str
     job: Job | None
     expected: int
+
+
+class Put(msgspec.Struct, frozen=True):
+    """Store ``data`` under the bucket key ``key`` (a flow record), if it is still at ``expected``.
+
+    ``value`` is the decoded record, handed to the index once the write is stored.
+    """
+
+    key: str
+    data: bytes
+    expected: int
+    value: Any = None
 
 
 def decode_message(job_id: str, message: StoredMessage) -> Versioned:
@@ -155,6 +167,15 @@ class Store:
         message = await self.conn.last(self.layout.stream, self.layout.subject(job_id))
         return Versioned(None, 0) if message is None else decode_message(job_id, message)
 
+    async def read_record(self, key: str) -> tuple[bytes | None, int]:
+        """The data of a non-job key as stored now, and its revision (``(None, 0)``: none)."""
+        message = await self.conn.last(self.layout.stream, self.layout.record_subject(key))
+        if message is None:
+            return None, 0
+        if message.headers.get(_KV_OPERATION) in ("DEL", "PURGE"):
+            return None, message.seq
+        return message.data, message.seq
+
     async def read_many(self, job_ids: Sequence[str]) -> dict[str, Versioned]:
         """Several records, read concurrently."""
         found: dict[str, Versioned] = {}
@@ -176,9 +197,11 @@ class Store:
         """The largest encoded record the server accepts, in bytes."""
         return self.conn.max_payload - _HEADROOM
 
-    def message(self, write: Write) -> Message:
+    def message(self, write: Write | Put) -> Message:
         """The message that performs ``write``."""
         headers = {"Nats-Expected-Last-Subject-Sequence": str(write.expected)}
+        if isinstance(write, Put):
+            return self.layout.record_subject(write.key), write.data, headers
         subject = self.layout.subject(write.job_id)
         if write.job is None:
             headers.update({_KV_OPERATION: "PURGE", "Nats-Rollup": "sub", "Nats-TTL": MARKER_TTL})
@@ -191,12 +214,22 @@ class Store:
             )
         return subject, data, headers
 
-    async def write_each(self, writes: Sequence[Write]) -> list[Answer]:
+    async def purge_record(self, key: str, expected: int) -> int:
+        """Delete a non-job record if it is still at revision ``expected`` (a marker that expires)."""
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected),
+            _KV_OPERATION: "PURGE",
+            "Nats-Rollup": "sub",
+            "Nats-TTL": MARKER_TTL,
+        }
+        return await self.conn.publish(self.layout.record_subject(key), b"", headers)
+
+    async def write_each(self, writes: Sequence[Write | Put]) -> list[Answer]:
         """Apply ``writes`` independently, all in flight at once: for each, its revision, or the
         error that refused it (:class:`~asynctask.brokers.nats.client.Conflict` if its key moved)."""
         return await self.conn.publish_each([self.message(w) for w in writes])
 
-    async def write(self, writes: Sequence[Write]) -> list[int]:
+    async def write(self, writes: Sequence[Write | Put]) -> list[int]:
         """Apply ``writes`` all together (one atomic batch) or not at all; returns their revisions.
 
         Raises :class:`~asynctask.brokers.nats.client.Conflict` if any key moved from its
@@ -207,7 +240,7 @@ class Store:
         if len(writes) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} records change atomically, not {len(writes)}")
         messages = [self.message(w) for w in writes]
-        if len(messages) > 1 and any(w.job is None for w in writes):
+        if len(messages) > 1 and any(isinstance(w, Write) and w.job is None for w in writes):
             raise ValueError("a delete is written on its own, not in a batch")
         last = await self.conn.publish_batch(messages)
         first = last - len(messages) + 1

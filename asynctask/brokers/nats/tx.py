@@ -21,14 +21,16 @@ from typing import Any, TypeVar
 
 import anyio
 
+from asynctask.brokers.nats import flowrecords
 from asynctask.brokers.nats.client import Conflict
 from asynctask.brokers.nats.index import Index
+from asynctask.brokers.nats.layout import Layout
 from asynctask.brokers.nats.records import Versioned
-from asynctask.brokers.nats.store import Store, Write
+from asynctask.brokers.nats.store import Put, Store, Write
 from asynctask.errors import BrokerError
 from asynctask.models import Job
 
-__all__ = ["KeyedLock", "Tx", "concurrently", "run", "run_each"]
+__all__ = ["KeyedLock", "Tx", "apply", "concurrently", "run", "run_each"]
 
 T = TypeVar("T")
 
@@ -46,6 +48,32 @@ class Tx:
         self._base: dict[str, Versioned] = {}
         self._view: dict[str, Job | None] = {}
         self._dirty: dict[str, None] = {}
+        #: Other records (flow records) by key: the data read, its revision, and any data to write.
+        self._records: dict[str, tuple[bytes | None, int]] = {}
+        self._record_puts: dict[str, tuple[bytes, Any]] = {}
+
+    async def load_records(self, keys: Iterable[str]) -> None:
+        """Read the non-job records of ``keys`` not read yet, from the server."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._records]
+
+        async def one(key: str) -> None:
+            self._records[key] = await self._store.read_record(key)
+
+        if missing:
+            await concurrently([partial(one, key) for key in missing])
+
+    @property
+    def layout(self) -> Layout:
+        return self._store.layout
+
+    def record(self, key: str) -> bytes | None:
+        """The data of a non-job record as this transaction sees it (it must have been loaded)."""
+        put = self._record_puts.get(key)
+        return put[0] if put is not None else self._records[key][0]
+
+    def put_record(self, key: str, data: bytes, value: Any = None) -> None:
+        """Write ``data`` under ``key`` at commit, fenced by the revision it was read at."""
+        self._record_puts[key] = (data, value)
 
     async def load(self, job_ids: Iterable[str], *, fresh: bool = False) -> None:
         """Read the records of ``job_ids`` not read yet (``fresh``: from the server)."""
@@ -81,9 +109,12 @@ class Tx:
         self._dirty.pop(job_id, None)
         self._dirty[job_id] = None
 
-    def writes(self) -> list[Write]:
+    def writes(self) -> list[Write | Put]:
         """The writes this attempt commits, each fenced by the revision it was read at."""
-        return [Write(i, self._view[i], self._base[i].revision) for i in self._dirty]
+        writes: list[Write | Put] = [Write(i, self._view[i], self._base[i].revision) for i in self._dirty]
+        for key, (data, value) in self._record_puts.items():
+            writes.append(Put(key, data, self._records[key][1], value))
+        return writes
 
 
 async def run(store: Store, index: Index | None, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -107,10 +138,19 @@ async def run(store: Store, index: Index | None, fn: Callable[..., Awaitable[T]]
             await anyio.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.05)))
             continue
         if index is not None:
-            for write, revision in zip(writes, revisions, strict=True):
-                index.apply(write.job_id, write.job, revision)
+            apply(index, writes, revisions)
         return result
     raise BrokerError(f"gave up after {_ATTEMPTS} attempts: the records kept changing while being written")
+
+
+def apply(index: Index, writes: Sequence[Write | Put], revisions: Sequence[int]) -> None:
+    """Show committed writes to the index at once, so this broker reads its own writes."""
+    for write, revision in zip(writes, revisions, strict=True):
+        if isinstance(write, Put):
+            if flowrecords.indexed(write.key):
+                index.apply_record(write.key, write.value, revision)
+        else:
+            index.apply(write.job_id, write.job, revision)
 
 
 async def concurrently(calls: Iterable[Callable[[], Awaitable[T]]], *, limit: int = 256) -> list[T]:

@@ -26,7 +26,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from asynctask.brokers.nats import records
+from asynctask.brokers.nats import flowrecords, records
 from asynctask.brokers.nats.client import Connection, translate
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.layout import Layout
@@ -174,7 +174,10 @@ class Watch:
 
     def _caught_up(self, last_seq: int) -> None:
         if not self._synced.is_set():
+            # Nothing is pending: the index holds every change up to the stream's end, which is
+            # at least the last sequence seen (a snapshot skips superseded records).
             self.index.end_resync(max(last_seq, self._bound))
+            self.index.advance(max(last_seq, self._bound))
             self._synced.set()
 
     async def _on_message(self, msg: Msg) -> None:
@@ -210,7 +213,6 @@ class Watch:
             return
         self._cseq = cseq
         self._budget -= 1
-        self.index.watched = sseq
         key = self.layout.key_of(msg.subject)
         job_id = self.layout.job_id(key) if key is not None else None
         known = self.index.get(job_id) if job_id is not None else None
@@ -229,6 +231,11 @@ class Watch:
                     )
         elif job_id is not None:
             self.index.seen(job_id)
+        elif key is not None and flowrecords.indexed(key):
+            deleted = msg.headers is not None and msg.headers.get("KV-Operation") in ("DEL", "PURGE")
+            self.index.apply_record(key, None if deleted else flowrecords.decode_flow(msg.data), sseq)
+        # Only now: whoever waits for this sequence finds it applied.
+        self.index.advance(sseq)
         if pending == 0:
             self._caught_up(sseq)
 
