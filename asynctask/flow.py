@@ -34,6 +34,7 @@ __all__ = [
     "CLOCK_SLACK",
     "Claimed",
     "QueueSettings",
+    "Quota",
     "RateLimit",
     "TaskLimit",
     "TaskLimits",
@@ -216,6 +217,28 @@ def tokens_due_at(tokens: float, now: float, rate: RateLimit, want: float) -> fl
     token is lost to a full bucket."""
     target = max(min(want, float(rate.burst)) / 2, 1.0)
     return now + max(target - tokens, 0.0) / rate.per_second
+
+
+class Quota:
+    """What one key (a queue, a task) still allows in this claim: running slots and tokens."""
+
+    __slots__ = ("free", "rate", "tokens")
+
+    def __init__(self, free: float, tokens: float, rate: RateLimit | None) -> None:
+        self.free, self.tokens, self.rate = free, tokens, rate
+
+    def allows(self) -> bool:
+        return self.free >= 1 and self.tokens >= 1
+
+    def take(self) -> None:
+        self.free -= 1
+        self.tokens -= 1
+
+    def tokens_at(self, now: float, want: int) -> float | None:
+        """When this key has tokens again, if tokens (not running slots) are what it lacks."""
+        if self.rate is None or self.free < 1 or self.tokens >= 1:
+            return None
+        return tokens_due_at(self.tokens, now, self.rate, want)
 
 
 def check_unique(value: object) -> Unique | None:

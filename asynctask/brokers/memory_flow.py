@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 from asynctask.flow import (
     Claimed,
     QueueSettings,
+    Quota,
     RateLimit,
     TaskLimit,
     TaskLimits,
     normalize_limits,
     refill,
-    tokens_due_at,
 )
 from asynctask.models import Job, JobStatus
 
@@ -128,28 +128,6 @@ class FlowCalls:
         settings = self._flow.put(queue, QueueSettings(paused, current.concurrency, current.rate))
         self._wake(queue)
         return settings
-
-
-class Quota:
-    """What one key (a queue, a task) still allows in this claim: running slots and tokens."""
-
-    __slots__ = ("free", "rate", "tokens")
-
-    def __init__(self, free: float, tokens: float, rate: RateLimit | None) -> None:
-        self.free, self.tokens, self.rate = free, tokens, rate
-
-    def allows(self) -> bool:
-        return self.free >= 1 and self.tokens >= 1
-
-    def take(self) -> None:
-        self.free -= 1
-        self.tokens -= 1
-
-    def tokens_at(self, now: float, want: int) -> float | None:
-        """When this key has tokens again, if tokens (not running slots) are what it lacks."""
-        if self.rate is None or self.free < 1 or self.tokens >= 1:
-            return None
-        return tokens_due_at(self.tokens, now, self.rate, want)
 
 
 class Gate:

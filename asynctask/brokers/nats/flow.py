@@ -39,7 +39,6 @@ from collections.abc import Callable
 
 import anyio
 
-from asynctask.brokers.memory_flow import Quota
 from asynctask.brokers.nats import rules
 from asynctask.brokers.nats.client import MAX_BATCH, Conflict
 from asynctask.brokers.nats.flowrecords import FlowRecord, decode_flow, encode
@@ -47,7 +46,7 @@ from asynctask.brokers.nats.index import Entry, Index
 from asynctask.brokers.nats.layout import QUEUE_PREFIX, Layout
 from asynctask.brokers.nats.store import Put, Store, Write
 from asynctask.errors import BrokerError, BrokerUnavailable
-from asynctask.flow import Claimed, QueueSettings, RateLimit, TaskLimit, refill
+from asynctask.flow import Claimed, QueueSettings, Quota, RateLimit, TaskLimit, refill
 from asynctask.models import Job, JobStatus
 
 __all__ = ["change_settings", "claim", "configured", "configured_queues", "queue_settings"]
