@@ -1,7 +1,8 @@
 """The app the chaos workers run (``tests.chaos.chaosapp:app``), with a ledger kept outside the queue.
 
 Every run of ``work`` appends a ``start`` line before its body and an ``end`` line after it to the
-file ``CHAOS_LEDGER`` names: ``start <job id> <attempt> <pid> <time>``. Each line is one
+file ``CHAOS_LEDGER`` names: ``start <job id> <attempt> <pid> <time> <claimed at>`` (the claim's
+time as the broker recorded it, ``ctx.started_at``). Each line is one
 ``write`` on a descriptor opened with ``O_APPEND`` for that line alone (no buffer to lose on
 SIGKILL, no interleaving between processes), so the ledger says what really ran, whatever the
 broker recorded. ``poison`` does what a careless handler can: ``sys.exit()``,
@@ -26,7 +27,7 @@ MAX_RETRIES = 50
 
 
 def note(event: str, ctx: JobCtx) -> None:
-    line = f"{event} {ctx.id} {ctx.attempt} {os.getpid()} {time.time():.6f}\n".encode()
+    line = f"{event} {ctx.id} {ctx.attempt} {os.getpid()} {time.time():.6f} {ctx.started_at:.6f}\n".encode()
     fd = os.open(os.environ["CHAOS_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

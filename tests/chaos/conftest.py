@@ -53,6 +53,13 @@ def report(report_path: Path) -> Callable[[Figures], None]:
     return write
 
 
+@pytest.fixture
+def broker_name(request: pytest.FixtureRequest) -> str:
+    """The broker the test runs on (its ``shared_url`` or ``own_url`` parameter)."""
+    params = request.node.callspec.params
+    return str(params.get("shared_url") or params["own_url"])
+
+
 def migrate(url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "asynctask", "migrate", "--broker", url], capture_output=True, text=True

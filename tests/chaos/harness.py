@@ -80,6 +80,7 @@ class Workers:
     running: dict[int, WorkerProcess] = field(default_factory=dict)
     every: list[WorkerProcess] = field(default_factory=list)
     kills: dict[int, float] = field(default_factory=dict)
+    forced: list[int] = field(default_factory=list)
 
     def start(self, slot: int) -> WorkerProcess:
         stderr = self.directory / f"worker-{slot}-{len(self.every)}.err"
@@ -124,8 +125,10 @@ class Workers:
         """Running workers that exited on their own (a crash the test did not cause)."""
         return [w for w in self.running.values() if w.process.poll() is not None]
 
-    def stop_all(self, timeout: float = 60.0) -> None:
-        """SIGTERM every running worker and wait; SIGKILL whatever is left (always runs)."""
+    def stop_all(self, timeout: float = 15.0) -> None:
+        """SIGTERM every running worker and wait ``timeout`` s; SIGKILL whatever is left (and
+        remember it in :attr:`forced`: a worker must stop within its shutdown grace plus its
+        broker timeout, whatever the broker does)."""
         for worker in self.running.values():
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
@@ -134,6 +137,7 @@ class Workers:
             try:
                 worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.forced.append(worker.pid)
                 worker.process.kill()
                 worker.process.wait(timeout=30)
 
@@ -228,6 +232,7 @@ class Run:
     attempt: int
     pid: int
     start: float
+    claimed: float
     end: float | None = None
 
 
@@ -251,10 +256,10 @@ class Ledger:
         found: dict[tuple[str, int, int], Run] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
-                event, job, attempt, pid, at = line.split()
+                event, job, attempt, pid, at, claimed = line.split()
                 key = (job, int(attempt), int(pid))
                 if event == "start":
-                    found[key] = Run(job, int(attempt), int(pid), float(at))
+                    found[key] = Run(job, int(attempt), int(pid), float(at), float(claimed))
                 else:
                     found[key].end = float(at)
         by_job: dict[str, list[Run]] = {}
@@ -263,11 +268,12 @@ class Ledger:
         return by_job
 
     def starts_after(self, moment: float) -> dict[int, float]:
-        """Per pid, the first run it started after ``moment``."""
+        """Per pid, the first start of a run it claimed after ``moment`` (a job it had claimed
+        before does not show it can reach the broker)."""
         first: dict[int, float] = {}
         for runs in self.runs().values():
             for run in runs:
-                if run.start >= moment and run.start < first.get(run.pid, float("inf")):
+                if run.claimed >= moment and run.start < first.get(run.pid, float("inf")):
                     first[run.pid] = run.start
         return first
 
@@ -344,10 +350,10 @@ def judge(
     url: str,
     published: Sequence[str],
     ledger: Ledger,
-    kills: dict[int, float],
     recovery: float,
     started: float,
     report: Callable[[Figures], None],
+    workers: Workers,
     unreported: float = 2.0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Figures, dict[str, Job]]:
@@ -356,6 +362,7 @@ def judge(
     stored = jobs(url)
     succeeded = {job_id for job_id, job in stored.items() if job.status is JobStatus.SUCCEEDED}
     lost = sorted(set(published) - succeeded)
+    kills = workers.kills
     verdict = ledger.verdict(kills, unreported=unreported)
     figures = Figures(
         test=test,
@@ -377,4 +384,5 @@ def judge(
     runs = ledger.runs()
     unended = [job for job in succeeded if not any(run.end is not None for run in runs.get(job, []))]
     assert not unended, f"succeeded without a finished run in the ledger: {unended[:10]}"
+    assert not workers.forced, f"workers {workers.forced} ignored SIGTERM (SIGKILLed)\n{workers.logs()}"
     return figures, stored

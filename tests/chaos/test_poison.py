@@ -32,7 +32,7 @@ WORKERS = 2
 
 @pytest.mark.parametrize("shared_url", ["postgres", "redis", "mongo", "nats"], indirect=True)
 def test_poison_jobs_fail_alone_and_workers_keep_claiming(
-    shared_url: str, tmp_path: Path, report: Callable[[Figures], None], request: pytest.FixtureRequest
+    shared_url: str, tmp_path: Path, report: Callable[[Figures], None], broker_name: str
 ) -> None:
     started = time.time()
     ledger = Ledger(tmp_path / "ledger")
@@ -74,14 +74,14 @@ def test_poison_jobs_fail_alone_and_workers_keep_claiming(
         assert not workers.dead(), workers.logs()
     finally:
         workers.stop_all()
-    broker = request.node.callspec.params["shared_url"]
+    broker = broker_name
     _, stored = judge(
         test="poison",
         broker=broker,
         url=shared_url,
         published=[*good, *wave],
         ledger=ledger,
-        kills=workers.kills,
+        workers=workers,
         recovery=0.0,
         started=started,
         report=report,

@@ -45,7 +45,7 @@ LONG = Soak(jobs=20_000, workers=4, kills=30, seconds=150.0)
 
 @pytest.mark.parametrize("shared_url", ["postgres", "redis"], indirect=True)
 def test_sigkilled_workers_lose_nothing_and_run_twice_only_what_a_kill_interrupted(
-    shared_url: str, tmp_path: Path, report: Callable[[Figures], None], request: pytest.FixtureRequest
+    shared_url: str, tmp_path: Path, report: Callable[[Figures], None], broker_name: str
 ) -> None:
     soak = LONG if long_run() else SHORT
     rng = random.Random(11)  # the kill schedule is random, and the same on every run
@@ -87,11 +87,11 @@ def test_sigkilled_workers_lose_nothing_and_run_twice_only_what_a_kill_interrupt
     )
     judge(
         test="sigkill-soak",
-        broker=request.node.callspec.params["shared_url"],
+        broker=broker_name,
         url=shared_url,
         published=published,
         ledger=ledger,
-        kills=workers.kills,
+        workers=workers,
         recovery=ledger.recovery_after_kills(workers.kills),
         started=started,
         report=report,

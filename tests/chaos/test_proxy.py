@@ -1,0 +1,173 @@
+"""Broken connections: CLI workers reach the broker through :class:`~tests.chaos.proxy.Proxy`,
+which resets every connection (TCP RST) twice mid-run, or stalls every connection (no byte
+forwarded, nothing closed) once.
+
+Each worker must be back at work after the fault: recovery is, per fault, the time until every
+worker has started a job again (the ledger's first ``start`` of each pid after the fault). After a
+stall that is bounded by the worker's ``broker_timeout`` (each round trip's deadline, after which
+the call is abandoned and retried on another connection) plus a lease and a maintenance tick (for
+a claim whose reply the stall swallowed). Nothing may be lost, and no job may run twice: nothing
+killed a worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from asynctask import JobStatus
+from tests.chaos.harness import (
+    Figures,
+    Ledger,
+    Workers,
+    counts,
+    judge,
+    long_run,
+    publish,
+    wait_finished,
+    wait_for,
+)
+from tests.chaos.proxy import Proxy
+
+JOBS = 1_500
+WORKERS = 2
+CONCURRENCY = 8
+#: The unbroken run lasts about this long.
+SECONDS = 9.0
+LEASE = 4.0
+BROKER_TIMEOUT = 2.0
+MAINTENANCE = 0.5
+#: Longest recovery accepted after a stall: the abandoned round trip, a claim's lease, a
+#: maintenance tick, and slack for a loaded two-core machine.
+STALL_DEADLINE = BROKER_TIMEOUT + LEASE + MAINTENANCE + 5.0
+
+
+def through(url: str, proxy: Proxy) -> str:
+    """``url`` with its host and port replaced by the proxy's."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    netloc = f"{user}@127.0.0.1:{proxy.port}" if user else f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture
+def proxy(shared_url: str) -> Iterator[Proxy]:
+    parts = urlsplit(shared_url)
+    assert parts.hostname is not None and parts.port is not None, shared_url
+    started = Proxy(parts.hostname, parts.port).start()
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def progress(url: str, fraction: float, total: int, workers: Workers) -> None:
+    def reached() -> bool:
+        assert not workers.dead(), workers.logs()
+        return counts(url).get(JobStatus.SUCCEEDED, 0) >= fraction * total
+
+    wait_for(reached, 60, f"{fraction:.0%} of the jobs succeeded", interval=0.1)
+
+
+def recovered(ledger: Ledger, workers: Workers, moment: float, timeout: float) -> float:
+    """Seconds from ``moment`` until every running worker started a job after it."""
+    pids = {worker.pid for worker in workers.running.values()}
+
+    def back() -> bool:
+        assert not workers.dead(), workers.logs()
+        return pids <= set(ledger.starts_after(moment))
+
+    try:
+        wait_for(back, timeout, "every worker started a job after the fault", interval=0.1)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{workers.logs()}") from None
+    first = ledger.starts_after(moment)
+    return max(first[pid] for pid in pids) - moment
+
+
+def run_through_proxy(
+    fault: str, url: str, proxy: Proxy, tmp_path: Path, report: Callable[[Figures], None], broker: str
+) -> None:
+    # mongoeco (the tests' MongoDB, a server in Python) runs some tens of jobs a second.
+    jobs = (300 if broker == "mongo" else JOBS) * (10 if long_run() else 1)
+    ledger = Ledger(tmp_path / "ledger")
+    started = time.time()
+    published = publish(url, "work", range(jobs), [f"job-{n}" for n in range(jobs)])
+    options = ["-c", str(CONCURRENCY), "--lease", str(LEASE), "--maintenance-interval", str(MAINTENANCE)]
+    options += ["--broker-timeout", str(BROKER_TIMEOUT), "--poll-interval", "0.5", "--shutdown-grace", "5"]
+    seconds = SECONDS * (10 if long_run() else 1)
+    env = {"CHAOS_JOB_SECONDS": f"{seconds * WORKERS * CONCURRENCY / jobs:.4f}"}
+    workers = Workers(through(url, proxy), tmp_path, ledger.path, options, env)
+    recoveries: list[float] = []
+    links = 0
+    try:
+        workers.start_all(WORKERS)
+        if fault == "reset":
+            for fraction in (0.2, 0.5):
+                progress(url, fraction, jobs, workers)
+                moment = time.time()
+                links += proxy.reset()
+                recoveries.append(recovered(ledger, workers, moment, timeout=30))
+        else:
+            progress(url, 0.2, jobs, workers)
+            moment = time.time()
+            links += proxy.stall()
+            recoveries.append(recovered(ledger, workers, moment, timeout=STALL_DEADLINE))
+            # The stalled connections stay half-open for ever; a server may keep a transaction (and
+            # its row locks) open on them until its keepalive fires. Drop them now, as that would.
+            proxy.reset()
+        wait_finished(url, jobs, timeout=60 + seconds, workers=workers)
+    finally:
+        workers.stop_all()
+    assert links > 0, "the fault hit no connection"
+    judge(
+        test=f"proxy-{fault}",
+        broker=broker,
+        url=url,
+        published=published,
+        ledger=ledger,
+        workers=workers,
+        recovery=max(recoveries),
+        started=started,
+        report=report,
+        extra={"faults": len(recoveries), "connections_hit": links, "broker_timeout": BROKER_TIMEOUT},
+    )
+    if fault == "stall":
+        assert max(recoveries) <= STALL_DEADLINE
+
+
+@pytest.mark.parametrize("shared_url", ["postgres", "redis", "mongo", "nats"], indirect=True)
+def test_workers_recover_from_connection_resets(
+    shared_url: str,
+    proxy: Proxy,
+    tmp_path: Path,
+    report: Callable[[Figures], None],
+    broker_name: str,
+) -> None:
+    run_through_proxy("reset", shared_url, proxy, tmp_path, report, broker_name)
+
+
+#: On main the Postgres broker sets no command timeout (issue #11, item 6): the worker's
+#: broker_timeout abandons the call, but the stalled connection is never given up, and the worker
+#: waits on it until the connection is reset. The "reliability" branch adds the timeout.
+POSTGRES_STALL = pytest.mark.xfail(
+    reason="the Postgres broker has no command timeout: a stalled connection is never replaced (#11 item 6)",
+    strict=True,
+)
+
+
+@pytest.mark.parametrize(
+    "shared_url", [pytest.param("postgres", marks=POSTGRES_STALL), "redis"], indirect=True
+)
+def test_workers_abandon_stalled_connections_within_the_broker_timeout(
+    shared_url: str,
+    proxy: Proxy,
+    tmp_path: Path,
+    report: Callable[[Figures], None],
+    broker_name: str,
+) -> None:
+    run_through_proxy("stall", shared_url, proxy, tmp_path, report, broker_name)
