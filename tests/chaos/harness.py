@@ -125,7 +125,7 @@ class Workers:
         """Running workers that exited on their own (a crash the test did not cause)."""
         return [w for w in self.running.values() if w.process.poll() is not None]
 
-    def stop_all(self, timeout: float = 15.0) -> None:
+    def stop_all(self, timeout: float = 12.0) -> None:
         """SIGTERM every running worker and wait ``timeout`` s; SIGKILL whatever is left (and
         remember it in :attr:`forced`: a worker must stop within its shutdown grace plus its
         broker timeout, whatever the broker does)."""

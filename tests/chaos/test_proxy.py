@@ -33,11 +33,11 @@ from tests.chaos.harness import (
 )
 from tests.chaos.proxy import Proxy
 
-JOBS = 1_500
+JOBS = 1_000
 WORKERS = 2
 CONCURRENCY = 8
 #: The unbroken run lasts about this long.
-SECONDS = 9.0
+SECONDS = 6.0
 LEASE = 4.0
 BROKER_TIMEOUT = 2.0
 MAINTENANCE = 0.5
@@ -93,7 +93,7 @@ def run_through_proxy(
     fault: str, url: str, proxy: Proxy, tmp_path: Path, report: Callable[[Figures], None], broker: str
 ) -> None:
     # mongoeco (the tests' MongoDB, a server in Python) runs some tens of jobs a second.
-    jobs = (300 if broker == "mongo" else JOBS) * (10 if long_run() else 1)
+    jobs = (150 if broker == "mongo" else JOBS) * (10 if long_run() else 1)
     ledger = Ledger(tmp_path / "ledger")
     started = time.time()
     published = publish(url, "work", range(jobs), [f"job-{n}" for n in range(jobs)])

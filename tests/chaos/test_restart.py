@@ -21,10 +21,10 @@ from tests.chaos.harness import Figures, Ledger, Workers, judge, long_run, publi
 from tests.chaos.servers import PostgresServer, RedisServer
 from tests.chaos.test_proxy import progress, recovered
 
-JOBS = 1_500
+JOBS = 1_000
 WORKERS = 2
 CONCURRENCY = 8
-SECONDS = 9.0
+SECONDS = 7.0
 LEASE = 6.0
 BROKER_TIMEOUT = 2.0
 
