@@ -255,7 +255,8 @@ class Ledger:
     def runs(self) -> dict[str, list[Run]]:
         found: dict[tuple[str, int, int], Run] = {}
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
+            # The last element is "" or a line still being written (read while appended to).
+            for line in self.path.read_text().split("\n")[:-1]:
                 event, job, attempt, pid, at, claimed = line.split()
                 key = (job, int(attempt), int(pid))
                 if event == "start":

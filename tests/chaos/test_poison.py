@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from asynctask import JobStatus
-from tests.chaos.harness import Figures, Ledger, Workers, judge, publish, wait_finished, wait_for
+from tests.chaos.harness import Figures, Ledger, Workers, judge, long_run, publish, wait_finished, wait_for
 
 #: What each poison does, and what its job's error must name.
 POISONS = {
@@ -27,6 +27,9 @@ POISONS = {
     "object": "TypeError",
 }
 GOOD = 200
+
+#: The long version runs for minutes; the default per-test timeout (120 s) fits the short one.
+pytestmark = pytest.mark.timeout(1200 if long_run() else 120)
 WORKERS = 2
 
 

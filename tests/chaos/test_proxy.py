@@ -33,6 +33,9 @@ from tests.chaos.harness import (
 )
 from tests.chaos.proxy import Proxy
 
+#: The long version runs for minutes; the default per-test timeout (120 s) fits the short one.
+pytestmark = pytest.mark.timeout(1200 if long_run() else 120)
+
 JOBS = 1_000
 WORKERS = 2
 CONCURRENCY = 8

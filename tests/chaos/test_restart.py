@@ -21,11 +21,16 @@ from tests.chaos.harness import Figures, Ledger, Workers, judge, long_run, publi
 from tests.chaos.servers import PostgresServer, RedisServer
 from tests.chaos.test_proxy import progress, recovered
 
+#: The long version runs for minutes; the default per-test timeout (120 s) fits the short one.
+pytestmark = pytest.mark.timeout(1200 if long_run() else 120)
+
 JOBS = 1_000
 WORKERS = 2
 CONCURRENCY = 8
 SECONDS = 7.0
-LEASE = 6.0
+#: Longer than the outage: a lease must outlive it, or a job whose run ended during the outage
+#: (its outcome not yet stored) is rescued and run again, rightly, at least once.
+LEASE = 20.0 if long_run() else 6.0
 BROKER_TIMEOUT = 2.0
 
 

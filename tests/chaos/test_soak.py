@@ -24,6 +24,9 @@ from tests.chaos.harness import Figures, Ledger, Workers, counts, judge, long_ru
 
 LEASE = 4.0
 
+#: The long version runs for minutes; the default per-test timeout (120 s) fits the short one.
+pytestmark = pytest.mark.timeout(1200 if long_run() else 120)
+
 
 @dataclass(frozen=True)
 class Soak:
