@@ -81,6 +81,9 @@ class Workers:
     every: list[WorkerProcess] = field(default_factory=list)
     kills: dict[int, float] = field(default_factory=dict)
     forced: list[int] = field(default_factory=list)
+    #: Workers SIGTERMed mid-run (pid → time): like a kill, a stop while the broker is unreachable
+    #: can leave outcomes unreported, so a job may rightly run again.
+    stops: dict[int, float] = field(default_factory=dict)
 
     def start(self, slot: int) -> WorkerProcess:
         stderr = self.directory / f"worker-{slot}-{len(self.every)}.err"
@@ -120,6 +123,25 @@ class Workers:
         self.kills[worker.pid] = time.time()
         worker.process.wait(timeout=30)
         return worker.pid
+
+    def terminate(self, timeout: float) -> float:
+        """SIGTERM every running worker mid-run; the longest time one took to exit. A worker
+        still alive after ``timeout`` s is SIGKILLed and remembered in :attr:`forced`."""
+        sent = time.monotonic()
+        for worker in self.running.values():
+            worker.process.send_signal(signal.SIGTERM)
+            self.stops[worker.pid] = time.time()
+        longest = 0.0
+        for worker in self.running.values():
+            try:
+                worker.process.wait(timeout=max(0.1, sent + timeout - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.forced.append(worker.pid)
+                worker.process.kill()
+                worker.process.wait(timeout=30)
+            longest = max(longest, time.monotonic() - sent)
+        self.running.clear()
+        return longest
 
     def dead(self) -> list[WorkerProcess]:
         """Running workers that exited on their own (a crash the test did not cause)."""
@@ -324,6 +346,7 @@ class Figures:
     lost: int
     duplicated: int
     explained_duplicates: int
+    #: Explained by a SIGKILL, or by a SIGTERM while the broker was unreachable (``stops``).
     kills: int
     recovery_seconds: float
     seconds: float
@@ -338,7 +361,8 @@ class Figures:
         text = (
             f"{self.test}[{self.broker}]: published {self.published}, succeeded {self.succeeded}, "
             f"lost {self.lost}, duplicated {self.duplicated} ({self.explained_duplicates} explained by "
-            f"kills), kills {self.kills}, recovery {self.recovery_seconds:.1f} s, run {self.seconds:.1f} s"
+            f"kills or stops), kills {self.kills}, recovery {self.recovery_seconds:.1f} s, "
+            f"run {self.seconds:.1f} s"
         )
         extra = ", ".join(f"{k} {v}" for k, v in self.extra.items())
         return f"{text}{', ' + extra if extra else ''}"
@@ -364,7 +388,7 @@ def judge(
     succeeded = {job_id for job_id, job in stored.items() if job.status is JobStatus.SUCCEEDED}
     lost = sorted(set(published) - succeeded)
     kills = workers.kills
-    verdict = ledger.verdict(kills, unreported=unreported)
+    verdict = ledger.verdict({**workers.stops, **kills}, unreported=unreported)
     figures = Figures(
         test=test,
         broker=broker,

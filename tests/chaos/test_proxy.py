@@ -47,6 +47,10 @@ MAINTENANCE = 0.5
 #: Longest recovery accepted after a stall: the abandoned round trip, a claim's lease, a
 #: maintenance tick, and slack for a loaded two-core machine.
 STALL_DEADLINE = BROKER_TIMEOUT + LEASE + MAINTENANCE + 5.0
+SHUTDOWN_GRACE = 5.0
+#: A worker stops within its shutdown grace plus a broker round trip's deadline plus a second,
+#: whatever the broker does (asynctask/runtime/worker.py), plus slack for a loaded machine.
+STOP_DEADLINE = SHUTDOWN_GRACE + BROKER_TIMEOUT + 1.0 + 2.0
 
 
 def through(url: str, proxy: Proxy) -> str:
@@ -95,14 +99,17 @@ def recovered(ledger: Ledger, workers: Workers, moment: float, timeout: float) -
 def run_through_proxy(
     fault: str, url: str, proxy: Proxy, tmp_path: Path, report: Callable[[Figures], None], broker: str
 ) -> None:
-    # mongoeco (the tests' MongoDB, a server in Python) runs some tens of jobs a second.
-    jobs = (150 if broker == "mongo" else JOBS) * (10 if long_run() else 1)
+    # mongoeco (the tests' MongoDB, a server in Python) runs some tens of jobs a second; the
+    # SIGTERM case needs only a run to interrupt.
+    share = 0.3 if fault == "stall-sigterm" else 1.0
+    jobs = int((150 if broker == "mongo" else JOBS) * (10 if long_run() else 1) * share)
     ledger = Ledger(tmp_path / "ledger")
     started = time.time()
     published = publish(url, "work", range(jobs), [f"job-{n}" for n in range(jobs)])
     options = ["-c", str(CONCURRENCY), "--lease", str(LEASE), "--maintenance-interval", str(MAINTENANCE)]
-    options += ["--broker-timeout", str(BROKER_TIMEOUT), "--poll-interval", "0.5", "--shutdown-grace", "5"]
-    seconds = SECONDS * (10 if long_run() else 1)
+    options += ["--broker-timeout", str(BROKER_TIMEOUT), "--poll-interval", "0.5"]
+    options += ["--shutdown-grace", str(SHUTDOWN_GRACE)]
+    seconds = SECONDS * (10 if long_run() else 1) * share
     env = {"CHAOS_JOB_SECONDS": f"{seconds * WORKERS * CONCURRENCY / jobs:.4f}"}
     workers = Workers(through(url, proxy), tmp_path, ledger.path, options, env)
     recoveries: list[float] = []
@@ -115,6 +122,14 @@ def run_through_proxy(
                 moment = time.time()
                 links += proxy.reset()
                 recoveries.append(recovered(ledger, workers, moment, timeout=30))
+        elif fault == "stall-sigterm":
+            progress(url, 0.2, jobs, workers)
+            links += proxy.stall()
+            slots = sorted(workers.running)
+            recoveries.append(workers.terminate(STOP_DEADLINE))
+            proxy.reset()
+            for slot in slots:  # new workers finish the jobs
+                workers.start(slot)
         else:
             progress(url, 0.2, jobs, workers)
             moment = time.time()
@@ -137,7 +152,12 @@ def run_through_proxy(
         recovery=max(recoveries),
         started=started,
         report=report,
-        extra={"faults": len(recoveries), "connections_hit": links, "broker_timeout": BROKER_TIMEOUT},
+        extra={
+            "faults": len(recoveries),
+            "connections_hit": links,
+            "broker_timeout": BROKER_TIMEOUT,
+            "sigterms": len(workers.stops),
+        },
     )
     if fault == "stall":
         assert max(recoveries) <= STALL_DEADLINE
@@ -174,3 +194,18 @@ def test_workers_abandon_stalled_connections_within_the_broker_timeout(
     broker_name: str,
 ) -> None:
     run_through_proxy("stall", shared_url, proxy, tmp_path, report, broker_name)
+
+
+@pytest.mark.parametrize(
+    "shared_url", [pytest.param("postgres", marks=POSTGRES_STALL), "redis"], indirect=True
+)
+def test_sigterm_stops_workers_on_a_stalled_connection_within_grace_and_broker_timeout(
+    shared_url: str,
+    proxy: Proxy,
+    tmp_path: Path,
+    report: Callable[[Figures], None],
+    broker_name: str,
+) -> None:
+    """Recovery here is the longest time a worker took to exit after SIGTERM; the judge fails
+    any worker that had to be SIGKILLed after STOP_DEADLINE."""
+    run_through_proxy("stall-sigterm", shared_url, proxy, tmp_path, report, broker_name)
