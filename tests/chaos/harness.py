@@ -245,6 +245,32 @@ def wait_finished(url: str, total: int, timeout: float, workers: Workers | None 
         raise AssertionError(f"{exc}; last counts {seen}\n{logs}") from None
 
 
+def progress(url: str, fraction: float, total: int, workers: Workers) -> None:
+    """Poll until ``fraction`` of ``total`` jobs succeeded (a fault's moment in the run)."""
+
+    def reached() -> bool:
+        assert not workers.dead(), workers.logs()
+        return counts(url).get(JobStatus.SUCCEEDED, 0) >= fraction * total
+
+    wait_for(reached, 60, f"{fraction:.0%} of the jobs succeeded", interval=0.1)
+
+
+def recovered(ledger: Ledger, workers: Workers, moment: float, timeout: float) -> float:
+    """Seconds from ``moment`` until every running worker started a job it claimed after it."""
+    pids = {worker.pid for worker in workers.running.values()}
+
+    def back() -> bool:
+        assert not workers.dead(), workers.logs()
+        return pids <= set(ledger.starts_after(moment))
+
+    try:
+        wait_for(back, timeout, "every worker started a job after the fault", interval=0.1)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{workers.logs()}") from None
+    first = ledger.starts_after(moment)
+    return max(first[pid] for pid in pids) - moment
+
+
 # --- the ledger --------------------------------------------------------------------------------------
 
 
@@ -324,12 +350,15 @@ class Ledger:
         return Verdict(duplicated, explained, unexplained, unfinished)
 
     def recovery_after_kills(self, kills: dict[int, float]) -> float:
-        """Longest time from a SIGKILL to the last re-run start of a job its victim left unfinished."""
+        """Longest time from a SIGKILL to the next start of a job its victim left unfinished.
+
+        Only the very next attempt counts: when attempts are missing in between, another kill took
+        the job's next claim before it started, and the gap would add two recoveries up."""
         longest = 0.0
         for runs in self.runs().values():
             for earlier, later in itertools.pairwise(runs):
                 killed = kills.get(earlier.pid)
-                if killed is not None and earlier.end is None:
+                if killed is not None and earlier.end is None and later.attempt == earlier.attempt + 1:
                     longest = max(longest, later.start - killed)
         return longest
 

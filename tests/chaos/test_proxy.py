@@ -19,17 +19,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from asynctask import JobStatus
 from tests.chaos.harness import (
     Figures,
     Ledger,
     Workers,
-    counts,
     judge,
     long_run,
+    progress,
     publish,
+    recovered,
     wait_finished,
-    wait_for,
 )
 from tests.chaos.proxy import Proxy
 
@@ -71,30 +70,6 @@ def proxy(shared_url: str) -> Iterator[Proxy]:
         yield started
     finally:
         started.close()
-
-
-def progress(url: str, fraction: float, total: int, workers: Workers) -> None:
-    def reached() -> bool:
-        assert not workers.dead(), workers.logs()
-        return counts(url).get(JobStatus.SUCCEEDED, 0) >= fraction * total
-
-    wait_for(reached, 60, f"{fraction:.0%} of the jobs succeeded", interval=0.1)
-
-
-def recovered(ledger: Ledger, workers: Workers, moment: float, timeout: float) -> float:
-    """Seconds from ``moment`` until every running worker started a job after it."""
-    pids = {worker.pid for worker in workers.running.values()}
-
-    def back() -> bool:
-        assert not workers.dead(), workers.logs()
-        return pids <= set(ledger.starts_after(moment))
-
-    try:
-        wait_for(back, timeout, "every worker started a job after the fault", interval=0.1)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}\n{workers.logs()}") from None
-    first = ledger.starts_after(moment)
-    return max(first[pid] for pid in pids) - moment
 
 
 def run_through_proxy(

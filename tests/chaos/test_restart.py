@@ -17,9 +17,18 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.conftest import migrate
-from tests.chaos.harness import Figures, Ledger, Workers, judge, long_run, publish, wait_finished
+from tests.chaos.harness import (
+    Figures,
+    Ledger,
+    Workers,
+    judge,
+    long_run,
+    progress,
+    publish,
+    recovered,
+    wait_finished,
+)
 from tests.chaos.servers import PostgresServer, RedisServer
-from tests.chaos.test_proxy import progress, recovered
 
 #: The long version runs for minutes; the default per-test timeout (120 s) fits the short one.
 pytestmark = pytest.mark.timeout(1200 if long_run() else 120)
