@@ -77,7 +77,7 @@ def run_through_proxy(
 ) -> None:
     # mongoeco (the tests' MongoDB, a server in Python) runs some tens of jobs a second; the
     # SIGTERM case needs only a run to interrupt.
-    share = 0.3 if fault == "stall-sigterm" else 1.0
+    share = 0.2 if fault == "stall-sigterm" else 1.0
     jobs = int((150 if broker == "mongo" else JOBS) * (10 if long_run() else 1) * share)
     ledger = Ledger(tmp_path / "ledger")
     started = time.time()

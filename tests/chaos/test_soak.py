@@ -5,7 +5,7 @@ process killed before that run's outcome reached the broker (the ledger says whe
 and ended, the test when it killed which pid). Recovery: the longest time from a kill to the new
 start of a job its victim left unfinished (about the lease plus the maintenance interval).
 
-Short (default): 2,000 jobs, 2 workers, 4 kills in about 8 s. Long (``ASYNCTASK_CHAOS_LONG=1``):
+Short (default): 2,000 jobs, 2 workers, 3 kills in about 7 s. Long (``ASYNCTASK_CHAOS_LONG=1``):
 20,000 jobs, 4 workers, 30 kills over about 150 s.
 """
 
@@ -42,7 +42,7 @@ class Soak:
         return self.seconds * self.workers * self.concurrency / self.jobs
 
 
-SHORT = Soak(jobs=2_000, workers=2, kills=4, seconds=8.0)
+SHORT = Soak(jobs=2_000, workers=2, kills=3, seconds=7.0)
 LONG = Soak(jobs=20_000, workers=4, kills=30, seconds=150.0)
 
 
