@@ -41,12 +41,16 @@ CONCURRENCY = 8
 #: The unbroken run lasts about this long (short version, long version).
 SECONDS = 5.0
 LONG_SECONDS = 60.0
-LEASE = 4.0
 BROKER_TIMEOUT = 2.0
 MAINTENANCE = 0.5
-#: Longest recovery accepted after a stall: the abandoned round trip, a claim's lease, a
-#: maintenance tick, and slack for a loaded two-core machine.
-STALL_DEADLINE = BROKER_TIMEOUT + LEASE + MAINTENANCE + 5.0
+#: Leases: short where connections are reset (a claim whose reply the reset swallowed waits for
+#: it), longer than a stall's recovery where they stall: the heartbeats stall too, and a lease
+#: that lapses meanwhile hands running jobs to another worker, which rightly runs them again.
+LEASE = {"reset": 4.0, "stall": 10.0, "stall-sigterm": 10.0}
+#: Longest recovery accepted after a stall: the abandoned round trip, replacing its connection,
+#: one more round trip, and slack for a loaded two-core machine. (The first claims after the
+#: fault take new jobs; none waits for a lease.)
+STALL_DEADLINE = 3 * BROKER_TIMEOUT + 5.5
 SHUTDOWN_GRACE = 5.0
 #: A worker stops within its shutdown grace plus a broker round trip's deadline plus a second,
 #: whatever the broker does (asynctask/runtime/worker.py), plus slack for a loaded machine.
@@ -82,7 +86,14 @@ def run_through_proxy(
     ledger = Ledger(tmp_path / "ledger")
     started = time.time()
     published = publish(url, "work", range(jobs), [f"job-{n}" for n in range(jobs)])
-    options = ["-c", str(CONCURRENCY), "--lease", str(LEASE), "--maintenance-interval", str(MAINTENANCE)]
+    options = [
+        "-c",
+        str(CONCURRENCY),
+        "--lease",
+        str(LEASE[fault]),
+        "--maintenance-interval",
+        str(MAINTENANCE),
+    ]
     options += ["--broker-timeout", str(BROKER_TIMEOUT), "--poll-interval", "0.5"]
     options += ["--shutdown-grace", str(SHUTDOWN_GRACE)]
     seconds = (LONG_SECONDS if long_run() else SECONDS) * share
@@ -137,6 +148,7 @@ def run_through_proxy(
             "connections_hit": links,
             "broker_timeout": BROKER_TIMEOUT,
             "sigterms": len(workers.stops),
+            "lease": LEASE[fault],
         },
     )
     if fault == "stall":
