@@ -132,11 +132,11 @@ class Proxy:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for link in list(self._links):
+        links = list(self._links)
+        for link in links:
             self._drop(link)
-        tasks = [task for link in list(self._links) for task in link.tasks]
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = [task for link in links for task in link.tasks]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
