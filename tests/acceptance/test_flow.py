@@ -1,4 +1,4 @@
-"""Flow control with real worker processes (the CLI) on the durable brokers, PostgreSQL and Redis.
+"""Flow control with real worker processes (the CLI) on the durable brokers: PostgreSQL, Redis, MongoDB.
 
 Every handler run appends ``start``/``end`` lines with the time to one file (``O_APPEND``), so what
 the workers did is measured outside the queue under test:
@@ -28,8 +28,10 @@ import pytest
 import redis
 
 from asynctask import App, JobCtx
+from tests.backend_mongo import drop_prefix
 from tests.backend_postgres import URL as POSTGRES_URL
 from tests.backend_postgres import drop_schema
+from tests.mongo import server as mongo_server
 
 REDIS_URL = os.environ.get("ASYNCTASK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -74,10 +76,13 @@ APP_MODULE = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", "mongo"])
 def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
     name = uuid.uuid4().hex[:12]
-    if request.param == "postgres":
+    if request.param == "mongo":
+        yield mongo_server.broker_url(f"t{name}")
+        anyio.run(drop_prefix, f"t{name}")
+    elif request.param == "postgres":
         schema = f"t_{name}"
         yield f"{POSTGRES_URL}?schema={schema}&auto_migrate=true"
         anyio.run(drop_schema, schema)
