@@ -262,17 +262,20 @@ class MongoBroker(FlowCalls, WorkerCalls):
         now = self.clock()
         flow = self._flow()
         with self._translated():
-            jobs = await claims.claim(
-                self.collection,
-                queue,
-                limit,
-                now=now,
-                lease=lease,
-                worker=worker,
-                settings=flow.queues.name,
-                limited=frozenset(task_limits),
-            )
+            jobs: list[Job] | claims.Diverted = claims.Diverted("read")
+            if queue not in flow.diverted:
+                jobs = await claims.claim(
+                    self.collection,
+                    queue,
+                    limit,
+                    now=now,
+                    lease=lease,
+                    worker=worker,
+                    settings=flow.queues.name,
+                    limited=frozenset(task_limits),
+                )
             if isinstance(jobs, claims.Diverted):
+                settings_doc = jobs.settings
                 jobs = await flow.claim(
                     queue,
                     limit,
@@ -280,7 +283,7 @@ class MongoBroker(FlowCalls, WorkerCalls):
                     lease=lease,
                     worker=worker,
                     limits=task_limits,
-                    settings_doc=jobs.settings,
+                    settings_doc=settings_doc,
                 )
         for job in jobs:
             self._claimed[job.id] = (job.token, job.parent_id)

@@ -26,7 +26,7 @@ keeps that order in ``seq2``, so the order seen by step 1 is the order they keep
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Literal
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, UpdateMany
@@ -86,11 +86,12 @@ def promote(order_field: str) -> list[dict[str, Any]]:
 
 class Diverted:
     """A plain claim's answer when flow control applies: nothing was claimed, take the flow path
-    (:mod:`~asynctask.brokers.mongo.flow`). ``settings``: the queue's settings document, if any."""
+    (:mod:`~asynctask.brokers.mongo.flow`). ``settings``: the queue's settings document as the
+    look read it (``None``: it has none; ``"read"``: not looked up)."""
 
     __slots__ = ("settings",)
 
-    def __init__(self, settings: dict[str, Any] | None) -> None:
+    def __init__(self, settings: dict[str, Any] | Literal["read"] | None) -> None:
         self.settings = settings
 
 

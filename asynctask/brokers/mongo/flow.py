@@ -7,7 +7,9 @@ as long as the queue has no settings document and no job it looks at belongs to 
 limits: its look, an aggregation, reads the queue's document in ``<prefix>.queues`` with
 ``$unionWith`` in the same round trip, so a queue without settings claims in the three round
 trips it always did, and a settings change made by any process is seen by the next claim.
-Otherwise the look *diverts* the claim to the flow path before anything is written.
+Otherwise the look *diverts* the claim to the flow path before anything is written, and the
+queue's next claims go to the flow path directly (which reads the settings document itself)
+until one of them finds that a plain claim would have done.
 
 **The flow path** serialises the claims of each limited key (the queue, when it has a concurrency
 or a rate; each task in the claim's ``limits``) with a lock document per key in
@@ -42,7 +44,7 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from bson import ObjectId
@@ -96,6 +98,9 @@ class MongoFlow:
         self.jobs = jobs
         self.queues = queues
         self.locks = locks
+        #: Queues whose last claim took the flow path: the next one goes there directly (reading
+        #: the settings itself), until a flow claim finds that a plain claim would have done.
+        self.diverted: set[str] = set()
 
     # --- queue settings ---------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class MongoFlow:
         return await self._change(queue, {"$set": {"paused": paused}})
 
     async def _change(self, queue: str, update: Any) -> QueueSettings:
+        self.diverted.discard(queue)  # the next claim asks the plain path, which sees the change
         doc = await self.queues.find_one_and_update(
             {"_id": queue}, update, upsert=True, return_document=ReturnDocument.AFTER
         )
@@ -144,16 +150,24 @@ class MongoFlow:
         lease: float,
         worker: str,
         limits: Mapping[str, TaskLimit],
-        settings_doc: Mapping[str, Any] | None,
+        settings_doc: Mapping[str, Any] | Literal["read"] | None,
     ) -> Claimed:
-        """Claim within the queue's settings (``settings_doc``, as the look read it) and ``limits``."""
+        """Claim within the queue's settings and ``limits``.
+
+        ``settings_doc``: the settings document as the plain claim's look read it, or ``"read"``
+        to read it here (a queue in :attr:`diverted`).
+        """
+        self.diverted.add(queue)
+        if settings_doc == "read":
+            settings_doc = await self.queues.find_one({"_id": queue})
+        assert not isinstance(settings_doc, str)
         settings = to_settings(settings_doc)
         if settings.paused:
             ready = await self.jobs.find_one(claims.ready(queue, now), projection={"_id": 1})
             return Claimed(held_back=ready is not None)
         keys = sorted(([f"queue:{queue}"] if settings.limited else []) + [f"task:{t}" for t in limits])
-        if not keys:  # a settings document with the defaults (being deleted): nothing to lock
-            return Claimed(await self._take(queue, limit, now, lease, worker, settings, {}, {}, mark=None))
+        if not keys:  # no settings, or the defaults (being deleted): nothing to lock
+            return await self._take(queue, limit, now, lease, worker, settings, {}, {})
         mark = ObjectId()
         await self._lock(keys, mark)
         spent: dict[str, dict[str, Any]] = {}
@@ -163,7 +177,7 @@ class MongoFlow:
                 buckets = {doc["_id"]: doc async for doc in self.locks.find({"_id": {"$in": keys}})}
             gen = None if settings_doc is None else settings_doc.get("gen")
             return await self._take(
-                queue, limit, now, lease, worker, settings, limits, buckets, mark=mark, gen=gen, spent=spent
+                queue, limit, now, lease, worker, settings, limits, buckets, gen=gen, spent=spent
             )
         finally:
             with anyio.CancelScope(shield=True):
@@ -180,16 +194,14 @@ class MongoFlow:
         limits: Mapping[str, TaskLimit],
         buckets: Mapping[str, Any],
         *,
-        mark: ObjectId | None,
         gen: Any = None,
         spent: dict[str, dict[str, Any]] | None = None,
     ) -> Claimed:
-        """Look at the window, admit what the limits allow, take it; records the spent tokens."""
-        window = min(limit * _WINDOW_FACTOR + _WINDOW_EXTRA, _WINDOW_MAX)
-        cursor = self.jobs.find(
-            claims.ready(queue, now), projection={"_id": 1, "task": 1}, sort=claims.CLAIM_ORDER, limit=window
-        )
-        looked = [(doc["_id"], doc["task"]) async for doc in cursor]
+        """Look at the window, admit what the limits allow, take it; records the spent tokens.
+
+        The window is read in pages (the first of ``2 * limit`` jobs, each next one twice as
+        large), so a claim that skips nothing reads little more than it takes.
+        """
         running = await self._running(queue, settings, limits)
         queue_sig = str(gen)
         budget = Quota(
@@ -216,20 +228,38 @@ class MongoFlow:
             if when is not None:
                 retry_at = when if retry_at is None else min(retry_at, when)
 
-        for job_id, task in looked:
-            if len(chosen) == limit:
-                break
-            if not budget.allows():
-                hold(budget)
-                break
-            quota = quotas.get(task)
-            if quota is not None and not quota.allows():
-                hold(quota)  # held back: it stays queued, in its place
-                continue
-            chosen.append(job_id)
-            budget.take()
-            if quota is not None:
-                quota.take()
+        limited = False
+        window = min(limit * _WINDOW_FACTOR + _WINDOW_EXTRA, _WINDOW_MAX)
+        seen, page, done = 0, min(2 * limit, window), False
+        while not done and seen < window:
+            cursor = self.jobs.find(
+                claims.ready(queue, now),
+                projection={"_id": 1, "task": 1},
+                sort=claims.CLAIM_ORDER,
+                skip=seen,
+                limit=page,
+            )
+            looked = [(doc["_id"], doc["task"]) async for doc in cursor]
+            seen, page, done = seen + page, min(page * 2, window - seen - page), len(looked) < page
+            for job_id, task in looked:
+                if len(chosen) == limit:
+                    done = True
+                    break
+                if not budget.allows():
+                    hold(budget)
+                    done = True
+                    break
+                quota = quotas.get(task)
+                limited = limited or quota is not None
+                if quota is not None and not quota.allows():
+                    hold(quota)  # held back: it stays queued, in its place
+                    continue
+                chosen.append(job_id)
+                budget.take()
+                if quota is not None:
+                    quota.take()
+        if not limited and settings.is_default:
+            self.diverted.discard(queue)  # a plain claim would have done: the next one is plain
         jobs = []
         if chosen:
             jobs = await claims.take(self.jobs, queue, chosen, now=now, lease=lease, worker=worker)
