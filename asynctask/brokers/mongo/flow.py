@@ -13,14 +13,14 @@ until one of them finds that a plain claim would have done.
 
 **The flow path** serialises the claims of each limited key (the queue, when it has a concurrency
 or a rate; each task in the claim's ``limits``) with a lock document per key in
-``<prefix>.locks``, taken by a conditional write: an upsert whose filter matches only a free
-lock (absent, or past its expiry), so of two claimers one takes it and the other's upsert fails
-on the duplicate ``_id``. Locks are taken in one order (sorted keys, one ordered bulk write), so
-claims never deadlock, and a claimer that meets a taken lock keeps the ones it has and waits for
-the next. Under the locks the claim reads the window of ready jobs (``4 * n + 64``, at most
-2048), counts the running jobs of the limited keys (indexes ``running_by_queue`` and
-``running_by_task``), refills the buckets, takes the jobs the limits admit, and writes the spent
-tokens in the same bulk write that releases the locks (each release fenced by the claim's mark).
+``<prefix>.locks``, taken by a conditional write: an update whose filter matches only a free
+lock (no ``lock``, or its ``until`` past), so of two claimers one takes it and the other's update
+matches nothing. Locks are taken in one order (sorted keys), so claims never deadlock, and a
+claimer that meets a taken lock keeps the ones it has and waits for the next. Under the locks
+the claim counts the running jobs of the limited keys (indexes ``running_by_queue`` and
+``running_by_task``), refills the buckets, reads the window of ready jobs (``4 * n + 64``, at
+most 2048, in pages), takes the jobs the limits admit, and writes the spent tokens in the same
+bulk write that releases the locks (each release fenced by the claim's mark).
 Counts are exact: every claim that could add to them holds the same lock, and a claim's jobs are
 ``running`` before its lock is released. Counting running jobs rather than keeping counters means
 nothing else (completion, rescue, cancel, delete) has to know about limits, and nothing drifts.
@@ -49,7 +49,7 @@ from typing import Any, Literal
 import anyio
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from asynctask.brokers.memory_flow import Quota
 from asynctask.brokers.mongo import claims
@@ -62,7 +62,6 @@ __all__ = ["LOCK_TTL_MS", "MongoFlow", "locks_collection", "queues_collection", 
 #: A flow lock left by a claimer that died is free again after this many milliseconds.
 LOCK_TTL_MS = 10_000
 _WINDOW_FACTOR, _WINDOW_EXTRA, _WINDOW_MAX = 4, 64, 2048
-_DUPLICATE_KEY = 11000
 _FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.05
 
 
@@ -315,33 +314,30 @@ class MongoFlow:
     # --- locks ------------------------------------------------------------------------------
 
     async def _lock(self, keys: list[str], mark: ObjectId) -> None:
-        """Take the locks of ``keys`` (sorted), waiting for those another claim holds."""
-        taken, pause = 0, _FIRST_PAUSE
-        while taken < len(keys):
-            free = {"$or": [{"lock": {"$exists": False}}, {"$expr": {"$lt": ["$until", "$$NOW"]}}]}
-            grab = [{"$set": {"lock": mark, "until": {"$add": ["$$NOW", LOCK_TTL_MS]}}}]
-            writes = [UpdateOne({"_id": key, **free}, grab, upsert=True) for key in keys[taken:]]
-            try:
-                await self.locks.bulk_write(writes, ordered=True)
-                return
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if not errors or errors[0].get("code") != _DUPLICATE_KEY:
-                    with anyio.CancelScope(shield=True):
-                        await self._release(keys[:taken], mark, {})
-                    raise
-                taken += errors[0]["index"]  # the ones before the taken lock are ours now
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._release(keys, mark, {})
-                raise
-            try:
-                await anyio.sleep(pause)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._release(keys[:taken], mark, {})
-                raise
-            pause = min(pause * 2, _MAX_PAUSE)
+        """Take the locks of ``keys`` (sorted), waiting for those another claim holds.
+
+        One conditional update per key (MongoDB refuses ``$expr`` in an upsert's filter, so the
+        lock document of a key never used is first inserted free, once).
+        """
+        free = {"$or": [{"lock": {"$exists": False}}, {"$expr": {"$lt": ["$until", "$$NOW"]}}]}
+        grab = [{"$set": {"lock": mark, "until": {"$add": ["$$NOW", LOCK_TTL_MS]}}}]
+        taken = 0
+        try:
+            for key in keys:
+                pause = _FIRST_PAUSE
+                while not (await self.locks.update_one({"_id": key, **free}, grab)).matched_count:
+                    try:
+                        await self.locks.insert_one({"_id": key})
+                        continue  # a key never used: its lock is free now
+                    except DuplicateKeyError:
+                        pass  # another claim holds it: wait
+                    await anyio.sleep(pause)
+                    pause = min(pause * 2, _MAX_PAUSE)
+                taken += 1
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release(keys[: taken + 1], mark, {})
+            raise
 
     async def _release(self, keys: list[str], mark: ObjectId, spent: Mapping[str, dict[str, Any]]) -> None:
         """Release the locks of ``keys`` held by ``mark``, writing the buckets' spent tokens."""
