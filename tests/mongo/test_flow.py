@@ -162,3 +162,16 @@ async def test_a_held_wait_sees_another_process_resume_the_queue(clock: FakeCloc
             assert time.monotonic() - started < 5, "woken by the settings change, not the timeout"
         finally:
             await other.close()
+
+
+async def test_a_key_goes_to_the_first_job_of_a_batch_that_is_created(
+    broker: MongoBroker, clock: FakeClock
+) -> None:
+    await broker.enqueue([job("a", clock())])
+    batch = [
+        job("a", clock(), unique_key="k"),
+        job("b", clock(), unique_key="k"),
+        job("c", clock(), unique_key="k"),
+    ]
+    assert await broker.enqueue(batch) == [False, True, False], "a exists: b is the first to take the key"
+    assert (await broker.find_unique("k")).id == "b"  # type: ignore[union-attr]

@@ -94,13 +94,17 @@ async def create_jobs(
 ) -> list[bool]:
     """Store ``jobs``; for each, ``True`` if it was created, ``False`` if its id was taken."""
     first: dict[str, int] = {}
-    keys: set[str] = set()
+    keys: dict[str, int] = {}
+    later: list[int] = []  # a key's next jobs: tried if the first one was not created
     for i, job in enumerate(jobs):
-        if job.id in first or job.unique_key in keys:
+        if job.id in first:
             continue
-        first[job.id] = i
         if job.unique_key is not None:
-            keys.add(job.unique_key)
+            if job.unique_key in keys:
+                later.append(i)
+                continue
+            keys[job.unique_key] = i
+        first[job.id] = i
     created = [False] * len(jobs)
     if not first:
         return created
@@ -117,6 +121,11 @@ async def create_jobs(
             created[i] = True
         else:
             created[i] = await _reuse(coll, doc, now, hold, session)
+    retry = [i for i in later if not created[keys[jobs[i].unique_key]]]  # type: ignore[index]
+    if retry:
+        again = await create_jobs(coll, [jobs[i] for i in retry], now, session=session, hold=hold)
+        for i, made in zip(retry, again, strict=True):
+            created[i] = made
     return created
 
 

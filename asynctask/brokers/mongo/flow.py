@@ -63,6 +63,7 @@ __all__ = ["LOCK_TTL_MS", "MongoFlow", "locks_collection", "queues_collection", 
 LOCK_TTL_MS = 10_000
 _WINDOW_FACTOR, _WINDOW_EXTRA, _WINDOW_MAX = 4, 64, 2048
 _FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.05
+_AFTER = ReturnDocument.AFTER
 
 
 def queues_collection(prefix: str) -> str:
@@ -168,12 +169,9 @@ class MongoFlow:
         if not keys:  # no settings, or the defaults (being deleted): nothing to lock
             return await self._take(queue, limit, now, lease, worker, settings, {}, {})
         mark = ObjectId()
-        await self._lock(keys, mark)
+        buckets = await self._lock(keys, mark)
         spent: dict[str, dict[str, Any]] = {}
         try:
-            buckets: dict[str, Any] = {}
-            if settings.rate is not None or any(limit.rate for limit in limits.values()):
-                buckets = {doc["_id"]: doc async for doc in self.locks.find({"_id": {"$in": keys}})}
             gen = None if settings_doc is None else settings_doc.get("gen")
             return await self._take(
                 queue, limit, now, lease, worker, settings, limits, buckets, gen=gen, spent=spent
@@ -313,19 +311,25 @@ class MongoFlow:
 
     # --- locks ------------------------------------------------------------------------------
 
-    async def _lock(self, keys: list[str], mark: ObjectId) -> None:
-        """Take the locks of ``keys`` (sorted), waiting for those another claim holds.
+    async def _lock(self, keys: list[str], mark: ObjectId) -> dict[str, Any]:
+        """Take the locks of ``keys`` (sorted), waiting for those another claim holds; returns the
+        lock documents as taken (with their buckets), by key.
 
         One conditional update per key (MongoDB refuses ``$expr`` in an upsert's filter, so the
         lock document of a key never used is first inserted free, once).
         """
         free = {"$or": [{"lock": {"$exists": False}}, {"$expr": {"$lt": ["$until", "$$NOW"]}}]}
         grab = [{"$set": {"lock": mark, "until": {"$add": ["$$NOW", LOCK_TTL_MS]}}}]
-        taken = 0
+        taken: dict[str, Any] = {}
         try:
             for key in keys:
                 pause = _FIRST_PAUSE
-                while not (await self.locks.update_one({"_id": key, **free}, grab)).matched_count:
+                while True:
+                    doc = await self.locks.find_one_and_update(
+                        {"_id": key, **free}, grab, return_document=_AFTER
+                    )
+                    if doc is not None:
+                        break
                     try:
                         await self.locks.insert_one({"_id": key})
                         continue  # a key never used: its lock is free now
@@ -333,11 +337,12 @@ class MongoFlow:
                         pass  # another claim holds it: wait
                     await anyio.sleep(pause)
                     pause = min(pause * 2, _MAX_PAUSE)
-                taken += 1
+                taken[key] = doc
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._release(keys[: taken + 1], mark, {})
+                await self._release(keys[: len(taken) + 1], mark, {})
             raise
+        return taken
 
     async def _release(self, keys: list[str], mark: ObjectId, spent: Mapping[str, dict[str, Any]]) -> None:
         """Release the locks of ``keys`` held by ``mark``, writing the buckets' spent tokens."""
