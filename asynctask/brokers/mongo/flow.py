@@ -62,7 +62,7 @@ __all__ = ["LOCK_TTL_MS", "MongoFlow", "locks_collection", "queues_collection", 
 #: A flow lock left by a claimer that died is free again after this many milliseconds.
 LOCK_TTL_MS = 10_000
 _WINDOW_FACTOR, _WINDOW_EXTRA, _WINDOW_MAX = 4, 64, 2048
-_FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.05
+_FIRST_PAUSE, _MAX_PAUSE = 0.002, 0.05
 _AFTER = ReturnDocument.AFTER
 
 
@@ -101,6 +101,8 @@ class MongoFlow:
         #: Queues whose last claim took the flow path: the next one goes there directly (reading
         #: the settings itself), until a flow claim finds that a plain claim would have done.
         self.diverted: set[str] = set()
+        #: Lock keys whose document exists (seen once by this broker).
+        self._known: set[str] = set()
 
     # --- queue settings ---------------------------------------------------------------------
 
@@ -330,14 +332,15 @@ class MongoFlow:
                     )
                     if doc is not None:
                         break
-                    try:
-                        await self.locks.insert_one({"_id": key})
-                        continue  # a key never used: its lock is free now
-                    except DuplicateKeyError:
-                        pass  # another claim holds it: wait
+                    if key not in self._known:  # maybe a key never used: its document is missing
+                        self._known.add(key)
+                        with contextlib.suppress(DuplicateKeyError):
+                            await self.locks.insert_one({"_id": key})
+                            continue  # it was: its lock is free now
                     await anyio.sleep(pause)
                     pause = min(pause * 2, _MAX_PAUSE)
                 taken[key] = doc
+                self._known.add(key)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._release(keys[: len(taken) + 1], mark, {})
