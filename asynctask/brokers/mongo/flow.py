@@ -325,14 +325,17 @@ class MongoFlow:
         taken: dict[str, Any] = {}
         try:
             for key in keys:
-                pause = _FIRST_PAUSE
+                pause, tries = _FIRST_PAUSE, 0
                 while True:
                     doc = await self.locks.find_one_and_update(
                         {"_id": key, **free}, grab, return_document=_AFTER
                     )
                     if doc is not None:
                         break
-                    if key not in self._known:  # maybe a key never used: its document is missing
+                    tries += 1
+                    # Maybe a key never used (its document is missing); asked again now and then,
+                    # in case the collection was dropped.
+                    if key not in self._known or tries % 32 == 0:
                         self._known.add(key)
                         with contextlib.suppress(DuplicateKeyError):
                             await self.locks.insert_one({"_id": key})
