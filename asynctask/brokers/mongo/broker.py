@@ -15,22 +15,25 @@ from typing import Any
 from pymongo import DESCENDING, ReturnDocument
 
 from asynctask.brokers.base import Capabilities, Clock, Migration
-from asynctask.brokers.mongo import changes, claims
+from asynctask.brokers.mongo import changes, claims, unique
 from asynctask.brokers.mongo.config import DEFAULT_DATABASE, DEFAULT_PREFIX, parse_url, validate_prefix
 from asynctask.brokers.mongo.connection import make_client, supports_change_streams, supports_transactions
 from asynctask.brokers.mongo.creation import create_jobs
 from asynctask.brokers.mongo.documents import to_job
 from asynctask.brokers.mongo.errors import translate
+from asynctask.brokers.mongo.flow import MongoFlow, locks_collection, queues_collection
+from asynctask.brokers.mongo.flowcalls import FlowCalls
 from asynctask.brokers.mongo.indexes import jobs_collection, migrate
 from asynctask.brokers.mongo.leases import extend, rescue_candidates, rescue_update
 from asynctask.brokers.mongo.outcomes import held
 from asynctask.brokers.mongo.stats import queue_stats
 from asynctask.brokers.mongo.wakeups import Waiter
-from asynctask.brokers.mongo.workers import list_live, record, remove, workers_collection
+from asynctask.brokers.mongo.workers import WorkerCalls, workers_collection
 from asynctask.brokers.mongo.workflows import Workflows
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
+from asynctask.flow import TaskLimits, normalize_limits
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
 
 __all__ = ["MongoBroker"]
 
@@ -44,7 +47,7 @@ def _pick(explicit: Any, from_url: Any, default: Any) -> Any:
     return default if from_url is None else from_url
 
 
-class MongoBroker:
+class MongoBroker(FlowCalls, WorkerCalls):
     """A broker keeping jobs in ``<prefix>.jobs`` of a MongoDB database (MongoDB 4.4+).
 
     Build it from a URL, ``mongodb://user:pass@host:27017/db?replicaSet=rs0&prefix=app``
@@ -64,6 +67,8 @@ class MongoBroker:
       runs). ``repair_after``: see :meth:`rescue_expired`.
     * ``enqueue(jobs, connection=session)`` runs in the caller's ``AsyncClientSession`` (and
       its transaction): the jobs exist only if it commits.
+    * Flow control (queue settings, task limits, unique jobs): see
+      :mod:`~asynctask.brokers.mongo.flow` and :mod:`~asynctask.brokers.mongo.unique`.
 
     >>> MongoBroker.from_url("mongodb://app:s3cret@db/jobs?prefix=work")
     <MongoBroker mongodb://app:***@db/jobs?prefix=work prefix=work closed>
@@ -108,6 +113,7 @@ class MongoBroker:
         self._coll: Any = None
         self._workers: Any = None
         self._flows: Workflows | None = None
+        self._flowctl: MongoFlow | None = None
         self._waiter: Waiter | None = None
         # job id -> (token, parent id) of the jobs this broker claimed: lets a completion of a
         # job without a parent skip the workflow path (one round trip for the whole batch).
@@ -194,12 +200,14 @@ class MongoBroker:
         self._coll = coll
         self._workers = database[workers_collection(self.prefix)]
         self._flows = Workflows(client, coll, transactions=tx, ttl_margin=self.ttl_margin)
-        self._waiter = Waiter(coll, self.clock, poll_interval=self.poll_interval)
+        queues = database[queues_collection(self.prefix)]
+        self._flowctl = MongoFlow(coll, queues, database[locks_collection(self.prefix)])
+        self._waiter = Waiter(coll, self.clock, poll_interval=self.poll_interval, queues=queues)
         self._waiter.streams = streams
         self.capabilities = Capabilities(transactional_publish=tx, push_wakeups=streams)
 
     async def _disconnect(self) -> None:
-        self._coll = self._workers = self._flows = self._waiter = None
+        self._coll = self._workers = self._flows = self._waiter = self._flowctl = None
         self._claimed.clear()
         self._leases.clear()
         await self._release()
@@ -243,14 +251,40 @@ class MongoBroker:
         """The ``AsyncMongoClient`` (for sessions joining a transactional publish)."""
         return self._connect()
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        """Claim up to ``limit`` ready jobs (see :mod:`~asynctask.brokers.mongo.claims`)."""
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
+        """Claim up to ``limit`` ready jobs (see :mod:`~asynctask.brokers.mongo.claims`), within the
+        flow limits (see :mod:`~asynctask.brokers.mongo.flow`)."""
         if limit <= 0:
             return []
+        task_limits = normalize_limits(limits)
+        now = self.clock()
+        flow = self._flow()
         with self._translated():
-            jobs = await claims.claim(
-                self.collection, queue, limit, now=self.clock(), lease=lease, worker=worker
-            )
+            jobs: list[Job] | claims.Diverted = claims.Diverted("read")
+            if queue not in flow.diverted:
+                jobs = await claims.claim(
+                    self.collection,
+                    queue,
+                    limit,
+                    now=now,
+                    lease=lease,
+                    worker=worker,
+                    settings=flow.queues.name,
+                    limited=frozenset(task_limits),
+                )
+            if isinstance(jobs, claims.Diverted):
+                settings_doc = jobs.settings
+                jobs = await flow.claim(
+                    queue,
+                    limit,
+                    now=now,
+                    lease=lease,
+                    worker=worker,
+                    limits=task_limits,
+                    settings_doc=settings_doc,
+                )
         for job in jobs:
             self._claimed[job.id] = (job.token, job.parent_id)
             if job.lease_expires_at is not None:
@@ -319,13 +353,17 @@ class MongoBroker:
             res = await self.collection.update_one(held(job_id, token), {"$set": fields})
         return bool(res.matched_count)
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
-        """Return when a job of ``queue`` may be ready (see :mod:`~asynctask.brokers.mongo.wakeups`)."""
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
+        """Return when a job of ``queue`` may be ready (see :mod:`~asynctask.brokers.mongo.wakeups`);
+        ``held``: on a wake-up or the timeout only."""
         waiter = self._waiter
         if waiter is None:
             raise ConfigurationError(f"the MongoDB broker {self._display} is not open")
         with self._translated():
-            await waiter.wait(queue, timeout)
+            if held:
+                await waiter.wait_held(queue, timeout)
+            else:
+                await waiter.wait(queue, timeout)
 
     # --- maintenance -----------------------------------------------------------------------
 
@@ -405,23 +443,6 @@ class MongoBroker:
         with self._translated():
             return await queue_stats(self.collection, now, changes.visible(now))
 
-    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
-        """Upsert the worker's record and drop dead workers' ones: one bulk write."""
-        with self._translated():
-            await record(self._workers_coll(), info, self.clock(), ttl)
-
-    async def remove_worker(self, worker_id: str) -> None:
-        with self._translated():
-            await remove(self._workers_coll(), worker_id)
-
-    async def list_workers(self) -> list[WorkerInfo]:
-        with self._translated():
-            return await list_live(self._workers_coll(), self.clock())
-
-    def _workers_coll(self) -> Any:
-        self.collection  # noqa: B018 - raises the same "not open" error
-        return self._workers
-
     async def _change(self, statuses: list[str], update: Any, job_id: str, *, effects: bool) -> Job | None:
         """Apply a single-job change if the job is in ``statuses``; the job after it, or as it is."""
         now = self.clock()
@@ -457,8 +478,15 @@ class MongoBroker:
         return await self._change(["paused"], changes.resume(self.clock()), job_id, effects=False)
 
     async def retry(self, job_id: str) -> Job | None:
-        """Queue a failed or cancelled job again with a fresh attempt count."""
-        return await self._change(["failed", "cancelled"], changes.retry(self.clock()), job_id, effects=True)
+        """Queue a failed or cancelled job again with a fresh attempt count; left as it is when its
+        unique key is held by another unfinished job (see :mod:`~asynctask.brokers.mongo.unique`)."""
+        finished = ["failed", "cancelled"]
+        job = await self.get(job_id)
+        if job is not None and job.unique_key is not None and job.status.value in finished:
+            with self._translated():
+                if not await unique.claim_key(self.collection, job_id, job.unique_key, finished):
+                    return job
+        return await self._change(finished, changes.retry(self.clock()), job_id, effects=True)
 
     async def delete(self, job_id: str) -> bool:
         """Delete a job in any status; ``False`` if it did not exist."""

@@ -55,6 +55,7 @@ def cancel(now: float, expires_at: float | None, ttl_margin: float) -> list[dict
         "status": "cancelled",
         "finished_at": now,
         "phase": REMOVE,
+        "ukey": REMOVE,
         "seq2": REMOVE,
         **record({"out": "$parent_id"}, has_parent(), now),
     }

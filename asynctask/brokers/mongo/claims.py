@@ -4,7 +4,8 @@ MongoDB has no ``SELECT ... FOR UPDATE SKIP LOCKED``. A claim is three round tri
 the batch size:
 
 1. **look**: the ids of the first ``limit`` ready jobs, in claim order, from the partial
-   ``claim_order`` index (queued jobs, and scheduled jobs that are due);
+   ``claim_order`` index (queued jobs, and scheduled jobs that are due), and the queue's flow
+   settings if it has any (``$unionWith``): then the claim takes the flow path instead;
 2. **take**: one ``update`` command with two statements: promote the queue's due scheduled jobs
    to ``queued``, then move those of the looked-up ids that are still ``queued`` to ``running``,
    bumping ``attempts`` and the fencing ``token`` and stamping the claim's own ``claim`` mark.
@@ -25,7 +26,7 @@ keeps that order in ``seq2``, so the order seen by step 1 is the order they keep
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Literal
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, UpdateMany
@@ -33,7 +34,17 @@ from pymongo import ASCENDING, DESCENDING, UpdateMany
 from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, to_job
 from asynctask.models import Job
 
-__all__ = ["CLAIM_ORDER", "claim", "due", "promote", "promote_due", "ready"]
+__all__ = [
+    "CLAIM_ORDER",
+    "Diverted",
+    "claim",
+    "due",
+    "look_pipeline",
+    "promote",
+    "promote_due",
+    "ready",
+    "take",
+]
 
 CLAIM_ORDER = [
     ("priority", DESCENDING),
@@ -73,43 +84,98 @@ def promote(order_field: str) -> list[dict[str, Any]]:
     ]
 
 
-async def claim(coll: Any, queue: str, limit: int, *, now: float, lease: float, worker: str) -> list[Job]:
-    """Claim up to ``limit`` ready jobs of ``queue``, in claim order."""
+class Diverted:
+    """A plain claim's answer when flow control applies: nothing was claimed, take the flow path
+    (:mod:`~asynctask.brokers.mongo.flow`). ``settings``: the queue's settings document as the
+    look read it (``None``: it has none; ``"read"``: not looked up)."""
+
+    __slots__ = ("settings",)
+
+    def __init__(self, settings: dict[str, Any] | Literal["read"] | None) -> None:
+        self.settings = settings
+
+
+def look_pipeline(
+    queue: str, now: float, *, skip: int, limit: int, settings: str | None, tasks: bool
+) -> list[dict[str, Any]]:
+    """The look as an aggregation: the ids (and tasks) of the first ready jobs in claim order, then
+    the queue's settings document (from collection ``settings``, marked ``_flow``), if any, in
+    the same round trip."""
+    pipeline: list[dict[str, Any]] = [{"$match": ready(queue, now)}, {"$sort": dict(CLAIM_ORDER)}]
+    if skip:
+        pipeline.append({"$skip": skip})
+    pipeline += [{"$limit": limit}, {"$project": {"_id": 1, "task": 1} if tasks else {"_id": 1}}]
+    if settings is not None:
+        union = [{"$match": {"_id": queue}}, {"$addFields": {"_flow": True}}]
+        pipeline.append({"$unionWith": {"coll": settings, "pipeline": union}})
+    return pipeline
+
+
+async def claim(
+    coll: Any,
+    queue: str,
+    limit: int,
+    *,
+    now: float,
+    lease: float,
+    worker: str,
+    settings: str | None = None,
+    limited: frozenset[str] = frozenset(),
+) -> list[Job] | Diverted:
+    """Claim up to ``limit`` ready jobs of ``queue``, in claim order.
+
+    ``settings`` names the collection of queue settings: a queue that has a document there, or a
+    look that finds a job of a task in ``limited``, diverts the claim (see :class:`Diverted`)
+    before anything is written. The check rides on the look, so it costs no round trip.
+    """
     for attempt in range(_MAX_LOOKS):
         # After a lost race, look a random number of batches further down the line, so that
         # many claimers spread out instead of all fighting over the same first jobs.
         skip = random.randrange(min(attempt, _SPREAD) + 1) * limit
-        cursor = coll.find(ready(queue, now), projection={"_id": 1}, sort=CLAIM_ORDER, skip=skip, limit=limit)
-        ids = [doc["_id"] async for doc in cursor]
+        pipeline = look_pipeline(queue, now, skip=skip, limit=limit, settings=settings, tasks=bool(limited))
+        ids = []
+        async for doc in await coll.aggregate(pipeline):
+            if doc.get("_flow"):
+                return Diverted(doc)
+            if limited and doc.get("task") in limited:
+                return Diverted(None)
+            ids.append(doc["_id"])
         if not ids:
             if skip:
                 continue  # looked past the end of the line
             return []
-        mark = ObjectId()
-        take = {
-            "$set": {
-                "status": "running",
-                "started_at": now,
-                "lease_expires_at": now + lease,
-                "worker": worker,
-                "claim": mark,
-            },
-            "$inc": {"attempts": 1, "token": 1},
-            "$unset": {"phase": "", "seq2": ""},
-        }
-        await coll.bulk_write(
-            [
-                UpdateMany(due(now, queue), promote("seq")),
-                UpdateMany({"_id": {"$in": ids}, "status": "queued"}, take),
-            ],
-            ordered=True,
-        )
-        position = {job_id: i for i, job_id in enumerate(ids)}
-        docs = [doc async for doc in coll.find({"_id": {"$in": ids}, "claim": mark})]
-        if docs:
-            docs.sort(key=lambda doc: position[doc["_id"]])
-            return [to_job(doc) for doc in docs]
+        jobs = await take(coll, queue, ids, now=now, lease=lease, worker=worker)
+        if jobs:
+            return jobs
     return []
+
+
+async def take(coll: Any, queue: str, ids: list[str], *, now: float, lease: float, worker: str) -> list[Job]:
+    """Move those of ``ids`` that are still ready to ``running`` (promoting the queue's due
+    scheduled jobs first); the jobs taken, in the order of ``ids``."""
+    mark = ObjectId()
+    take = {
+        "$set": {
+            "status": "running",
+            "started_at": now,
+            "lease_expires_at": now + lease,
+            "worker": worker,
+            "claim": mark,
+        },
+        "$inc": {"attempts": 1, "token": 1},
+        "$unset": {"phase": "", "seq2": ""},
+    }
+    await coll.bulk_write(
+        [
+            UpdateMany(due(now, queue), promote("seq")),
+            UpdateMany({"_id": {"$in": ids}, "status": "queued"}, take),
+        ],
+        ordered=True,
+    )
+    position = {job_id: i for i, job_id in enumerate(ids)}
+    docs = [doc async for doc in coll.find({"_id": {"$in": ids}, "claim": mark})]
+    docs.sort(key=lambda doc: position[doc["_id"]])
+    return [to_job(doc) for doc in docs]
 
 
 async def promote_due(coll: Any, now: float, limit: int) -> int:

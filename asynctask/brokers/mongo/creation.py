@@ -8,7 +8,9 @@ Two strategies, one result:
 * **Read first** (inside a transaction, where a duplicate-key error would abort the caller's
   transaction): read which ids exist, insert the others, replace the expired ones.
 
-Within one batch the first job with an id wins. Replacing an expired record keeps its fencing
+Within one batch the first job with an id wins, and the first job with a unique key (see
+:mod:`~asynctask.brokers.mongo.unique`: a key an unfinished job holds refuses the job, as an id
+does). Replacing an expired record keeps its fencing
 ``token`` (so a zombie of the old job can never match the new one), its creation order, and its
 workflow bookkeeping (``ev``, ``ledger``, ``journal``), which belong to the id rather than to one
 incarnation of it.
@@ -24,9 +26,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from asynctask.brokers.mongo.documents import new_document
+from asynctask.brokers.mongo.unique import free_stale, holder, is_key_conflict
 from asynctask.models import NewJob
 
 __all__ = ["Hold", "create_jobs"]
@@ -40,7 +43,7 @@ _FIELDS = (
     "task", "queue", "payload", "status", "priority", "attempts", "max_retries", "timeout", "run_at",
     "created_at", "started_at", "finished_at", "lease_expires_at", "error", "state", "result",
     "expires_at", "expire_on", "cancel_requested", "pause_requested", "parent_id", "pending", "meta",
-    "worker", "claim", "done", "phase", "seq", "seq2", "hold", "headers",
+    "worker", "claim", "done", "phase", "seq", "seq2", "hold", "headers", "unique_key", "ukey",
 )  # fmt: skip
 
 #: ``{"j": holder job id, "t": holder's token}``: who may release a dormant job.
@@ -72,7 +75,12 @@ async def _reuse(coll: Any, doc: dict[str, Any], now: float, hold: Hold | None, 
     stale: list[dict[str, Any]] = [{"expires_at": {"$lte": now}}]
     if hold is not None:
         stale.append({"hold.j": hold["j"], "hold.t": {"$ne": hold["t"]}})
-    result = await coll.update_one({"_id": doc["_id"], "$or": stale}, _replacement(doc), session=session)
+    try:
+        result = await coll.update_one({"_id": doc["_id"], "$or": stale}, _replacement(doc), session=session)
+    except DuplicateKeyError as exc:
+        if not is_key_conflict(exc):
+            raise
+        return False  # its unique key is held by another unfinished job
     return bool(result.matched_count)
 
 
@@ -86,26 +94,58 @@ async def create_jobs(
 ) -> list[bool]:
     """Store ``jobs``; for each, ``True`` if it was created, ``False`` if its id was taken."""
     first: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    later: list[int] = []  # a key's next jobs: tried if the first one was not created
     for i, job in enumerate(jobs):
-        first.setdefault(job.id, i)
+        if job.id in first:
+            continue
+        if job.unique_key is not None:
+            if job.unique_key in keys:
+                later.append(i)
+                continue
+            keys[job.unique_key] = i
+        first[job.id] = i
     created = [False] * len(jobs)
     if not first:
         return created
     docs = {i: _document(jobs[i], now, hold) for i in first.values()}
     if session is None:
-        refused = await _insert_first(coll, list(docs.values()))
+        refused, held = await _insert_first(coll, list(docs.values()))
+        held = await _retry_stale(coll, [d for d in docs.values() if d["_id"] in held], now)
     else:
-        refused = await _read_first(coll, list(docs.values()), session)
+        refused, held = await _read_first(coll, list(docs.values()), now, session)
     for i, doc in docs.items():
-        if doc["_id"] not in refused:
+        if doc["_id"] in held:
+            created[i] = False
+        elif doc["_id"] not in refused:
             created[i] = True
         else:
             created[i] = await _reuse(coll, doc, now, hold, session)
+    retry = [i for i in later if not created[keys[jobs[i].unique_key]]]  # type: ignore[index]
+    if retry:
+        again = await create_jobs(coll, [jobs[i] for i in retry], now, session=session, hold=hold)
+        for i, made in zip(retry, again, strict=True):
+            created[i] = made
     return created
 
 
-async def _insert_first(coll: Any, docs: list[dict[str, Any]]) -> set[str]:
-    """Insert ``docs``; returns the ids refused as duplicates."""
+async def _retry_stale(coll: Any, docs: list[dict[str, Any]], now: float) -> set[str]:
+    """Insert again the ``docs`` refused for their unique key if its holder had finished (a stale
+    key, see :mod:`~asynctask.brokers.mongo.unique`); returns the ids still refused."""
+    held: set[str] = set()
+    for doc in docs:
+        if await holder(coll, doc["ukey"], now) is not None or not await free_stale(coll, doc["ukey"]):
+            held.add(doc["_id"])
+            continue
+        try:
+            await coll.insert_one(doc)
+        except DuplicateKeyError:
+            held.add(doc["_id"])  # taken again meanwhile (or the id was): refused
+    return held
+
+
+async def _insert_first(coll: Any, docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """Insert ``docs``; returns the ids refused as duplicates, and those refused for their key."""
     try:
         await coll.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
@@ -113,16 +153,27 @@ async def _insert_first(coll: Any, docs: list[dict[str, Any]]) -> set[str]:
         others = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
         if others:
             raise
-        return {docs[e["index"]]["_id"] for e in errors}
-    return set()
+        held = {docs[e["index"]]["_id"] for e in errors if is_key_conflict(e)}
+        return {docs[e["index"]]["_id"] for e in errors} - held, held
+    return set(), set()
 
 
-async def _read_first(coll: Any, docs: list[dict[str, Any]], session: Any) -> set[str]:
-    """Insert the ``docs`` whose id is free; returns the ids that exist."""
+async def _read_first(
+    coll: Any, docs: list[dict[str, Any]], now: float, session: Any
+) -> tuple[set[str], set[str]]:
+    """Insert the ``docs`` whose id and unique key are free; returns the ids that exist, and the
+    ids whose key an unfinished job holds."""
     ids = [doc["_id"] for doc in docs]
     cursor = coll.find({"_id": {"$in": ids}}, projection={"_id": 1}, session=session)
     taken = {doc["_id"] async for doc in cursor}
-    fresh = [doc for doc in docs if doc["_id"] not in taken]
+    held: set[str] = set()
+    for doc in docs:
+        if "ukey" in doc:
+            if await holder(coll, doc["ukey"], now, session=session) is not None:
+                held.add(doc["_id"])
+            else:
+                await free_stale(coll, doc["ukey"], session=session)
+    fresh = [doc for doc in docs if doc["_id"] not in taken and doc["_id"] not in held]
     if fresh:
         await coll.insert_many(fresh, session=session)
-    return taken
+    return taken, held

@@ -97,6 +97,10 @@ def new_document(job: NewJob, now: float, seq: ObjectId) -> dict[str, Any]:
         doc["parent_id"] = job.parent_id
     if job.meta is not None:
         doc["meta"] = job.meta
+    if job.unique_key is not None:
+        # ``ukey`` is the key while the job is unfinished (the ``unique_active`` index), and
+        # ``unique_key`` the key for good (see :mod:`~asynctask.brokers.mongo.unique`).
+        doc["unique_key"] = doc["ukey"] = job.unique_key
     if job.headers:
         # Name-value pairs, not a subdocument: a header name may contain "." or start with "$".
         doc["headers"] = [[name, value] for name, value in job.headers.items()]
@@ -146,4 +150,5 @@ def to_job(doc: Mapping[str, Any]) -> Job:
         pending=doc.get("pending", 0),
         meta=_bytes(doc.get("meta")),
         headers=dict(doc.get("headers", ())),
+        unique_key=doc.get("unique_key"),
     )

@@ -29,13 +29,14 @@ journal, jat, ev,   workflow effects still to apply, when they were recorded, th
 ledger, hold        of this job; the effects applied to this job (without transactions); a
                     spawned child not yet released by its parent's outcome
 headers             the job's headers as ``[name, value]`` pairs; absent when there are none
+unique_key, ukey    the job's unique key, and the same key while the job is unfinished (see
+                    :mod:`asynctask.brokers.mongo.unique`)
 ==================  =========================================================================
 
-``<prefix>.workers`` is the worker registry (:mod:`asynctask.brokers.mongo.workers`). Reserved
-for later features, so they fit without a migration: collections ``<prefix>.queues`` (per-queue
-settings: pause, global concurrency, rate-limit buckets), ``<prefix>.locks`` (unique active jobs
-and concurrency slots) and ``<prefix>.quarantine`` (records that cannot be decoded); the job
-field ``unique_key``.
+``<prefix>.workers`` is the worker registry (:mod:`asynctask.brokers.mongo.workers`).
+``<prefix>.queues`` holds the queues' flow settings and ``<prefix>.locks`` the flow keys' locks
+and token buckets (:mod:`asynctask.brokers.mongo.flow`); both are read by ``_id`` only. Reserved
+for later: ``<prefix>.quarantine`` (records that cannot be decoded).
 ``<prefix>.meta`` holds the schema version (:func:`migrate`). Listings page by
 ``(created_at, _id)``, which every listing index ends with (keyset pagination).
 
@@ -55,8 +56,9 @@ from asynctask.brokers.base import Migration
 __all__ = ["INDEXES", "SCHEMA_VERSION", "ensure_indexes", "jobs_collection", "migrate"]
 
 #: The version of the data model and indexes below; :func:`migrate` records it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+_RUNNING = {"status": "running"}
 _NEWEST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 INDEXES: tuple[IndexModel, ...] = (
@@ -109,6 +111,16 @@ INDEXES: tuple[IndexModel, ...] = (
         [("parent_id", ASCENDING), *_NEWEST],
         name="by_parent",
         partialFilterExpression={"parent_id": {"$exists": True}},
+    ),
+    # Flow control: the running jobs of a queue, of a task (concurrency limits count them).
+    IndexModel([("queue", ASCENDING)], name="running_by_queue", partialFilterExpression=_RUNNING),
+    IndexModel([("task", ASCENDING)], name="running_by_task", partialFilterExpression=_RUNNING),
+    # Unique jobs: one unfinished job per key (only unfinished jobs have ``ukey``).
+    IndexModel(
+        [("ukey", ASCENDING)],
+        name="unique_active",
+        unique=True,
+        partialFilterExpression={"ukey": {"$exists": True}},
     ),
     # Workflow effects left behind by a crash, for repair (without transactions).
     IndexModel([("jat", ASCENDING)], name="journal", partialFilterExpression={"jat": {"$exists": True}}),

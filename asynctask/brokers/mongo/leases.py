@@ -15,7 +15,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 
 from asynctask.brokers.mongo.documents import PHASE_QUEUED
-from asynctask.brokers.mongo.expressions import has_parent
+from asynctask.brokers.mongo.expressions import REMOVE, has_parent
 from asynctask.brokers.mongo.journal import record
 from asynctask.brokers.mongo.outcomes import held
 from asynctask.models import Lease, LeaseState
@@ -72,7 +72,8 @@ def rescue_update(doc: Any, now: float) -> tuple[dict[str, Any], list[dict[str, 
     query = {**held(doc["_id"], doc["token"]), "lease_expires_at": lease}
     fields: dict[str, Any] = {"error": {"$literal": error}, "lease_expires_at": "$$REMOVE"}
     if doc["attempts"] > doc["max_retries"]:
-        fields.update(status="failed", finished_at=now, **record({"out": "$parent_id"}, has_parent(), now))
+        entry = record({"out": "$parent_id"}, has_parent(), now)
+        fields.update(status="failed", finished_at=now, ukey=REMOVE, **entry)
     else:
         fields.update(status="queued", phase=PHASE_QUEUED, seq=ObjectId())
     return query, [{"$set": fields}]

@@ -78,6 +78,7 @@ def outcome_update(
         )
     if finishing is not False:
         fields["finished_at"] = cond(finishing, now, keep("finished_at"))
+        fields["ukey"] = cond(finishing, REMOVE, keep("ukey"))  # a finished job releases its key
         if outcome.expires_at is None:
             fields["expires_at"] = cond(finishing, REMOVE, keep("expires_at"))
             fields["expire_on"] = cond(finishing, REMOVE, keep("expire_on"))

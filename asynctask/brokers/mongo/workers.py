@@ -7,6 +7,8 @@ small (a few documents per worker process), so it needs no index beyond ``_id``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
@@ -14,7 +16,7 @@ from pymongo import DeleteMany, ReplaceOne
 
 from asynctask.models import WorkerInfo
 
-__all__ = ["list_live", "record", "remove", "workers_collection"]
+__all__ = ["WorkerCalls", "list_live", "record", "remove", "workers_collection"]
 
 
 def workers_collection(prefix: str) -> str:
@@ -46,3 +48,32 @@ async def list_live(coll: Any, now: float) -> list[WorkerInfo]:
         doc["id"] = doc.pop("_id")
         found.append(msgspec.convert(doc, WorkerInfo))
     return found
+
+
+class WorkerCalls:
+    """The broker protocol's worker-registry calls, mixed into
+    :class:`~asynctask.brokers.mongo.MongoBroker`."""
+
+    _workers: Any
+    clock: Callable[[], float]
+    _translated: Callable[[], AbstractContextManager[None]]
+
+    @property
+    def collection(self) -> Any: ...  # provided by the broker
+
+    async def record_worker(self, info: WorkerInfo, *, ttl: float) -> None:
+        """Upsert the worker's record and drop dead workers' ones: one bulk write."""
+        with self._translated():
+            await record(self._workers_coll(), info, self.clock(), ttl)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        with self._translated():
+            await remove(self._workers_coll(), worker_id)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        with self._translated():
+            return await list_live(self._workers_coll(), self.clock())
+
+    def _workers_coll(self) -> Any:
+        self.collection  # noqa: B018 - raises the same "not open" error
+        return self._workers
