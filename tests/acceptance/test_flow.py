@@ -228,9 +228,13 @@ def test_global_concurrency_holds_across_four_workers(cluster: Cluster) -> None:
 
 @pytest.mark.slow
 def test_rate_limit_holds_across_four_workers(cluster: Cluster) -> None:
-    # The mongoeco test server runs some 15-25 jobs/s in all: it gets a rate it can sustain.
-    on_mongoeco = cluster.url.startswith("mongodb") and not os.environ.get("ASYNCTASK_TEST_MONGO_URL")
-    limit = 5 if on_mongoeco else 50
+    if cluster.url.startswith("mongodb") and not os.environ.get("ASYNCTASK_TEST_MONGO_URL"):
+        # A limited claim is about six round trips of 20-80 ms each on the mongoeco test server,
+        # serialised by the queue's lock: some 3 limited claims a second in all, below any rate
+        # worth measuring. The rate rule itself is held on MongoDB by the contract suite (fake
+        # clock) and tests/mongo/test_flow.py (racing claimers spend a shared bucket once).
+        pytest.skip("mongoeco cannot sustain a measurable rate; set ASYNCTASK_TEST_MONGO_URL")
+    limit = 50
     publish(cluster.url, "metered", 15 * limit)
     cluster.start(4, "-c", "8", RATE=f"{limit}/s")
     wait_for(lambda: len(cluster.events("start")) >= 14 * limit, timeout=90)
