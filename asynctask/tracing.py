@@ -75,6 +75,8 @@ _CONSUMER = trace.SpanKind.CONSUMER
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})").fullmatch
 #: What the default propagator returns for headers without a trace context or baggage.
 _EMPTY = context.Context()
+#: The trace flags of a ``traceparent``, by their two hex digits.
+_FLAGS = {f"{flags:02x}": trace.TraceFlags(flags) for flags in range(256)}
 
 
 def instrument(app: Registry, *, tracer_provider: trace.TracerProvider | None = None) -> Tracing:
@@ -236,9 +238,8 @@ class Tracing(Observer):
             if match is not None:
                 trace_id, span_id = int(match[1], 16), int(match[2], 16)
                 if trace_id and span_id:
-                    flags = trace.TraceFlags(int(match[3], 16))
-                    remote = trace.NonRecordingSpan(trace.SpanContext(trace_id, span_id, True, flags))
-                    return trace.set_span_in_context(remote, _EMPTY)
+                    span_context = trace.SpanContext(trace_id, span_id, True, _FLAGS[match[3]])
+                    return trace.set_span_in_context(trace.NonRecordingSpan(span_context), _EMPTY)
         return propagate.extract(headers)
 
     def _inject(self, headers: dict[str, str], span: trace.Span) -> None:
