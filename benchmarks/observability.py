@@ -133,15 +133,18 @@ def hooks(jobs: int) -> None:
     from asynctask.models import Job, JobStatus, NewJob, Outcome, OutcomeKind
     from asynctask.tracing import Tracing
 
-    def tracing() -> list[Observer]:
+    def tracing(ratio: float | None) -> list[Observer]:
         from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-        return [Tracing(TracerProvider())]
+        sampler = ParentBased(TraceIdRatioBased(ratio)) if ratio is not None else None
+        return [Tracing(TracerProvider(sampler=sampler) if sampler else TracerProvider())]
 
     makers: dict[str, Callable[[], list[Observer]]] = {
         "tracing-unset": lambda: [Tracing()],
         "metrics": lambda: [JobMetrics()],
-        "tracing": tracing,
+        "tracing": lambda: tracing(None),
+        "tracing-1%": lambda: tracing(0.01),  # the job's trace is sampled out (99 times in 100)
     }
     print("the hooks of one job, alone:")
     for name, make in makers.items():
