@@ -2,14 +2,17 @@
 
     python -m benchmarks.observability                       # redis, 8 rounds of 5,000 jobs
     python -m benchmarks.observability --broker postgres --jobs 5000 --rounds 6
+    python -m benchmarks.observability --variants tracing,tracing-1% --rounds 20
     python -m benchmarks.observability --hooks                # the hooks alone, per job
 
 One process runs a worker (concurrency 100) over N no-op jobs per round, once per variant, the
 variants interleaved round after round; it reports the process's CPU time per job while the
-worker drains (medians, and the ratio to no observer). Interleaving in one process keeps a busy
-machine's noise out of the comparison better than separate runs do: the W1 variants of
-``python -m benchmarks --systems asynctask-redis,asynctask-redis-metrics,...`` measure the same
-end to end, with the CLI, and swing by tens of percent from run to run when the cores are shared.
+worker drains (medians, and the ratio to no observer: of the medians, and the median of each
+round's ratio to the same round's ``off``, which follows a load that drifts). Interleaving in one
+process keeps a busy machine's noise out of the comparison better than separate runs do: the W1
+variants of ``python -m benchmarks --systems asynctask-redis,asynctask-redis-metrics,...``
+measure the same end to end, with the CLI, and swing by tens of percent from run to run when the
+cores are shared.
 
 Variants: ``off``; ``metrics`` (asynctask.metrics and the health observer, what
 ``--metrics-port`` adds); ``tracing-unset`` (instrumented, no tracer provider); ``tracing`` (the
@@ -101,8 +104,8 @@ def observe(name: str, variant: Variant) -> None:
         instrument(app, tracer_provider=TracerProvider(sampler=sampler) if sampler else TracerProvider())
 
 
-async def compare(broker: str, jobs: int, rounds: int) -> None:
-    variants = [Variant(name, broker, jobs) for name in VARIANTS]
+async def compare(broker: str, jobs: int, rounds: int, names: tuple[str, ...] = VARIANTS) -> None:
+    variants = [Variant(name, broker, jobs) for name in dict.fromkeys(("off", *names))]
     results: dict[str, list[float]] = {v.name: [] for v in variants}
     try:
         for r in range(rounds):
@@ -113,9 +116,14 @@ async def compare(broker: str, jobs: int, rounds: int) -> None:
             await variant.drop()
     base = statistics.median(results["off"])
     print(f"{broker}: {rounds} rounds of {jobs:,} no-op jobs, concurrency 100; worker CPU per job")
+    print("  (ratio: of the medians; paired: the median of each round's ratio to that round's off)")
     for name, values in results.items():
         median = statistics.median(values)
-        print(f"  {name:14} {median:7.1f} us/job  {median / base:5.2f}x  (min {min(values):.1f})")
+        paired = statistics.median(v / off for v, off in zip(values, results["off"], strict=True))
+        print(
+            f"  {name:14} {median:7.1f} us/job  {median / base:5.2f}x  paired {paired:5.2f}x"
+            f"  (min {min(values):.1f})"
+        )
 
 
 def hooks(jobs: int) -> None:
@@ -125,15 +133,18 @@ def hooks(jobs: int) -> None:
     from asynctask.models import Job, JobStatus, NewJob, Outcome, OutcomeKind
     from asynctask.tracing import Tracing
 
-    def tracing() -> list[Observer]:
+    def tracing(ratio: float | None) -> list[Observer]:
         from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-        return [Tracing(TracerProvider())]
+        sampler = ParentBased(TraceIdRatioBased(ratio)) if ratio is not None else None
+        return [Tracing(TracerProvider(sampler=sampler) if sampler else TracerProvider())]
 
     makers: dict[str, Callable[[], list[Observer]]] = {
         "tracing-unset": lambda: [Tracing()],
         "metrics": lambda: [JobMetrics()],
-        "tracing": tracing,
+        "tracing": lambda: tracing(None),
+        "tracing-1%": lambda: tracing(0.01),  # the job's trace is sampled out (99 times in 100)
     }
     print("the hooks of one job, alone:")
     for name, make in makers.items():
@@ -160,12 +171,22 @@ def main() -> None:
     parser.add_argument("--broker", choices=[*TARGETS, "memory"], default="redis")
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {', '.join(VARIANTS)} (off is always run); fewer variants"
+        " interleave more tightly",
+    )
     parser.add_argument("--hooks", action="store_true", help="time the hooks alone instead")
     args = parser.parse_args()
     if args.hooks:
         hooks(max(args.jobs, 20_000))
         return
-    anyio.run(compare, args.broker, args.jobs, args.rounds, backend_options={"use_uvloop": True})
+    names = tuple(name.strip() for name in args.variants.split(",") if name.strip())
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    anyio.run(compare, args.broker, args.jobs, args.rounds, names, backend_options={"use_uvloop": True})
 
 
 if __name__ == "__main__":
