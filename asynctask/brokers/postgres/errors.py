@@ -47,6 +47,8 @@ def schema_outdated(schema: str, target: str, found: int | None, expected: int) 
 
 
 def _reason(exc: BaseException, secret: str | None) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc).strip():
+        return "no answer in time (command_timeout, or the connect timeout)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # Driver messages do not echo passwords today; make sure it stays that way.
     if secret:

@@ -72,6 +72,12 @@ class RedisBroker:
     Every key starts with ``prefix`` (default ``asynctask``). Jobs are durable as far as the
     server is (use AOF persistence, and ``maxmemory-policy noeviction``: :meth:`open` warns
     otherwise).
+
+    Deadlines: a command waits ``socket_timeout`` seconds for its reply (default 10) and a
+    connect ``socket_connect_timeout`` (default 5); then the connection is dropped and the
+    command retried on a new one, so a connection that stops answering costs about one timeout.
+    Set them as keyword arguments or in the URL (``?socket_timeout=5&socket_connect_timeout=2``);
+    a client passed in keeps its own. The URL's path must be a database number.
     """
 
     def __init__(
@@ -81,13 +87,17 @@ class RedisBroker:
         url: str | None = None,
         prefix: str = DEFAULT_PREFIX,
         clock: Clock = time.time,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float | None = None,
     ) -> None:
         if client is not None and url is not None:
             raise ConfigurationError("pass either client= or url= to RedisBroker, not both")
         self._owns_client = client is None
         if client is None:
             url = url or "redis://localhost:6379/0"
-            client = client_from_url(url)
+            client = client_from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout
+            )
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ConfigurationError(
                 "RedisBroker needs a client with decode_responses=False (payloads are bytes)"
@@ -106,10 +116,23 @@ class RedisBroker:
         self._queue_of: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time) -> RedisBroker:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        clock: Clock = time.time,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float | None = None,
+    ) -> RedisBroker:
         """A broker for ``redis://`` / ``rediss://`` URLs; ``?prefix=`` sets the key prefix."""
         stripped, prefix = split_prefix(url)
-        return cls(url=stripped, prefix=prefix or DEFAULT_PREFIX, clock=clock)
+        return cls(
+            url=stripped,
+            prefix=prefix or DEFAULT_PREFIX,
+            clock=clock,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout,
+        )
 
     @property
     def display_url(self) -> str:

@@ -8,10 +8,12 @@ This is the boundary: redis-py exceptions never leave the broker; they become
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
@@ -29,6 +31,8 @@ __all__ = [
     "endpoint",
     "split_prefix",
     "translate",
+    "CONNECT_TIMEOUT",
+    "SOCKET_TIMEOUT",
 ]
 
 logger = logging.getLogger("asynctask.brokers.redis")
@@ -60,12 +64,70 @@ def split_prefix(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), prefix
 
 
-def client_from_url(url: str) -> Redis:
-    """A client for ``url``; it connects lazily, on first use."""
+#: Seconds a command may wait for its reply (``socket_timeout``) and a connect may take
+#: (``socket_connect_timeout``) unless the URL or the caller says otherwise. Set here rather than
+#: left to redis-py, whose defaults changed between versions (none before 6.x: a connection that
+#: stopped answering froze its caller until the kernel gave up). A command that times out drops
+#: its connection and is retried on a new one (see ``_retry``), so a stalled connection costs
+#: about one timeout.
+SOCKET_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+_TIMEOUTS = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+
+
+def _seconds(name: str, value: str | float, display: str) -> float:
     try:
-        return Redis.from_url(url, retry=_retry())
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"{name}={value!r} in {display} must be a positive number of seconds")
+    return seconds
+
+
+def _check_database(parts: SplitResult, display: str) -> None:
+    # redis-py ignores a path that is not a number and connects to database 0: a typo would put
+    # every job in the wrong database without a word.
+    if parts.scheme.lower() not in ("redis", "rediss"):
+        return
+    path = unquote(parts.path).strip("/")
+    if path and not (path.isdigit() and path.isascii()):
+        raise ConfigurationError(
+            f"invalid Redis URL {display!r}: the path must be a database number (redis://host:6379/0)"
+        )
+
+
+def client_from_url(url: str, **timeouts: float | None) -> Redis:
+    """A client for ``url``; it connects lazily, on first use.
+
+    ``socket_timeout`` and ``socket_connect_timeout`` (seconds) come from the keyword
+    arguments, else from the URL's query, else from :data:`SOCKET_TIMEOUT` and
+    :data:`CONNECT_TIMEOUT`.
+    """
+    display = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+        raise ConfigurationError(f"invalid Redis URL {display!r}: {exc}") from None
+    _check_database(parts, display)
+    from_query = {k: v for k, v in query if k in _TIMEOUTS}
+    options: dict[str, Any] = {}
+    for name, default in _TIMEOUTS.items():
+        given = timeouts.pop(name, None)
+        value = given if given is not None else from_query.get(name, default)
+        options[name] = _seconds(name, value, display)
+    if timeouts:
+        raise TypeError(f"unexpected options: {', '.join(timeouts)}")
+    url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TIMEOUTS])))
+    try:
+        return Redis.from_url(url, retry=_retry(), **options)
+    except ValueError as exc:
+        # redis-py's messages may quote parts of the URL: name the redacted URL, not them.
+        reason = str(exc)
+        for piece in re.split(r"[:/?#]", url.partition("://")[2].rpartition("@")[0]):
+            reason = reason.replace(piece, "***") if piece else reason
+        raise ConfigurationError(f"invalid Redis URL {display!r}: {reason}") from None
 
 
 def blocking_client(client: Redis) -> Redis:

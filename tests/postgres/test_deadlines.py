@@ -1,0 +1,73 @@
+"""Every round trip has a deadline: a connection that stops answering is abandoned and replaced
+(issue #11, item 6)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+
+from asynctask.brokers.postgres import PostgresBroker
+from asynctask.errors import BrokerUnavailable, ConfigurationError
+from asynctask.testing import FakeClock
+from tests.backend_postgres import URL, drop_schema, fresh_schema, postgres_broker
+from tests.postgres.conftest import new_job
+from tests.stall_proxy import StallProxy, stall_proxy
+from tests.stalled_worker import check_worker_recovers
+
+pytestmark = pytest.mark.anyio
+
+
+def through(proxy: StallProxy, schema: str, query: str = "") -> str:
+    parts = urlsplit(URL)
+    return f"postgresql://{parts.username}@127.0.0.1:{proxy.port}{parts.path}?schema={schema}{query}"
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[StallProxy]:
+    parts = urlsplit(URL)
+    async with stall_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        yield proxy
+
+
+def test_command_timeout_from_url_and_keyword() -> None:
+    assert PostgresBroker("postgresql://h/db").command_timeout == 30.0
+    assert PostgresBroker("postgresql://h/db?command_timeout=2.5").command_timeout == 2.5
+    broker = PostgresBroker.from_url("postgresql://h/db?command_timeout=2.5", command_timeout=4)
+    assert broker.command_timeout == 4
+    for bad in ("0", "-1", "nan", "soon"):
+        with pytest.raises(ConfigurationError, match="command_timeout"):
+            PostgresBroker(f"postgresql://h/db?command_timeout={bad}")
+
+
+async def test_a_stalled_statement_fails_by_its_deadline_and_the_next_one_works(proxy: StallProxy) -> None:
+    clock = FakeClock()
+    schema = fresh_schema()
+    broker = PostgresBroker(through(proxy, schema, "&notify=false&command_timeout=0.5"), clock=clock)
+    try:
+        await broker.migrate()
+        await broker.open()
+        await broker.enqueue([new_job(clock, "a")])
+        proxy.stall()
+        started = time.monotonic()
+        with anyio.fail_after(10), pytest.raises(BrokerUnavailable, match="no answer in time"):
+            await broker.get("a")
+        # The statement deadline, then at most the release deadline for the stuck connection.
+        assert time.monotonic() - started < 5
+        with anyio.fail_after(10):
+            job = await broker.get("a")
+        assert job is not None and job.id == "a"
+    finally:
+        with anyio.fail_after(15):
+            await broker.close()
+        await drop_schema(schema)
+
+
+async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: StallProxy) -> None:
+    clock = time.time
+    async with postgres_broker(clock) as direct:
+        proxied = PostgresBroker(through(proxy, direct.schema), clock=clock)
+        await check_worker_recovers(proxied, direct, proxy, bound=15)
