@@ -59,7 +59,8 @@ end
 
 -- The member of the `all` and `finished` zsets: creation sequence, then id.
 local function all_member(key, id)
-  return hex(tonumber(redis.call('HGET', key, 'cseq'))) .. id
+  -- A corrupt cseq (see `corrupt`) must not stop the record from being deleted.
+  return hex(tonumber(redis.call('HGET', key, 'cseq')) or 0) .. id
 end
 
 -- Gone for readers: absent, or finished and past expires_at.
@@ -198,6 +199,111 @@ local function finish(K, key, id, status, expires_at, ttl_ms)
   finished(key)
 end
 
+local commands = {}
+
+-- --- corrupt records (issue #11) ------------------------------------------------------------
+-- Redis does not roll back a script that fails halfway, so a record the commands below cannot
+-- read (a field edited by hand, a partial write, a bug) is checked *before* anything is changed,
+-- where a command first meets it (promote, claim, rescue). Such a record is quarantined: it ends
+-- `failed`, out of every queue index but in the `failed` listing, with error
+-- "corrupt job record: <what is wrong>", and the command goes on with the next job. The rules
+-- are those of asynctask/brokers/rules.py (CORRUPT_RECORD); codec.py decodes what passes them.
+
+local STATUSES = {scheduled = true, queued = true, running = true, waiting = true, paused = true,
+  succeeded = true, failed = true, cancelled = true}
+local CHECKED = {'id', 'task', 'queue', 'payload', 'status', 'attempts', 'max_retries', 'token',
+  'priority', 'cseq', 'run_at', 'created_at', 'pkey', 'tkey', 'pending', 'timeout', 'started_at',
+  'finished_at', 'lease_expires_at', 'expires_at', 'headers'}
+local REQUIRED = 14 -- the first fields of CHECKED; the others may be absent
+local INTEGER = {attempts = true, max_retries = true, token = true, priority = true, cseq = true,
+  pending = true}
+local NUMBER = {run_at = true, created_at = true, timeout = true, started_at = true,
+  finished_at = true, lease_expires_at = true, expires_at = true}
+local SORT_KEY = {pkey = true, tkey = true}
+
+-- An integer HINCRBY can add 1 to, written the way Python's int() reads it.
+local function integer(v)
+  return string.find(v, '^%-?%d+$') ~= nil and #string.gsub(v, '^%-', '') <= 18
+end
+
+-- A float Lua and Python read alike (Lua reads hex, Python does not).
+local function number(v)
+  return tonumber(v) ~= nil and string.find(v, '^%s*[-+]?[%d.]+[eE]?[-+]?%d*%s*$') ~= nil
+end
+
+local function headers(v)
+  if string.sub(v, 1, 1) ~= '{' then return false end
+  local ok, decoded = pcall(cjson.decode, v)
+  if not ok or type(decoded) ~= 'table' then return false end
+  for name, value in pairs(decoded) do
+    if type(name) ~= 'string' or type(value) ~= 'string' then return false end
+  end
+  return true
+end
+
+-- What is wrong with the record at `key`, or false.
+local function corrupt(key)
+  local f = redis.call('HMGET', key, unpack(CHECKED))
+  for i, name in ipairs(CHECKED) do
+    local v = f[i]
+    if not v then
+      if i <= REQUIRED then return 'field ' .. name .. ' is missing' end
+    elseif INTEGER[name] and not integer(v) then
+      return 'field ' .. name .. ' is not an integer'
+    elseif NUMBER[name] and not number(v) then
+      return 'field ' .. name .. ' is not a number'
+    elseif SORT_KEY[name] and not string.find(v, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
+      return 'field ' .. name .. ' is not a 16-digit sort key'
+    elseif name == 'status' and not STATUSES[v] then
+      return 'field status is not a job status'
+    elseif name == 'headers' and not headers(v) then
+      return 'field headers is not a JSON object of strings'
+    end
+  end
+  if f[5] == 'running' and not f[19] then return 'a running job without lease_expires_at' end
+  return false
+end
+
+-- Fail the record at `key` as corrupt, out of every queue index (writes only fields it sets).
+local function quarantine(K, key, id, reason)
+  local f = redis.call('HMGET', key, 'status', 'rmember', 'created_at')
+  if f[2] then redis.call('ZREM', K.ready, f[2]) end
+  redis.call('ZREM', K.scheduled, id)
+  redis.call('ZREM', K.leased, id)
+  redis.call('HSET', key, 'status', 'failed', 'finished_at', NOW, 'error', 'corrupt job record: ' .. reason)
+  redis.call('HDEL', key, 'lease_expires_at', 'rmember', 'expires_at')
+  if f[1] and TRACKED[f[1]] then redis.call('ZREM', status_key(K, f[1]), id) end
+  local score = number(f[3] or '') and f[3] or NOW
+  redis.call('ZADD', status_key(K, 'failed'), score, id)
+  redis.call('ZADD', created_key(K), 'NX', score, id)
+  finished(key)
+end
+
+-- id, reason: quarantine a claimed record the broker could not decode. Returns 1 if done.
+function commands.quarantine()
+  local id, reason = take(), take()
+  local key = Q.job .. id
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  quarantine(Q, key, id, reason)
+  return 1
+end
+
+-- Check a job met in an index: quarantined (returns false) or good to use (returns true).
+local function sound(K, key, id)
+  local reason = corrupt(key)
+  if not reason then return true end
+  quarantine(K, key, id, reason)
+  return false
+end
+
+-- A job met in an index in another status than expected: a stale entry, unless its status is
+-- missing or unknown (then it is quarantined, rather than dropped from the index for good).
+local function stray(K, key, id, status)
+  if status and STATUSES[status] then return end
+  if not status and redis.call('EXISTS', key) == 0 then return end
+  quarantine(K, key, id, status and 'field status is not a job status' or 'field status is missing')
+end
+
 -- --- unique jobs (flow control, issue #13) ----------------------------------------------------
 -- P:unique maps a key to the job that took it last; the job holds it while it is unfinished.
 -- Entries are checked when read, so no finishing path has to release them.
@@ -269,16 +375,20 @@ local function promote(limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', Q.scheduled, id)
     local key = Q.job .. id
-    if redis.call('HGET', key, 'status') == 'scheduled' then
-      make_ready(Q, key, id)
-      moved = moved + 1
+    local status = redis.call('HGET', key, 'status')
+    if status == 'scheduled' then
+      if sound(Q, key, id) then
+        make_ready(Q, key, id)
+        moved = moved + 1
+      end
+    else
+      stray(Q, key, id, status)
     end
   end
   wake(Q, moved)
   return moved
 end
 
-local commands = {}
 
 
 -- Move a queued job to running under a lease.
@@ -315,9 +425,14 @@ function commands.claim()
     redis.call('ZREM', Q.ready, member)
     local id = string.sub(member, 49)
     local key = Q.job .. id
-    if redis.call('HGET', key, 'status') == 'queued' then
-      lease_job(key, id, lease, worker)
-      out[#out + 1] = redis.call('HGETALL', key)
+    local status = redis.call('HGET', key, 'status')
+    if status == 'queued' then
+      if sound(Q, key, id) then
+        lease_job(key, id, lease, worker)
+        out[#out + 1] = redis.call('HGETALL', key)
+      end
+    else
+      stray(Q, key, id, status)
     end
   end
   return {out, 0, ''}
@@ -492,10 +607,15 @@ function commands.rescue()
     redis.call('ZREM', Q.leased, id)
     local key = Q.job .. id
     local f = redis.call('HMGET', key, 'status', 'lease_expires_at', 'attempts', 'max_retries')
-    if f[1] == 'running' and f[2] and tonumber(f[2]) <= now then
+    if f[1] ~= 'running' then
+      stray(Q, key, id, f[1])
+    elseif not sound(Q, key, id) then
+      rescued = rescued + 1
+    elseif tonumber(f[2]) <= now then
       local attempts = tonumber(f[3])
-      local err = string.format('lease expired at %.3f: the worker running attempt %d was lost',
-        tonumber(f[2]), attempts)
+      -- The text of asynctask/brokers/rules.py (LEASE_EXPIRED).
+      local err = string.format('lease expired at %.3f while attempt %d was running (the worker '
+        .. 'crashed, was killed, or lost its broker connection)', tonumber(f[2]), attempts)
       redis.call('HSET', key, 'error', err)
       redis.call('HDEL', key, 'lease_expires_at')
       if attempts > tonumber(f[4]) then
@@ -891,6 +1011,9 @@ flow_claim = function(limit, lease, worker, limits, slack)
     local key = Q.job .. id
     local f = redis.call('HMGET', key, 'status', 'task')
     if f[1] ~= 'queued' then
+      redis.call('ZREM', Q.ready, member)
+      stray(Q, key, id, f[1])
+    elseif not sound(Q, key, id) then
       redis.call('ZREM', Q.ready, member)
     else
       local lim, q = limits[f[2]], false

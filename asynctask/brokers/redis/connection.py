@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.exceptions as rexc
@@ -33,6 +33,7 @@ __all__ = [
     "translate",
     "CONNECT_TIMEOUT",
     "SOCKET_TIMEOUT",
+    "Timeouts",
 ]
 
 logger = logging.getLogger("asynctask.brokers.redis")
@@ -72,6 +73,15 @@ def split_prefix(url: str) -> tuple[str, str | None]:
 #: about one timeout.
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+
+
+class Timeouts(TypedDict, total=False):
+    """The deadlines a Redis broker takes as keyword arguments (seconds; ``None``: URL or default)."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
+
+
 _TIMEOUTS = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
 
 
@@ -97,7 +107,7 @@ def _check_database(parts: SplitResult, display: str) -> None:
         )
 
 
-def client_from_url(url: str, **timeouts: float | None) -> Redis:
+def client_from_url(url: str, **timeouts: Unpack[Timeouts]) -> Redis:
     """A client for ``url``; it connects lazily, on first use.
 
     ``socket_timeout`` and ``socket_connect_timeout`` (seconds) come from the keyword
@@ -114,14 +124,14 @@ def client_from_url(url: str, **timeouts: float | None) -> Redis:
     from_query = {k: v for k, v in query if k in _TIMEOUTS}
     options: dict[str, Any] = {}
     for name, default in _TIMEOUTS.items():
-        given = timeouts.pop(name, None)
-        value = given if given is not None else from_query.get(name, default)
+        given: float | None = timeouts.get(name)  # type: ignore[assignment]  # (a TypedDict key)
+        value: str | float = given if given is not None else from_query.get(name, default)
         options[name] = _seconds(name, value, display)
-    if timeouts:
-        raise TypeError(f"unexpected options: {', '.join(timeouts)}")
     url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TIMEOUTS])))
     try:
-        return Redis.from_url(url, retry=_retry(), **options)
+        # retry_on_error said explicitly: before redis-py 6 a timeout was not retried by default.
+        errors = [rexc.ConnectionError, rexc.TimeoutError]
+        return Redis.from_url(url, retry=_retry(), retry_on_error=errors, **options)
     except ValueError as exc:
         # redis-py's messages may quote parts of the URL: name the redacted URL, not them.
         reason = str(exc)

@@ -301,8 +301,10 @@ WITH expired AS (
 rescued AS (
     UPDATE __schema__.jobs AS j SET
         status = CASE WHEN j.attempts > j.max_retries THEN 'failed' ELSE 'queued' END,
+        -- The text of asynctask/brokers/rules.py (LEASE_EXPIRED).
         error = 'lease expired at ' || round(j.lease_expires_at::numeric, 3)::text
-                || ': the worker running attempt ' || j.attempts::text || ' was lost',
+                || ' while attempt ' || j.attempts::text || ' was running (the worker crashed, '
+                || 'was killed, or lost its broker connection)',
         finished_at = CASE WHEN j.attempts > j.max_retries
                            THEN $1::double precision ELSE j.finished_at END,
         lease_expires_at = NULL

@@ -1,0 +1,136 @@
+"""A malformed job hash is quarantined, never lost, and never takes its neighbours down
+(issue #11, item 5; the rules are in asynctask/brokers/rules.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from asynctask.brokers.redis import RedisBroker
+from asynctask.models import JobStatus
+from asynctask.testing import FakeClock
+from tests.backend_redis import REDIS_URL
+from tests.redis.helpers import broker_for, job
+
+pytestmark = pytest.mark.anyio
+
+# (field, value or None to delete it, the reason in the error)
+DAMAGE = [
+    ("attempts", b"abc", "field attempts is not an integer"),
+    ("attempts", b"9223372036854775807", "field attempts is not an integer"),
+    ("max_retries", None, "field max_retries is missing"),
+    ("task", None, "field task is missing"),
+    ("payload", None, "field payload is missing"),
+    ("token", b"1.5", "field token is not an integer"),
+    ("run_at", b"soon", "field run_at is not a number"),
+    ("status", b"bogus", "field status is not a job status"),
+    ("status", None, "field status is missing"),
+    ("tkey", b"zz", "field tkey is not a 16-digit sort key"),
+    ("headers", b"garbage", "field headers is not a JSON object of strings"),
+    ("headers", b"[]", "field headers is not a JSON object of strings"),
+    # Passes the script's checks; the broker cannot decode it and quarantines it itself.
+    ("task", b"\xff\xfe", "field task is not UTF-8 text"),
+]
+
+
+@pytest.fixture
+async def setup(prefix: str) -> AsyncIterator[tuple[RedisBroker, Redis, FakeClock]]:
+    clock = FakeClock()
+    broker = broker_for(prefix, clock=clock)
+    raw = Redis.from_url(REDIS_URL)
+    await broker.open()
+    try:
+        yield broker, raw, clock
+    finally:
+        await broker.close()
+        await raw.aclose()
+
+
+async def damage(broker: RedisBroker, raw: Redis, job_id: str, field: str, value: bytes | None) -> None:
+    key = broker.keys.queue("q").job(job_id)
+    if value is None:
+        assert await raw.hdel(key, field) == 1
+    else:
+        await raw.hset(key, field, value)
+
+
+async def check_quarantined(broker: RedisBroker, job_id: str, reason: str) -> None:
+    bad = await broker.get(job_id)
+    assert bad is not None, "the record is still there"
+    assert bad.status is JobStatus.FAILED
+    assert bad.error == f"corrupt job record: {reason}"
+    failed = await broker.list_jobs(status=JobStatus.FAILED)
+    assert [j.id for j in failed] == [job_id]
+    listed = await broker.list_jobs()
+    assert job_id in [j.id for j in listed]
+    assert await broker.claim("q", 10, lease=30, worker="w") == []
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), DAMAGE)
+async def test_a_corrupt_queued_record_is_quarantined_and_its_batch_runs(
+    setup: tuple[RedisBroker, Redis, FakeClock], field: str, value: bytes | None, reason: str
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job(i, clock(), priority=9 if i == "bad" else 0) for i in ("bad", "g1", "g2")])
+    await damage(broker, raw, "bad", field, value)
+    claimed = await broker.claim("q", 10, lease=30, worker="w")
+    assert sorted(j.id for j in claimed) == ["g1", "g2"]
+    await check_quarantined(broker, "bad", reason)
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), DAMAGE[:3])
+async def test_a_corrupt_record_reads_as_failed_before_anyone_meets_it(
+    setup: tuple[RedisBroker, Redis, FakeClock], field: str, value: bytes | None, reason: str
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job(i, clock()) for i in ("bad", "good")])
+    await damage(broker, raw, "bad", field, value)
+    bad = await broker.get("bad")
+    assert bad is not None and bad.status is JobStatus.FAILED and bad.error == f"corrupt job record: {reason}"
+    assert sorted(j.id for j in await broker.list_jobs()) == ["bad", "good"]
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), DAMAGE[:3])
+async def test_a_corrupt_scheduled_record_is_quarantined_when_due(
+    setup: tuple[RedisBroker, Redis, FakeClock], field: str, value: bytes | None, reason: str
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job(i, clock() + 10) for i in ("bad", "good")])
+    await damage(broker, raw, "bad", field, value)
+    clock.advance(11)
+    await broker.promote_due(100)
+    assert [j.id for j in await broker.claim("q", 10, lease=30, worker="w")] == ["good"]
+    await check_quarantined(broker, "bad", reason)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("max_retries", None, "field max_retries is missing"),
+        ("attempts", b"abc", "field attempts is not an integer"),
+        ("lease_expires_at", None, "a running job without lease_expires_at"),
+    ],
+)
+async def test_a_running_record_damaged_is_rescued_into_quarantine(
+    setup: tuple[RedisBroker, Redis, FakeClock], field: str, value: bytes | None, reason: str
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job("bad", clock()), job("good", clock())])
+    assert len(await broker.claim("q", 1, lease=30, worker="w")) == 1
+    await damage(broker, raw, "bad", field, value)
+    clock.advance(31)
+    assert await broker.rescue_expired(100) == 1
+    assert [j.id for j in await broker.claim("q", 10, lease=30, worker="w")] == ["good"]
+    await check_quarantined(broker, "bad", reason)
+
+
+async def test_a_quarantined_record_can_be_deleted(setup: tuple[RedisBroker, Redis, FakeClock]) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job("bad", clock())])
+    await damage(broker, raw, "bad", "cseq", b"x")
+    assert await broker.claim("q", 10, lease=30, worker="w") == []
+    await check_quarantined(broker, "bad", "field cseq is not an integer")
+    assert await broker.delete("bad")
+    assert await broker.get("bad") is None
