@@ -12,9 +12,10 @@ listings) return such a record as a ``failed`` job carrying that error, with eve
 could be read, and log a warning, rather than fail or silently skip it: like Sidekiq's dead set
 and River's discarded jobs, a job that cannot run is shown, not hidden.
 
-**Counters at their limit.** An ``attempts`` count that cannot be incremented any further (on
-Postgres, 2**31 - 1 in an ``integer`` column) fails that one job with
-:data:`ATTEMPTS_EXHAUSTED` when it is claimed; its queue keeps flowing.
+**Counters at their limit.** A claim never fails for a whole queue because one job's
+``attempts`` cannot be incremented: on Postgres (an ``integer`` column) the count saturates at
+:data:`ATTEMPTS_LIMIT`, which is above every valid ``max_retries``, so that attempt is the job's
+last; on Redis an ``attempts`` beyond 18 digits is a corrupt record and is quarantined.
 
 **Lost workers.** A job whose lease expired while it ran (its worker crashed, was killed, or
 lost its broker connection) is queued again, or with no retries left fails with
@@ -23,15 +24,13 @@ lost its broker connection) is queued again, or with no retries left fails with
 
 from __future__ import annotations
 
-__all__ = ["ATTEMPTS_EXHAUSTED", "CORRUPT_RECORD", "LEASE_EXPIRED", "corrupt", "lease_expired"]
+__all__ = ["ATTEMPTS_LIMIT", "CORRUPT_RECORD", "LEASE_EXPIRED", "corrupt", "lease_expired"]
 
 #: The error of a quarantined record; ``{reason}`` says which field is wrong and how.
 CORRUPT_RECORD = "corrupt job record: {reason}"
 
-#: The error of a job whose attempt counter is at its limit.
-ATTEMPTS_EXHAUSTED = (
-    "corrupt job record: field attempts is at its limit ({attempts}); the job cannot be claimed again"
-)
+#: Where the attempt count of a Postgres job stops (``max_retries`` is at most 2**31 - 2).
+ATTEMPTS_LIMIT = 2**31 - 1
 
 #: The error of a job whose lease expired while it ran.
 LEASE_EXPIRED = (

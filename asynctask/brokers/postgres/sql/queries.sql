@@ -138,7 +138,8 @@ flow AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
-        attempts = j.attempts + 1,
+        -- Saturates at the integer's limit (asynctask/brokers/rules.py, ATTEMPTS_LIMIT).
+        attempts = least(j.attempts, 2147483646) + 1,
         token = j.token + 1,
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
@@ -671,7 +672,8 @@ chosen AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
-        attempts = j.attempts + 1,
+        -- Saturates at the integer's limit (asynctask/brokers/rules.py, ATTEMPTS_LIMIT).
+        attempts = least(j.attempts, 2147483646) + 1,
         token = j.token + 1,
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,

@@ -1,0 +1,43 @@
+"""Odd values in a job row cannot stop its queue (issue #11, item 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asynctask.brokers.postgres import PostgresBroker
+from asynctask.brokers.rules import ATTEMPTS_LIMIT
+from asynctask.flow import TaskLimit
+from asynctask.models import JobStatus, Outcome, OutcomeKind
+from asynctask.testing import FakeClock
+from tests.postgres.conftest import new_job
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("flow", [False, True], ids=["plain", "flow"])
+async def test_attempts_at_the_integer_limit_do_not_stop_the_queue(
+    pg: PostgresBroker, admin: Any, clock: FakeClock, flow: bool
+) -> None:
+    await pg.enqueue([new_job(clock, "bad", priority=5), new_job(clock, "good")])
+    await admin.execute(f'UPDATE "{pg.schema}".jobs SET attempts = $1 WHERE id = $2', ATTEMPTS_LIMIT, "bad")
+    limits = {"t": TaskLimit(concurrency=10)} if flow else None
+    claimed = await pg.claim("q", 10, lease=30, worker="w", limits=limits)
+    assert sorted(j.id for j in claimed) == ["bad", "good"]
+    bad = next(j for j in claimed if j.id == "bad")
+    assert bad.attempts == ATTEMPTS_LIMIT  # saturated: above any max_retries, so its last attempt
+    await pg.complete([Outcome(job_id=bad.id, token=bad.token, kind=OutcomeKind.FAILED, error="boom")])
+    after = await pg.get("bad")
+    assert after is not None and after.status is JobStatus.FAILED
+
+
+async def test_a_crashed_workers_job_says_why_it_failed(pg: PostgresBroker, clock: FakeClock) -> None:
+    await pg.enqueue([new_job(clock, "a")])
+    await pg.claim("q", 1, lease=30, worker="w")
+    clock.advance(31)
+    assert await pg.rescue_expired(10) == 1
+    job = await pg.get("a")
+    assert job is not None and job.status is JobStatus.FAILED and job.error is not None
+    assert "while attempt 1 was running" in job.error
+    assert "the worker crashed, was killed, or lost its broker connection" in job.error
