@@ -82,7 +82,9 @@ def parse_url(url: str) -> PostgresOptions:
         # Several hosts (h1:5432,h2:5433) are for asyncpg to try in turn; name them as given.
         port: int | None = None if "," in hosts else parts.port or 5432
     except ValueError:
-        raise ConfigurationError(f"invalid Postgres URL: {display}") from None
+        raise ConfigurationError(
+            f"invalid Postgres URL: {display} (percent-encode a '/', '?', '#' or '@' in the password)"
+        ) from None
     if parts.scheme.lower() not in _SCHEMES:
         raise ConfigurationError(f"not a Postgres URL (postgresql:// or postgres://): {display}")
     options: dict[str, Any] = {}

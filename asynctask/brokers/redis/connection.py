@@ -61,6 +61,8 @@ def split_prefix(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = next((v for k, v in query if k == "prefix"), None)
+    if prefix is None:
+        return url, None  # as given: re-encoding would hide a mistyped URL's '@' from redaction
     rest = urlencode([(k, v) for k, v in query if k != "prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix
 
@@ -127,7 +129,9 @@ def client_from_url(url: str, **timeouts: Unpack[Timeouts]) -> Redis:
         given: float | None = timeouts.get(name)  # type: ignore[assignment]  # (a TypedDict key)
         value: str | float = given if given is not None else from_query.get(name, default)
         options[name] = _seconds(name, value, display)
-    url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TIMEOUTS])))
+    given_url = url
+    if from_query:
+        url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TIMEOUTS])))
     try:
         # retry_on_error said explicitly: before redis-py 6 a timeout was not retried by default.
         errors = [rexc.ConnectionError, rexc.TimeoutError]
@@ -135,8 +139,9 @@ def client_from_url(url: str, **timeouts: Unpack[Timeouts]) -> Redis:
     except ValueError as exc:
         # redis-py's messages may quote parts of the URL: name the redacted URL, not them.
         reason = str(exc)
-        for piece in re.split(r"[:/?#]", url.partition("://")[2].rpartition("@")[0]):
-            reason = reason.replace(piece, "***") if piece else reason
+        password = given_url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if any(piece in reason for piece in re.split(r"[/?#]", password) if piece):
+            reason = "cannot parse it (percent-encode a '/', '?', '#' or '@' in the password)"
         raise ConfigurationError(f"invalid Redis URL {display!r}: {reason}") from None
 
 
