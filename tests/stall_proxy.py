@@ -33,10 +33,20 @@ class StallProxy:
         self.port = 0
         #: Connections accepted so far.
         self.accepted = 0
+        #: While true, new connections are closed at once (see :meth:`cut`).
+        self.down = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def cut(self, *, down: bool = True) -> None:
+        """Close every open connection (a server restart); refuse new ones while ``down``."""
+        self.down = down
+        for link in self._links:
+            for writer in link.writers:
+                writer.close()
+        self._links.clear()
 
     def stall(self) -> None:
         """Freeze every connection open now; later ones work."""
@@ -57,6 +67,9 @@ class StallProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self.down:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:

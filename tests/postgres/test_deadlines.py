@@ -12,7 +12,7 @@ import pytest
 
 from asynctask.brokers.postgres import PostgresBroker
 from asynctask.errors import BrokerUnavailable, ConfigurationError
-from asynctask.testing import FakeClock
+from asynctask.testing import FakeClock, wait_until
 from tests.backend_postgres import URL, drop_schema, fresh_schema, postgres_broker
 from tests.postgres.conftest import new_job
 from tests.stall_proxy import StallProxy, stall_proxy
@@ -71,3 +71,37 @@ async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: StallProx
     async with postgres_broker(clock) as direct:
         proxied = PostgresBroker(through(proxy, direct.schema), clock=clock)
         await check_worker_recovers(proxied, direct, proxy, bound=15)
+
+
+async def test_a_server_restart_logs_no_driver_traceback(
+    proxy: StallProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    schema = fresh_schema()
+    broker = PostgresBroker(through(proxy, schema, "&notify=false"), clock=clock)
+    try:
+        await broker.migrate()
+        await broker.open()
+        proxy.cut()  # every connection closes, and new ones are refused: the server is down
+        for _ in range(3):
+            with pytest.raises(BrokerUnavailable):
+                await broker.get("a")
+            await anyio.sleep(0.5)
+        proxy.down = False
+        await wait_until(lambda: _answers(broker), timeout=10)
+    finally:
+        with anyio.fail_after(15):
+            await broker.close()
+        await drop_schema(schema)
+    driver = [r for r in caplog.records if r.name.startswith("asyncpg")]
+    assert not [r for r in driver if r.exc_info], "a driver record printed a traceback"
+    for record in driver:
+        assert "\n" not in record.getMessage()
+
+
+async def _answers(broker: PostgresBroker) -> bool:
+    try:
+        await broker.get("a")
+    except BrokerUnavailable:
+        return False
+    return True

@@ -20,7 +20,7 @@ import asyncpg
 from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
-from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
+from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated, translate_errors
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
@@ -186,6 +186,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         await self._open.close()
 
     async def _connect(self) -> None:
+        quiet_driver_logs()
         if self._owns_pool:
             with self._translated():
                 try:
