@@ -41,3 +41,26 @@ async def test_a_crashed_workers_job_says_why_it_failed(pg: PostgresBroker, cloc
     assert job is not None and job.status is JobStatus.FAILED and job.error is not None
     assert "while attempt 1 was running" in job.error
     assert "the worker crashed, was killed, or lost its broker connection" in job.error
+
+
+async def test_a_fencing_token_at_the_bigint_limit_does_not_stop_the_queue(
+    pg: PostgresBroker, admin: Any, clock: FakeClock
+) -> None:
+    await pg.enqueue([new_job(clock, "bad", priority=5), new_job(clock, "good")])
+    await admin.execute(f'UPDATE "{pg.schema}".jobs SET token = $1 WHERE id = $2', 2**63 - 1, "bad")
+    claimed = await pg.claim("q", 10, lease=30, worker="w")
+    assert sorted(j.id for j in claimed) == ["bad", "good"]
+
+
+@pytest.mark.parametrize("headers", ['["a"]', '{"a": 1}', '"text"', "null"])
+async def test_headers_that_are_not_strings_fail_that_job_only(
+    pg: PostgresBroker, admin: Any, clock: FakeClock, headers: str
+) -> None:
+    await pg.enqueue([new_job(clock, "bad", priority=5), new_job(clock, "good")])
+    await admin.execute(f'UPDATE "{pg.schema}".jobs SET headers = $1::jsonb WHERE id = $2', headers, "bad")
+    assert [j.id for j in await pg.claim("q", 10, lease=30, worker="w")] == ["good"]
+    bad = await pg.get("bad")
+    assert bad is not None and bad.status is JobStatus.FAILED
+    assert bad.error == "corrupt job record: field headers is not a JSON object of strings"
+    assert "bad" in [j.id for j in await pg.list_jobs(status=JobStatus.FAILED)]
+    assert await pg.claim("q", 10, lease=30, worker="w") == []

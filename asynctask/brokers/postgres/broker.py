@@ -27,6 +27,7 @@ from asynctask.brokers.postgres.listing import list_rows
 from asynctask.brokers.postgres.pool import Database
 from asynctask.brokers.postgres.rows import (
     enqueue_columns,
+    lease_state,
     queue_stats_from_rows,
     to_job,
     to_jobs,
@@ -35,7 +36,9 @@ from asynctask.brokers.postgres.workers import WorkerCalls
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.flow import TaskLimits
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind, QueueStats
+
+_FAILED = OutcomeKind.FAILED
 
 __all__ = ["PostgresBroker"]
 
@@ -286,7 +289,14 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         if limit <= 0:
             return []
         with self._translated():
-            return await self._flow.claim(queue, limit, self.clock(), lease, worker, limits)
+            jobs = await self._flow.claim(queue, limit, self.clock(), lease, worker, limits)
+        # A claimed job reads as failed only if its row is corrupt (rows.to_job): fail it for good.
+        if bad := [job for job in jobs if job.status is JobStatus.FAILED]:
+            await self.complete(
+                [Outcome(job_id=j.id, token=j.token, kind=_FAILED, error=j.error) for j in bad]
+            )
+            jobs[:] = [job for job in jobs if job.status is not JobStatus.FAILED]
+        return jobs
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes in one statement, each only while its token still holds the job."""
@@ -347,7 +357,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
                 [token for _, token in unique],
                 self.clock() + lease,
             )
-        held = {unique[row["ord"] - 1]: _lease_state(row) for row in rows}
+        held = {unique[row["ord"] - 1]: lease_state(row) for row in rows}
         return [held.get((lease_.job_id, lease_.token), LeaseState.LOST) for lease_ in leases]
 
     async def save(
@@ -484,9 +494,3 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         with self._translated():
             found = await self._db.fetchval("delete", job_id)
         return found is not None
-
-
-def _lease_state(row: Any) -> LeaseState:
-    if row["cancel_requested"]:
-        return LeaseState.CANCEL
-    return LeaseState.PAUSE if row["pause_requested"] else LeaseState.OK

@@ -140,7 +140,8 @@ claimed AS (
         status = 'running',
         -- Saturates at the integer's limit (asynctask/brokers/rules.py, ATTEMPTS_LIMIT).
         attempts = least(j.attempts, 2147483646) + 1,
-        token = j.token + 1,
+        -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
+        token = least(j.token, 9223372036854775806) + 1,
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text
@@ -674,7 +675,8 @@ claimed AS (
         status = 'running',
         -- Saturates at the integer's limit (asynctask/brokers/rules.py, ATTEMPTS_LIMIT).
         attempts = least(j.attempts, 2147483646) + 1,
-        token = j.token + 1,
+        -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
+        token = least(j.token, 9223372036854775806) + 1,
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text
