@@ -37,3 +37,28 @@ async def check_worker_recovers(proxied: Broker, direct: Broker, proxy: StallPro
         worker.stop()
         with anyio.fail_after(GRACE + TIMEOUT + 5):
             await wait_until(lambda: "idle" in repr(worker), timeout=GRACE + TIMEOUT + 5)
+
+
+async def check_worker_stops_while_stalled(proxied: Broker, direct: Broker, proxy: StallProxy) -> float:
+    """Stop a worker holding a running job while its connections are stalled; returns how long
+    the stop and the close of its broker took (the caller compares it with the documented bound)."""
+    started = anyio.Event()
+    worker_app, publisher = App(proxied), App(direct)
+    for app in (worker_app, publisher):
+
+        @app.task(name="endless")
+        async def endless(ctx: JobCtx) -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+    worker = Worker(worker_app, poll_interval=0.05, shutdown_grace=GRACE, broker_timeout=TIMEOUT)
+    async with worker_app, publisher, anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        await publisher.publish("endless")
+        with anyio.fail_after(10):
+            await started.wait()
+        proxy.stall()
+        begun = anyio.current_time()
+        worker.stop()
+        await wait_until(lambda: "idle" in repr(worker), timeout=60)
+    return anyio.current_time() - begun  # closing the worker's broker included

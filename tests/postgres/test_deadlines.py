@@ -16,7 +16,7 @@ from asynctask.testing import FakeClock, wait_until
 from tests.backend_postgres import URL, drop_schema, fresh_schema, postgres_broker
 from tests.postgres.conftest import new_job
 from tests.stall_proxy import StallProxy, stall_proxy
-from tests.stalled_worker import check_worker_recovers
+from tests.stalled_worker import GRACE, TIMEOUT, check_worker_recovers, check_worker_stops_while_stalled
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +105,13 @@ async def _answers(broker: PostgresBroker) -> bool:
     except BrokerUnavailable:
         return False
     return True
+
+
+async def test_a_worker_whose_connection_stalls_stops_within_its_deadline(proxy: StallProxy) -> None:
+    async with postgres_broker(time.time) as direct:
+        proxied = PostgresBroker(through(proxy, direct.schema), clock=time.time)
+        took = await check_worker_stops_while_stalled(proxied, direct, proxy)
+    # shutdown_grace + broker_timeout + the documented second, plus the limits of a shielded
+    # release and of closing the pool and the LISTEN connection (2 s each, pool.CLOSE_LIMIT), and
+    # a second of slack for a busy machine.
+    assert took < GRACE + TIMEOUT + 1 + 2 + 2 + 2 + 1, took

@@ -134,3 +134,19 @@ async def test_a_quarantined_record_can_be_deleted(setup: tuple[RedisBroker, Red
     await check_quarantined(broker, "bad", "field cseq is not an integer")
     assert await broker.delete("bad")
     assert await broker.get("bad") is None
+
+
+@pytest.mark.parametrize("command", ["cancel", "pause", "resume", "retry"])
+async def test_commands_on_a_corrupt_record_quarantine_it_and_change_nothing_else(
+    setup: tuple[RedisBroker, Redis, FakeClock], command: str
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job("bad", clock()), job("good", clock())])
+    await damage(broker, raw, "bad", "pkey", None)
+    await damage(broker, raw, "bad", "expires_at", b"never")
+    call = getattr(broker, command)
+    after = await (call("bad", expires_at=None) if command == "cancel" else call("bad"))
+    assert after is not None and after.status is JobStatus.FAILED
+    assert after.error == "corrupt job record: field pkey is missing"
+    assert [j.id for j in await broker.claim("q", 10, lease=30, worker="w")] == ["good"]
+    await check_quarantined(broker, "bad", "field pkey is missing")

@@ -16,7 +16,7 @@ from asynctask.errors import ConfigurationError
 from tests.backend_redis import REDIS_URL
 from tests.redis.helpers import broker_for, job
 from tests.stall_proxy import StallProxy, stall_proxy
-from tests.stalled_worker import check_worker_recovers
+from tests.stalled_worker import GRACE, TIMEOUT, check_worker_recovers, check_worker_stops_while_stalled
 
 pytestmark = pytest.mark.anyio
 
@@ -78,3 +78,11 @@ async def test_a_stalled_connection_is_dropped_after_the_socket_timeout(
 async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: StallProxy, prefix: str) -> None:
     proxied = RedisBroker.from_url(through(proxy, prefix, "&socket_timeout=1"))
     await check_worker_recovers(proxied, broker_for(prefix), proxy, bound=15)
+
+
+async def test_a_worker_whose_connection_stalls_stops_within_its_deadline(
+    proxy: StallProxy, prefix: str
+) -> None:
+    proxied = RedisBroker.from_url(through(proxy, prefix, "&socket_timeout=1"))
+    took = await check_worker_stops_while_stalled(proxied, broker_for(prefix), proxy)
+    assert took < GRACE + TIMEOUT + 1 + 1, took

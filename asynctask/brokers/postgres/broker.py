@@ -24,7 +24,7 @@ from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
-from asynctask.brokers.postgres.pool import Database
+from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database
 from asynctask.brokers.postgres.rows import (
     enqueue_columns,
     lease_state,
@@ -218,7 +218,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
             pool, self._db.pool = self._db.pool, None
             with self._translated():
                 try:
-                    with anyio.fail_after(10):
+                    with anyio.fail_after(CLOSE_LIMIT):
                         await pool.close()
                 except TimeoutError:
                     pool.terminate()

@@ -12,7 +12,7 @@ import asyncpg
 
 from asynctask.errors import BrokerError
 
-__all__ = ["Database"]
+__all__ = ["CLOSE_LIMIT", "Database"]
 
 _T = TypeVar("_T")
 logger = logging.getLogger("asynctask.brokers.postgres")
@@ -24,6 +24,9 @@ _ATTEMPTS = 3
 # round trip, normally milliseconds; past it the connection is terminated, which costs nothing).
 _ACQUIRE_LIMIT = 10.0
 _RELEASE_LIMIT = 2.0
+#: Seconds a graceful close (of the pool, of the LISTEN connection) may take before the
+#: connections are terminated: a stalled server must not hold a stopping worker for long.
+CLOSE_LIMIT = 2.0
 
 
 class Database:

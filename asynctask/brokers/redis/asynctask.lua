@@ -67,7 +67,8 @@ end
 local function live(key)
   local f = redis.call('HMGET', key, 'status', 'expires_at')
   if not f[1] then return false end
-  if f[2] and tonumber(f[2]) <= now then return false end
+  local expires_at = f[2] and tonumber(f[2]) -- not a number: corrupt, but still there
+  if expires_at and expires_at <= now then return false end
   return true
 end
 
@@ -669,6 +670,7 @@ function commands.cancel()
   local id, expires_at, ttl_ms = take(), take(), take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   local status = redis.call('HGET', key, 'status')
   if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
     unqueue(Q, key, id)
@@ -684,6 +686,7 @@ function commands.pause()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   local status = redis.call('HGET', key, 'status')
   if status == 'scheduled' or status == 'queued' then
     unqueue(Q, key, id)
@@ -700,6 +703,7 @@ function commands.resume()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   if redis.call('HGET', key, 'status') == 'paused' then
     -- A delayed job keeps its time: resumed before it, it is scheduled again.
     redis.call('HDEL', key, 'pause_requested')
@@ -722,6 +726,7 @@ function commands.retry()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   local status = redis.call('HGET', key, 'status')
   if status == 'failed' or status == 'cancelled' then
     local ukey = redis.call('HGET', key, 'unique_key')
