@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 from redis.asyncio import Redis
 
@@ -150,3 +153,27 @@ async def test_commands_on_a_corrupt_record_quarantine_it_and_change_nothing_els
     assert after.error == "corrupt job record: field pkey is missing"
     assert [j.id for j in await broker.claim("q", 10, lease=30, worker="w")] == ["good"]
     await check_quarantined(broker, "bad", "field pkey is missing")
+
+
+async def test_the_jobs_command_lists_and_shows_a_corrupt_record(
+    setup: tuple[RedisBroker, Redis, FakeClock], prefix: str
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job("bad", clock()), job("good", clock())])
+    await damage(broker, raw, "bad", "max_retries", None)
+    code = "from asynctask.cli import main; main()"
+    cli = [
+        sys.executable,
+        "-c",
+        code,
+        "jobs",
+        "tests.unit.test_secrets:app",
+        "--broker",
+        f"{REDIS_URL}?prefix={prefix}",
+    ]
+    listed = await anyio.run_process([*cli, "list"])
+    lines = listed.stdout.decode().splitlines()
+    assert any(re.match(r"bad\s+failed", line) for line in lines), lines
+    assert any(re.match(r"good\s+queued", line) for line in lines), lines
+    shown = await anyio.run_process([*cli, "show", "bad"])
+    assert "corrupt job record: field max_retries is missing" in shown.stdout.decode()

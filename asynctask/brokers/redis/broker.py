@@ -81,6 +81,10 @@ class RedisBroker:
     command retried on a new one, so a connection that stops answering costs about one timeout.
     Set them as keyword arguments or in the URL (``?socket_timeout=5&socket_connect_timeout=2``);
     a client passed in keeps its own. The URL's path must be a database number.
+
+    A job record that cannot be read (a field edited by hand, say) is quarantined, not lost: it
+    ends ``failed`` with ``corrupt job record: ...`` and its neighbours run; reads return it as
+    such (see :mod:`asynctask.brokers.rules`).
     """
 
     def __init__(
