@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from asynctask.brokers.redis import RedisBroker
-from asynctask.models import JobStatus
+from asynctask.models import JobStatus, Outcome, OutcomeKind
 from asynctask.testing import FakeClock
 from tests.backend_redis import REDIS_URL
 from tests.redis.helpers import broker_for, job
@@ -171,9 +171,36 @@ async def test_the_jobs_command_lists_and_shows_a_corrupt_record(
         "--broker",
         f"{REDIS_URL}?prefix={prefix}",
     ]
-    listed = await anyio.run_process([*cli, "list"])
+    listed = await anyio.run_process([*cli, "list"], check=False)
+    assert listed.returncode == 0, listed.stderr.decode()
     lines = listed.stdout.decode().splitlines()
     assert any(re.match(r"bad\s+failed", line) for line in lines), lines
     assert any(re.match(r"good\s+queued", line) for line in lines), lines
-    shown = await anyio.run_process([*cli, "show", "bad"])
+    shown = await anyio.run_process([*cli, "show", "bad"], check=False)
+    assert shown.returncode == 0, shown.stderr.decode()
     assert "corrupt job record: field max_retries is missing" in shown.stdout.decode()
+
+
+async def test_a_garbage_expires_at_does_not_break_listing(
+    setup: tuple[RedisBroker, Redis, FakeClock],
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job("bad", clock()), job("good", clock())])
+    await damage(broker, raw, "bad", "expires_at", b"never")
+    assert sorted(j.id for j in await broker.list_jobs()) == ["bad", "good"]
+    assert [s.queue for s in await broker.queue_stats()] == ["q"]
+
+
+async def test_a_child_finishing_under_a_corrupt_parent_fails_the_parent_only(
+    setup: tuple[RedisBroker, Redis, FakeClock],
+) -> None:
+    broker, raw, clock = setup
+    await broker.enqueue([job("parent", clock(), pending=1), job("child", clock(), parent_id="parent")])
+    await damage(broker, raw, "parent", "pending", b"many")
+    [child] = await broker.claim("q", 10, lease=30, worker="w")
+    outcome = Outcome(job_id=child.id, token=child.token, kind=OutcomeKind.SUCCEEDED, result=b"1")
+    assert await broker.complete([outcome]) == [True]
+    assert (await broker.get("child")).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
+    parent = await broker.get("parent")
+    assert parent is not None and parent.status is JobStatus.FAILED
+    assert parent.error == "corrupt job record: field pending is not an integer"

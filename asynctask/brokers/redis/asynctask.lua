@@ -64,12 +64,17 @@ local function all_member(key, id)
 end
 
 -- Gone for readers: absent, or finished and past expires_at.
+-- Whether a stored time is due (false for none, and for one that is not a number: a corrupt
+-- record stays visible rather than failing the command that reads it).
+local function past(v)
+  local t = v and tonumber(v)
+  return t and t <= now or false
+end
+
 local function live(key)
   local f = redis.call('HMGET', key, 'status', 'expires_at')
   if not f[1] then return false end
-  local expires_at = f[2] and tonumber(f[2]) -- not a number: corrupt, but still there
-  if expires_at and expires_at <= now then return false end
-  return true
+  return not past(f[2])
 end
 
 local function held(key, token)
@@ -159,6 +164,8 @@ end
 
 -- Count a child in (+1) or out (-1) of its parent; a waiting parent at 0 is queued again
 -- for its on-finish phase.
+local sound -- defined with the corrupt-record checks below
+
 local function add_pending(parent_id, delta)
   local pq = redis.call('HGET', IDS, parent_id)
   if not pq then return end
@@ -166,6 +173,7 @@ local function add_pending(parent_id, delta)
   local pkey = P.job .. parent_id
   local f = redis.call('HMGET', pkey, 'status', 'pending')
   if not f[1] then return end
+  if not sound(P, pkey, parent_id) then return end -- a corrupt parent is failed, not counted
   local pending = math.max(tonumber(f[2] or '0') + delta, 0)
   if f[1] == 'waiting' and pending == 0 then
     redis.call('HSET', pkey, 'pending', 0, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
@@ -290,7 +298,7 @@ function commands.quarantine()
 end
 
 -- Check a job met in an index: quarantined (returns false) or good to use (returns true).
-local function sound(K, key, id)
+function sound(K, key, id)
   local reason = corrupt(key)
   if not reason then return true end
   quarantine(K, key, id, reason)
@@ -516,7 +524,7 @@ function commands.complete()
       if has_meta == '1' then redis.call('HSET', key, 'meta', meta) end
       if kind == 'succeeded' then
         if has_result == '1' then redis.call('HSET', key, 'result', result) end
-        if tonumber(redis.call('HGET', key, 'pending') or '0') > 0 then
+        if (tonumber(redis.call('HGET', key, 'pending') or '0') or 0) > 0 then
           -- Children are still running: wait for them, then run the on-finish phase.
           redis.call('HSET', key, 'status', 'waiting')
           track(Q, key, id, 'running', 'waiting')
@@ -835,7 +843,7 @@ function commands.list_page()
       id, score = batch[i], batch[i + 1]
       examined, rank = examined + 1, rank + 1
       local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
-      if f[1] and not (f[4] and tonumber(f[4]) <= now)
+      if f[1] and not past(f[4])
         and (want_status == '' or f[1] == want_status)
         and (want_task == '' or f[2] == want_task)
         and (want_parent == '' or f[3] == want_parent) then
