@@ -28,7 +28,7 @@ async def run_with_damage(
     runs: Counter[int] = Counter()
     app = App(broker)
 
-    @app.task(name="note", queue=queue)
+    @app.task(name="note", queue=queue, max_retries=1)
     async def note(ctx: JobCtx, n: int) -> None:
         runs[n] += 1
 

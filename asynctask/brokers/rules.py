@@ -15,7 +15,9 @@ and River's discarded jobs, a job that cannot run is shown, not hidden.
 **Counters at their limit.** A claim never fails for a whole queue because one job's
 ``attempts`` cannot be incremented: on Postgres (an ``integer`` column) the count saturates at
 :data:`ATTEMPTS_LIMIT`, which is above every valid ``max_retries``, so that attempt is the job's
-last; on Redis an ``attempts`` beyond 18 digits is a corrupt record and is quarantined.
+last, and a negative count counts from 0; on Redis an ``attempts`` beyond 18 digits, or a
+negative ``attempts``, ``max_retries``, ``token`` or ``pending``, is a corrupt record and is
+quarantined.
 
 **Lost workers.** A job whose lease expired while it ran (its worker crashed, was killed, or
 lost its broker connection) is queued again, or with no retries left fails with

@@ -64,3 +64,10 @@ async def test_headers_that_are_not_strings_fail_that_job_only(
     assert bad.error == "corrupt job record: field headers is not a JSON object of strings"
     assert "bad" in [j.id for j in await pg.list_jobs(status=JobStatus.FAILED)]
     assert await pg.claim("q", 10, lease=30, worker="w") == []
+
+
+async def test_negative_attempts_count_from_zero(pg: PostgresBroker, admin: Any, clock: FakeClock) -> None:
+    await pg.enqueue([new_job(clock, "a")])
+    await admin.execute(f'UPDATE "{pg.schema}".jobs SET attempts = $1 WHERE id = $2', -(2**31), "a")
+    [job] = await pg.claim("q", 10, lease=30, worker="w")
+    assert job.attempts == 1

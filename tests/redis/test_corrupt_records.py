@@ -27,6 +27,7 @@ DAMAGE = [
     ("task", None, "field task is missing"),
     ("payload", None, "field payload is missing"),
     ("token", b"1.5", "field token is not an integer"),
+    ("attempts", b"-3", "field attempts is negative"),
     ("run_at", b"soon", "field run_at is not a number"),
     ("status", b"bogus", "field status is not a job status"),
     ("status", None, "field status is missing"),

@@ -226,6 +226,7 @@ local CHECKED = {'id', 'task', 'queue', 'payload', 'status', 'attempts', 'max_re
 local REQUIRED = 14 -- the first fields of CHECKED; the others may be absent
 local INTEGER = {attempts = true, max_retries = true, token = true, priority = true, cseq = true,
   pending = true}
+local COUNT = {attempts = true, max_retries = true, token = true, pending = true}
 local NUMBER = {run_at = true, created_at = true, timeout = true, started_at = true,
   finished_at = true, lease_expires_at = true, expires_at = true}
 local SORT_KEY = {pkey = true, tkey = true}
@@ -259,6 +260,8 @@ local function corrupt(key)
       if i <= REQUIRED then return 'field ' .. name .. ' is missing' end
     elseif INTEGER[name] and not integer(v) then
       return 'field ' .. name .. ' is not an integer'
+    elseif COUNT[name] and string.sub(v, 1, 1) == '-' then
+      return 'field ' .. name .. ' is negative'
     elseif NUMBER[name] and not number(v) then
       return 'field ' .. name .. ' is not a number'
     elseif SORT_KEY[name] and not string.find(v, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then

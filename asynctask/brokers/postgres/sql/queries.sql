@@ -138,8 +138,8 @@ flow AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
-        -- Saturates at the integer's limit (asynctask/brokers/rules.py, ATTEMPTS_LIMIT).
-        attempts = least(j.attempts, 2147483646) + 1,
+        -- Kept within 1..ATTEMPTS_LIMIT whatever the row says (asynctask/brokers/rules.py).
+        attempts = greatest(least(j.attempts, 2147483646), 0) + 1,
         -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
         token = least(j.token, 9223372036854775806) + 1,
         started_at = $3::double precision,
@@ -673,8 +673,8 @@ chosen AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
-        -- Saturates at the integer's limit (asynctask/brokers/rules.py, ATTEMPTS_LIMIT).
-        attempts = least(j.attempts, 2147483646) + 1,
+        -- Kept within 1..ATTEMPTS_LIMIT whatever the row says (asynctask/brokers/rules.py).
+        attempts = greatest(least(j.attempts, 2147483646), 0) + 1,
         -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
         token = least(j.token, 9223372036854775806) + 1,
         started_at = $3::double precision,
