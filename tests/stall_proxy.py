@@ -49,7 +49,11 @@ class StallProxy:
         self._links.clear()
 
     def stall(self) -> None:
-        """Freeze every connection open now; later ones work."""
+        """Freeze every connection open now; ones still being opened, and later ones, work.
+
+        (A connect caught by a stall would hang until its connect timeout: a case the brokers
+        bound, but too slow for these tests.)
+        """
         for link in self._links:
             link.stalled = True
 

@@ -30,10 +30,8 @@ async def check_worker_recovers(proxied: Broker, direct: Broker, proxy: StallPro
         await publisher.publish("note", 1)
         await wait_until(lambda: ran == [1], timeout=10)
         proxy.stall()  # every connection open now stops answering, without an error
-        accepted = proxy.accepted
         await publisher.publish("note", 2)
         await wait_until(lambda: ran == [1, 2], timeout=bound)
-        assert proxy.accepted > accepted, "the worker opened a new connection"
         worker.stop()
         with anyio.fail_after(GRACE + TIMEOUT + 5):
             await wait_until(lambda: "idle" in repr(worker), timeout=GRACE + TIMEOUT + 5)

@@ -22,7 +22,7 @@ _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _ATTEMPTS = 3
 # Seconds a shielded checkout may take (a connect on the way) and a shielded release (one reset
 # round trip, normally milliseconds; past it the connection is terminated, which costs nothing).
-_ACQUIRE_LIMIT = 10.0
+_ACQUIRE_LIMIT = 5.0
 _RELEASE_LIMIT = 2.0
 #: Seconds a graceful close (of the pool, of the LISTEN connection) may take before the
 #: connections are terminated: a stalled server must not hold a stopping worker for long.
@@ -59,7 +59,8 @@ class Database:
         a query cancelled on a connection that stopped answering (a stalled proxy, a half-open
         TCP connection) leaves a reset that would wait for ever, shielded. Past the deadline
         asyncpg terminates the connection, and the pool opens a new one when it next needs one:
-        the stuck connection is abandoned, not waited for. The deadlines are short (at most
+        the stuck connection is abandoned, not waited for (and the pool's other connections
+        are replaced at their next use). The deadlines are short (at most
         ``_ACQUIRE_LIMIT`` and ``_RELEASE_LIMIT`` seconds) because a shield also holds off a
         stopping worker.
         """
@@ -74,9 +75,13 @@ class Database:
                     await pool.release(conn, timeout=min(self.timeout, _RELEASE_LIMIT))
                 except Exception as exc:
                     # asyncpg terminated it already; nothing is lost (the query's own outcome,
-                    # if any, was raised or returned before).
+                    # if any, was raised or returned before). The pool's other connections
+                    # likely share its path: each is replaced at its next use, rather than
+                    # found stuck one deadline at a time.
+                    await pool.expire_connections()
                     logger.warning(
-                        "abandoned a PostgreSQL connection to %s that did not come back (%s)",
+                        "abandoned a PostgreSQL connection to %s that did not come back (%s); "
+                        "replacing the pool's connections",
                         self._where,
                         type(exc).__name__ if not str(exc) else exc,
                         extra={"action": "postgres_connection_abandoned"},
