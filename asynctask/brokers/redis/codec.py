@@ -155,6 +155,10 @@ def decode_record(raw: Mapping[bytes, bytes], job_id: str = "") -> tuple[Job, st
     quarantined with), with every field that could be read; ``job_id`` names it if its own
     ``id`` field cannot.
     """
+    try:
+        return _decode(raw), None
+    except (KeyError, ValueError, TypeError):  # msgspec.DecodeError is a ValueError
+        pass
     read = _Reader(raw)
     job = Job(
         id=read("id", _TEXT, job_id or "?"),
@@ -190,6 +194,50 @@ def decode_record(raw: Mapping[bytes, bytes], job_id: str = "") -> tuple[Job, st
     error = job.error if job.error and job.error.startswith(corrupt("")) else corrupt(reason)
     failed = msgspec.structs.replace(job, status=JobStatus.FAILED, error=error, lease_expires_at=None)
     return failed, reason
+
+
+def _float(raw: Mapping[bytes, bytes], name: bytes) -> float | None:
+    value = raw.get(name)
+    return None if value is None else float(value)
+
+
+def _text(raw: Mapping[bytes, bytes], name: bytes) -> str | None:
+    value = raw.get(name)
+    return None if value is None else value.decode()
+
+
+def _decode(raw: Mapping[bytes, bytes]) -> Job:
+    # The fast path (every sound record): about five times cheaper than the field-by-field
+    # reader, which runs only when this one raises. It reads what Python can (an attempts
+    # count of 25 digits, say); the scripts quarantine such a record when they meet it.
+    return Job(
+        id=raw[b"id"].decode(),
+        task=raw[b"task"].decode(),
+        queue=raw[b"queue"].decode(),
+        payload=raw[b"payload"],
+        status=JobStatus(raw[b"status"].decode()),
+        priority=int(raw[b"priority"]),
+        attempts=int(raw[b"attempts"]),
+        max_retries=int(raw[b"max_retries"]),
+        timeout=_float(raw, b"timeout"),
+        run_at=float(raw[b"run_at"]),
+        created_at=float(raw[b"created_at"]),
+        started_at=_float(raw, b"started_at"),
+        finished_at=_float(raw, b"finished_at"),
+        lease_expires_at=_float(raw, b"lease_expires_at"),
+        token=int(raw[b"token"]),
+        error=_text(raw, b"error"),
+        state=raw.get(b"state"),
+        result=raw.get(b"result"),
+        expires_at=_float(raw, b"expires_at"),
+        cancel_requested=raw.get(b"cancel_requested") == b"1",
+        pause_requested=raw.get(b"pause_requested") == b"1",
+        parent_id=_text(raw, b"parent_id"),
+        pending=int(raw.get(b"pending", b"0")),
+        meta=raw.get(b"meta"),
+        headers=_HEADERS.decode(raw[b"headers"]) if b"headers" in raw else {},
+        unique_key=_text(raw, b"unique_key"),
+    )
 
 
 def decode_job(raw: Mapping[bytes, bytes], job_id: str = "") -> Job:
