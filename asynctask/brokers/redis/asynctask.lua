@@ -251,9 +251,8 @@ local function headers(v)
   return true
 end
 
--- What is wrong with the record at `key`, or false.
-local function corrupt(key)
-  local f = redis.call('HMGET', key, unpack(CHECKED))
+-- What is wrong with a record, given its CHECKED fields (HMGET order), or false.
+local function check(f)
   for i, name in ipairs(CHECKED) do
     local v = f[i]
     if not v then
@@ -274,6 +273,11 @@ local function corrupt(key)
   end
   if f[5] == 'running' and not f[19] then return 'a running job without lease_expires_at' end
   return false
+end
+
+-- What is wrong with the record at `key`, or false.
+local function corrupt(key)
+  return check(redis.call('HMGET', key, unpack(CHECKED)))
 end
 
 -- Fail the record at `key` as corrupt, out of every queue index (writes only fields it sets).
@@ -437,9 +441,14 @@ function commands.claim()
     redis.call('ZREM', Q.ready, member)
     local id = string.sub(member, 49)
     local key = Q.job .. id
-    local status = redis.call('HGET', key, 'status')
+    -- One read for the status and the checks (the hot path of every claim).
+    local f = redis.call('HMGET', key, unpack(CHECKED))
+    local status = f[5]
     if status == 'queued' then
-      if sound(Q, key, id) then
+      local reason = check(f)
+      if reason then
+        quarantine(Q, key, id, reason)
+      else
         lease_job(key, id, lease, worker)
         out[#out + 1] = redis.call('HGETALL', key)
       end
