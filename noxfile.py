@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "types", "tests"]
@@ -28,6 +32,27 @@ def tests(session: nox.Session) -> None:
     """The test suite (needs PostgreSQL and Redis on 127.0.0.1; see README)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+def lowest_drivers() -> list[str]:
+    """``name==floor`` for the drivers of the postgres and redis extras, read from pyproject.toml."""
+    extras = tomllib.loads(Path("pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = []
+    for requirement in (*extras["postgres"], *extras["redis"]):
+        name, floor = re.fullmatch(r"([\w\[\]-]+)>=([\w.]+)", requirement).groups()  # type: ignore[union-attr]
+        pins.append(f"{name}=={floor}")
+    return pins
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """The Redis and Postgres broker tests on the lowest driver versions pyproject.toml declares
+    (redis 5.3.0 and asyncpg 0.29.0 when this was written); posargs go to pytest."""
+    session.install("-e", ".[test]")
+    session.install(*lowest_drivers())
+    probe = "import redis, asyncpg; print('redis', redis.__version__, 'asyncpg', asyncpg.__version__)"
+    session.run("python", "-c", probe)
+    session.run("pytest", "tests/redis", "tests/postgres", "-x", *session.posargs)
 
 
 @nox.session

@@ -40,10 +40,31 @@ def redact_url(url: str) -> str:
     'redis://cache:6379/0?password=***&prefix=app'
     >>> redact_url("nats://s3cret@n1:4222,n2:4222")
     'nats://***@n1:4222,n2:4222'
+
+    A password holding an unencoded ``/``, ``?`` or ``#`` ends the host part early for a URL
+    parser; so when an ``@`` comes after what it calls the host, everything up to the last ``@``
+    is taken as user info (safe rather than pretty: an ``@`` in a query value is hidden too),
+    and a URL without a scheme shows only what follows its last ``@``:
+
+    >>> redact_url("postgresql://u:Ab12/Secret@host/db")
+    'postgresql://u:***@host/db'
+    >>> redact_url("user:secret@host/db")
+    '***@host/db'
     """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***@" + url.rpartition("@")[2] if "@" in url else url
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
+        if "@" not in netloc and "@" in rest:
+            # The password ran past a '/', '?' or '#' (no broker URL has an '@' after its
+            # hosts otherwise): cut at the last '@' instead.
+            userinfo, _, after = rest.rpartition("@")
+            user = userinfo.partition(":")[0]
+            if any(c in user for c in "/?#"):
+                user = ""
+            return redact_url(f"{scheme}://{user}:***@{after}")
         if "@" in netloc:
             userinfo, _, hosts = netloc.rpartition("@")
             user, sep, _password = userinfo.partition(":")
@@ -60,7 +81,7 @@ def redact_url(url: str) -> str:
         return join_url(parts.scheme, netloc, parts.path, query)
     except ValueError:
         # An unparseable URL may hold a password anywhere: show only its scheme.
-        return url.partition("://")[0] + "://***"
+        return scheme + "://***"
 
 
 def join_url(scheme: str, netloc: str, path: str, query: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from asynctask.brokers.base import Broker, Capabilities, Clock
 from asynctask.brokers.memory import MemoryBroker
 from asynctask.errors import ConfigurationError, MissingExtra
+from asynctask.log import redact_url
 
 __all__ = ["Broker", "Capabilities", "Clock", "MemoryBroker", "broker_from_url"]
 
@@ -47,7 +48,8 @@ def broker_from_url(url: str, *, clock: Clock = time.time) -> Broker:
     """Build the broker for ``url`` (``memory://``, ``postgresql://``, ``redis://``, ...)."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise ConfigurationError(f"broker URL has no scheme: {url!r} (try memory://)")
+        # Shown redacted: 'user:secret@host/db' is a URL whose scheme was forgotten.
+        raise ConfigurationError(f"broker URL has no scheme: {redact_url(url)!r} (try memory://)")
     scheme = scheme.lower()
     if scheme == "memory":
         return MemoryBroker.from_url(url, clock=clock)

@@ -22,6 +22,7 @@ import msgspec
 from asynctask.brokers.base import Capabilities, Clock
 from asynctask.brokers.memory_flow import FlowCalls, MemoryFlow
 from asynctask.brokers.refcount import OpenCount
+from asynctask.brokers.rules import lease_expired
 from asynctask.brokers.workers import WorkerCalls, WorkerTable
 from asynctask.errors import ConfigurationError
 from asynctask.flow import Claimed, TaskLimits
@@ -358,10 +359,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
             if j.status is JobStatus.RUNNING and j.lease_expires_at is not None and j.lease_expires_at <= now
         ][:limit]
         for job in expired:
-            error = (
-                f"lease expired at {job.lease_expires_at:.3f}: "
-                f"the worker running attempt {job.attempts} was lost"
-            )
+            error = lease_expired(job.lease_expires_at or now, job.attempts)
             if job.attempts > job.max_retries:
                 failed = _replace(
                     job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -76,3 +77,20 @@ async def test_records_logged_in_a_job_get_its_fields(restored_root: None) -> No
     assert {key: failed[key] for key in expected} == expected
     started = next(line for line in lines if line["action"] == "worker_started")
     assert started["worker"] == "w-1" and started["job_id"] is None
+
+
+def test_driver_tracebacks_become_one_line() -> None:
+    from asynctask.brokers.postgres.errors import OneLine
+
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except ConnectionResetError:
+        record = logging.LogRecord(
+            "asyncpg.pool", logging.WARNING, __file__, 1, "Failed to %s", ("reconnect",), sys.exc_info()
+        )
+    assert OneLine().filter(record)
+    assert record.exc_info is None
+    assert (
+        record.getMessage()
+        == "Failed to reconnect (ConnectionResetError: [Errno 104] Connection reset by peer)"
+    )

@@ -18,6 +18,7 @@ from asynctask.brokers.mongo.documents import PHASE_QUEUED
 from asynctask.brokers.mongo.expressions import REMOVE, has_parent
 from asynctask.brokers.mongo.journal import record
 from asynctask.brokers.mongo.outcomes import held
+from asynctask.brokers.rules import lease_expired
 from asynctask.models import Lease, LeaseState
 
 __all__ = ["extend", "rescue_candidates", "rescue_update"]
@@ -68,7 +69,7 @@ def rescue_update(doc: Any, now: float) -> tuple[dict[str, Any], list[dict[str, 
     renewed the lease after the candidate was read wins.
     """
     lease = doc["lease_expires_at"]
-    error = f"lease expired at {lease:.3f}: the worker running attempt {doc['attempts']} was lost"
+    error = lease_expired(lease, doc["attempts"])
     query = {**held(doc["_id"], doc["token"]), "lease_expires_at": lease}
     fields: dict[str, Any] = {"error": {"$literal": error}, "lease_expires_at": "$$REMOVE"}
     if doc["attempts"] > doc["max_retries"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from asynctask.brokers.rules import lease_expired
 from asynctask.models import Job, JobStatus, LeaseState, NewJob, Outcome, OutcomeKind
 
 __all__ = [
@@ -151,7 +152,7 @@ def save(job: Job, state: bytes | None, result: bytes | None) -> Job:
 
 def rescue(job: Job, now: float) -> Job:
     """A running job whose lease expired: queued again, or failed with no retries left."""
-    error = f"lease expired at {job.lease_expires_at:.3f}: the worker running attempt {job.attempts} was lost"
+    error = lease_expired(job.lease_expires_at or now, job.attempts)
     if job.attempts > job.max_retries:
         return _replace(job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None)
     return _replace(job, status=JobStatus.QUEUED, error=error, lease_expires_at=None)

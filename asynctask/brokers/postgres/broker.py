@@ -20,12 +20,14 @@ import asyncpg
 from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
-from asynctask.brokers.postgres.errors import schema_outdated, translate_errors
+from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated, translate_errors
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
-from asynctask.brokers.postgres.pool import Database
+from asynctask.brokers.postgres.listing import list_rows
+from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database
 from asynctask.brokers.postgres.rows import (
     enqueue_columns,
+    lease_state,
     queue_stats_from_rows,
     to_job,
     to_jobs,
@@ -34,20 +36,18 @@ from asynctask.brokers.postgres.workers import WorkerCalls
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
 from asynctask.flow import TaskLimits
-from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats
+from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, OutcomeKind, QueueStats
+
+_FAILED = OutcomeKind.FAILED
 
 __all__ = ["PostgresBroker"]
 
-# The active statuses are listed by one query each (the status a literal: see queries.sql).
-_ACTIVE = {
-    JobStatus.QUEUED: "list_jobs_queued",
-    JobStatus.SCHEDULED: "list_jobs_scheduled",
-    JobStatus.RUNNING: "list_jobs_running",
-}
 _POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10}
 _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 # Seconds allowed to open the LISTEN connection (less when a wait's timeout is shorter).
 _LISTENER_CONNECT_TIMEOUT = 10.0
+# Seconds a statement may take unless the URL or the caller says otherwise.
+_COMMAND_TIMEOUT = 30.0
 
 
 class PostgresBroker(FlowCalls, WorkerCalls):
@@ -63,6 +63,12 @@ class PostgresBroker(FlowCalls, WorkerCalls):
       transaction pooling mode; waits then poll every ``poll_interval`` seconds.
     * ``auto_migrate``: apply missing migrations in :meth:`open` instead of raising
       :class:`~asynctask.errors.SchemaOutdated`.
+    * ``command_timeout`` (URL ``?command_timeout=``, default 30 s): the deadline of every
+      statement. Past it the statement is cancelled and the call raises
+      :class:`~asynctask.errors.BrokerUnavailable`; a connection that does not come back from
+      the cancel is terminated and replaced (see :meth:`.Database.connection`). A worker's
+      ``broker_timeout`` (default 10 s) is usually the tighter bound on its own calls.
+      Migrations run on a connection of their own, without it.
     * ``enqueue(jobs, connection=conn)`` runs on the caller's asyncpg connection, inside the
       caller's transaction: the jobs exist only if it commits.
 
@@ -80,6 +86,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         auto_migrate: bool | None = None,
         poll_interval: float | None = None,
         pool_options: Mapping[str, Any] | None = None,
+        command_timeout: float | None = None,
         clock: Clock = time.time,
     ) -> None:
         if url is None and pool is None:
@@ -92,29 +99,39 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         self.poll_interval = pick(poll_interval, opts.poll_interval if opts else None, 1.0)
         if self.poll_interval <= 0:
             raise ConfigurationError(f"poll_interval must be positive, got {self.poll_interval}")
+        self.command_timeout = pick(command_timeout, opts.command_timeout if opts else None, _COMMAND_TIMEOUT)
+        if not 0 < self.command_timeout < math.inf:
+            raise ConfigurationError(f"command_timeout must be positive, got {self.command_timeout}")
         if pool is not None and opts is None and self.notify:
             raise ConfigurationError(
                 "PostgresBroker(pool=...) with notify=True also needs url=... for its dedicated "
                 "LISTEN connection (or pass notify=False to poll)"
             )
         self._opts: PostgresOptions | None = opts
-        self._pool_options = {**_POOL_DEFAULTS, **(opts.pool_options if opts else {}), **(pool_options or {})}
+        self._pool_options = {
+            **_POOL_DEFAULTS,
+            "command_timeout": self.command_timeout,
+            **(opts.pool_options if opts else {}),
+            **(pool_options or {}),
+        }
         self._open = OpenCount(self._connect, self._disconnect)
         self._owns_pool = pool is None
         self._target = opts.target if opts else "an asyncpg pool"
         secret = opts.secret if opts else None
         self._translated = partial(translate_errors, self._target, schema=self.schema, secret=secret)
         self._q = sql.queries(self.schema)
-        self._db = Database(self._q, self._target, pool)
+        self._db = Database(self._q, self._target, pool, timeout=self.command_timeout)
         self._channel = channel_for(self.schema)
         self._listener = Listener(self._connect_listener, self._channel, where=self._target)
         self.capabilities = Capabilities(transactional_publish=True, push_wakeups=self.notify)
         self._flow = PostgresFlow(self._db, self.schema, self._channel, lambda: self.notify)
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time) -> PostgresBroker:
+    def from_url(
+        cls, url: str, *, clock: Clock = time.time, command_timeout: float | None = None
+    ) -> PostgresBroker:
         """The broker for a ``postgresql://`` or ``postgres://`` URL."""
-        return cls(url, clock=clock)
+        return cls(url, clock=clock, command_timeout=command_timeout)
 
     @property
     def display_url(self) -> str:
@@ -172,6 +189,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         await self._open.close()
 
     async def _connect(self) -> None:
+        quiet_driver_logs()
         if self._owns_pool:
             with self._translated():
                 try:
@@ -200,7 +218,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
             pool, self._db.pool = self._db.pool, None
             with self._translated():
                 try:
-                    with anyio.fail_after(10):
+                    with anyio.fail_after(CLOSE_LIMIT):
                         await pool.close()
                 except TimeoutError:
                     pool.terminate()
@@ -218,8 +236,9 @@ class PostgresBroker(FlowCalls, WorkerCalls):
 
         Works on an opened or unopened broker, and is safe to run from many processes at once.
         """
+        # On a connection of its own where we can: a migration may outlast command_timeout.
         with self._translated():
-            if self._db.pool is not None:
+            if self._opts is None:
                 async with self._db.connection() as conn:
                     return await migrate.apply_migrations(conn, self.schema, self.clock)
             conn = await self._connect_one()
@@ -270,7 +289,14 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         if limit <= 0:
             return []
         with self._translated():
-            return await self._flow.claim(queue, limit, self.clock(), lease, worker, limits)
+            jobs = await self._flow.claim(queue, limit, self.clock(), lease, worker, limits)
+        # A claimed job reads as failed only if its row is corrupt (rows.to_job): fail it for good.
+        if bad := [job for job in jobs if job.status is JobStatus.FAILED]:
+            await self.complete(
+                [Outcome(job_id=j.id, token=j.token, kind=_FAILED, error=j.error) for j in bad]
+            )
+            jobs[:] = [job for job in jobs if job.status is not JobStatus.FAILED]
+        return jobs
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes in one statement, each only while its token still holds the job."""
@@ -331,7 +357,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
                 [token for _, token in unique],
                 self.clock() + lease,
             )
-        held = {unique[row["ord"] - 1]: _lease_state(row) for row in rows}
+        held = {unique[row["ord"] - 1]: lease_state(row) for row in rows}
         return [held.get((lease_.job_id, lease_.token), LeaseState.LOST) for lease_ in leases]
 
     async def save(
@@ -427,29 +453,8 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         task filter is checked on the rows walked, so a rare task among many jobs costs a longer
         walk (``benchmarks/web_list.py`` measures these on 100,000 jobs).
         """
-        created_at, job_id = before if before is not None else (math.inf, "")
-        now = self.clock()
         with self._translated():
-            if parent_id is not None:
-                rows = await self._db.fetch(
-                    "list_children",
-                    parent_id,
-                    None if status is None else status.value,
-                    now,
-                    limit,
-                    created_at,
-                    job_id,
-                    queue,
-                    task,
-                )
-            elif status in _ACTIVE:
-                rows = await self._db.fetch(_ACTIVE[status], queue, task, now, limit, created_at, job_id)
-            elif status is not None:
-                rows = await self._db.fetch(
-                    "list_jobs_settled", queue, task, now, limit, created_at, job_id, status.value
-                )
-            else:
-                rows = await self._db.fetch("list_jobs_page", queue, task, now, limit, created_at, job_id)
+            rows = await list_rows(self._db, status, queue, task, parent_id, limit, before, self.clock())
         return to_jobs(rows)
 
     async def queue_stats(self) -> list[QueueStats]:
@@ -489,9 +494,3 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         with self._translated():
             found = await self._db.fetchval("delete", job_id)
         return found is not None
-
-
-def _lease_state(row: Any) -> LeaseState:
-    if row["cancel_requested"]:
-        return LeaseState.CANCEL
-    return LeaseState.PAUSE if row["pause_requested"] else LeaseState.OK

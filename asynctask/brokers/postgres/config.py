@@ -43,6 +43,8 @@ class PostgresOptions:
     notify: bool = True
     auto_migrate: bool = False
     poll_interval: float = 1.0
+    #: Seconds each statement may take (asyncpg's ``command_timeout``); ``None``: the default.
+    command_timeout: float | None = None
     #: Extra keyword arguments for ``asyncpg.create_pool`` (sizes, statement cache).
     pool_options: dict[str, Any] = field(default_factory=dict)
 
@@ -70,7 +72,7 @@ def parse_url(url: str) -> PostgresOptions:
     """Split a ``postgresql://`` URL into :class:`PostgresOptions`.
 
     The broker's own query parameters are ``schema``, ``notify``, ``auto_migrate``,
-    ``poll_interval``, ``pool_min_size``, ``pool_max_size`` and ``statement_cache_size``;
+    ``poll_interval``, ``command_timeout``, ``pool_min_size``, ``pool_max_size`` and ``statement_cache_size``;
     every other parameter (``sslmode``, ``connect_timeout``, ...) is passed on to asyncpg.
     """
     display = redact_url(url)
@@ -80,7 +82,9 @@ def parse_url(url: str) -> PostgresOptions:
         # Several hosts (h1:5432,h2:5433) are for asyncpg to try in turn; name them as given.
         port: int | None = None if "," in hosts else parts.port or 5432
     except ValueError:
-        raise ConfigurationError(f"invalid Postgres URL: {display}") from None
+        raise ConfigurationError(
+            f"invalid Postgres URL: {display} (percent-encode a '/', '?', '#' or '@' in the password)"
+        ) from None
     if parts.scheme.lower() not in _SCHEMES:
         raise ConfigurationError(f"not a Postgres URL (postgresql:// or postgres://): {display}")
     options: dict[str, Any] = {}
@@ -92,8 +96,10 @@ def parse_url(url: str) -> PostgresOptions:
             options["schema"] = value
         elif key in ("notify", "auto_migrate"):
             options[key] = _flag(key, value)
-        elif key == "poll_interval":
+        elif key in ("poll_interval", "command_timeout"):
             options[key] = _number(key, value, float)
+            if key == "command_timeout" and not 0 < options[key] < float("inf"):
+                raise ConfigurationError(f"URL option {key}={value!r} must be a positive number of seconds")
         elif key in ("pool_min_size", "pool_max_size"):
             pool_options[key.removeprefix("pool_")] = _number(key, value, int)
         elif key == "statement_cache_size":

@@ -8,6 +8,7 @@ reported), never a driver exception. Messages name ``host:port/database``, never
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +16,7 @@ import asyncpg
 
 from asynctask.errors import AsyncTaskError, BrokerError, BrokerUnavailable, SchemaOutdated
 
-__all__ = ["schema_outdated", "translate_errors"]
+__all__ = ["OneLine", "quiet_driver_logs", "schema_outdated", "translate_errors"]
 
 # Cannot connect, cannot log in, or the connection went away.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -47,6 +48,8 @@ def schema_outdated(schema: str, target: str, found: int | None, expected: int) 
 
 
 def _reason(exc: BaseException, secret: str | None) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc).strip():
+        return "no answer in time (command_timeout, or the connect timeout)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # Driver messages do not echo passwords today; make sure it stays that way.
     if secret:
@@ -70,3 +73,29 @@ def translate_errors(target: str, *, schema: str, secret: str | None = None) -> 
         ) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise BrokerError(f"PostgreSQL at {target}: {_reason(exc, secret)}") from exc
+
+
+class OneLine(logging.Filter):
+    """Turns a record's traceback into one line naming the cause.
+
+    asyncpg's pool logs a full traceback each time it fails to restore its connection floor,
+    about once a second while a server restarts; the cause (``ConnectionResetError: ...``) is
+    all an operator needs, and the broker's own records say what it does about it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            record.msg = f"{record.getMessage()} ({cause})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_driver_logs() -> None:
+    """Install :class:`OneLine` on asyncpg's pool logger (once)."""
+    driver = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, OneLine) for f in driver.filters):
+        driver.addFilter(OneLine())

@@ -17,6 +17,8 @@ from typing import Any
 import anyio
 import asyncpg
 
+from asynctask.brokers.postgres.pool import CLOSE_LIMIT
+
 __all__ = ["Listener", "channel_for"]
 
 logger = logging.getLogger("asynctask.brokers.postgres")
@@ -130,7 +132,7 @@ class Listener:
         if conn is not None and not conn.is_closed():
             conn.remove_termination_listener(self._on_lost)
             try:
-                with anyio.fail_after(5):
+                with anyio.fail_after(CLOSE_LIMIT):
                     await conn.close()
             except (*_CONNECT_ERRORS, TimeoutError):
                 conn.terminate()

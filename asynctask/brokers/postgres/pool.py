@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -11,21 +12,33 @@ import asyncpg
 
 from asynctask.errors import BrokerError
 
-__all__ = ["Database"]
+__all__ = ["CLOSE_LIMIT", "Database"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger("asynctask.brokers.postgres")
 
 # Aborted by the server to break a deadlock or a serialization conflict: safe to run again.
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _ATTEMPTS = 3
+# Seconds a shielded checkout may take (a connect on the way) and a shielded release (one reset
+# round trip, normally milliseconds; past it the connection is terminated, which costs nothing).
+_ACQUIRE_LIMIT = 5.0
+_RELEASE_LIMIT = 2.0
+#: Seconds a graceful close (of the pool, of the LISTEN connection) may take before the
+#: connections are terminated: a stalled server must not hold a stopping worker for long.
+CLOSE_LIMIT = 2.0
 
 
 class Database:
     """Runs the named queries of one schema on a pool (``None`` until the broker opens)."""
 
-    def __init__(self, queries: Mapping[str, str], where: str, pool: Any = None) -> None:
+    def __init__(
+        self, queries: Mapping[str, str], where: str, pool: Any = None, *, timeout: float = 30.0
+    ) -> None:
         self.queries = queries
         self.pool: Any = pool
+        #: The broker's statement deadline; checkouts and releases get at most this.
+        self.timeout = timeout
         self._where = where
 
     def require(self) -> Any:
@@ -41,17 +54,38 @@ class Database:
         Acquiring may open a new connection, and anyio re-delivers a cancellation at every
         await, including those of asyncpg's own cleanup: a connect or release interrupted that
         way leaks its socket. Shielding both leaves only the query itself cancellable.
+
+        Both have a deadline, which matters most for the release: it resets the connection, and
+        a query cancelled on a connection that stopped answering (a stalled proxy, a half-open
+        TCP connection) leaves a reset that would wait for ever, shielded. Past the deadline
+        asyncpg terminates the connection, and the pool opens a new one when it next needs one:
+        the stuck connection is abandoned, not waited for (and the pool's other connections
+        are replaced at their next use). The deadlines are short (at most
+        ``_ACQUIRE_LIMIT`` and ``_RELEASE_LIMIT`` seconds) because a shield also holds off a
+        stopping worker.
         """
         pool = self.require()
-        # No deadline of our own: a connect is bounded by asyncpg's connect timeout, a wait for
-        # a free connection by the queries holding them; timeouts would cost a timer per call.
         with anyio.CancelScope(shield=True):
-            conn = await pool.acquire()
+            conn = await pool.acquire(timeout=min(self.timeout, _ACQUIRE_LIMIT))
         try:
             yield conn
         finally:
             with anyio.CancelScope(shield=True):
-                await pool.release(conn)
+                try:
+                    await pool.release(conn, timeout=min(self.timeout, _RELEASE_LIMIT))
+                except Exception as exc:
+                    # asyncpg terminated it already; nothing is lost (the query's own outcome,
+                    # if any, was raised or returned before). The pool's other connections
+                    # likely share its path: each is replaced at its next use, rather than
+                    # found stuck one deadline at a time.
+                    await pool.expire_connections()
+                    logger.warning(
+                        "abandoned a PostgreSQL connection to %s that did not come back (%s); "
+                        "replacing the pool's connections",
+                        self._where,
+                        type(exc).__name__ if not str(exc) else exc,
+                        extra={"action": "postgres_connection_abandoned"},
+                    )
 
     async def transaction(self, body: Callable[[Any], Awaitable[_T]]) -> _T:
         """Run ``body(conn)`` in a transaction, again if the server aborted it to break a deadlock.

@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from asynctask.models import Job, JobStatus, NewJob, QueueStats, WorkerInfo, zero_counts
+from asynctask.brokers.rules import corrupt
+from asynctask.models import Job, JobStatus, LeaseState, NewJob, QueueStats, WorkerInfo, zero_counts
 
-__all__ = ["enqueue_columns", "queue_stats_from_rows", "to_job", "to_jobs", "to_worker", "worker_args"]
+__all__ = [
+    "enqueue_columns",
+    "lease_state",
+    "queue_stats_from_rows",
+    "to_job",
+    "to_jobs",
+    "to_worker",
+    "worker_args",
+]
 
 _HEADERS = msgspec.json.Decoder(dict[str, str])
+logger = logging.getLogger("asynctask.brokers.postgres")
 _COUNTS = msgspec.json.Decoder(dict[str, int])
 
 
 def to_job(row: Any) -> Job:
-    """A ``Job`` from a row holding every column of the ``jobs`` table (extra columns ignored)."""
-    return Job(
+    """A ``Job`` from a row holding every column of the ``jobs`` table (extra columns ignored).
+
+    The schema types every column but ``headers`` (jsonb: any JSON). Headers that are not an
+    object of strings make the row read as a ``failed`` job with the error
+    ``corrupt job record: ...`` (see :mod:`asynctask.brokers.rules`), logged as a warning;
+    :meth:`PostgresBroker.claim` fails such a job for good instead of running it.
+    """
+    headers: dict[str, str] = {}
+    problem = None
+    if row["headers"] is not None:
+        try:
+            headers = _HEADERS.decode(row["headers"])
+        except msgspec.DecodeError:
+            problem = "field headers is not a JSON object of strings"
+    job = Job(
         id=row["id"],
         task=row["task"],
         queue=row["queue"],
@@ -43,8 +67,19 @@ def to_job(row: Any) -> Job:
         pending=row["pending"],
         meta=row["meta"],
         # jsonb arrives as its text; NULL (no headers) is the common case.
-        headers=_HEADERS.decode(row["headers"]) if row["headers"] is not None else {},
+        headers=headers,
         unique_key=row["unique_key"],
+    )
+    if problem is None:
+        return job
+    logger.warning(
+        "job %s has a corrupt record (%s); it reads as failed",
+        job.id,
+        problem,
+        extra={"action": "corrupt_job_record", "job_id": job.id},
+    )
+    return msgspec.structs.replace(
+        job, status=JobStatus.FAILED, error=corrupt(problem), lease_expires_at=None
     )
 
 
@@ -137,3 +172,10 @@ def to_worker(row: Any) -> WorkerInfo:
         running=row["running"],
         counts=_COUNTS.decode(row["counts"]),
     )
+
+
+def lease_state(row: Any) -> LeaseState:
+    """What a worker learns from an ``extend_leases`` row of a lease it still holds."""
+    if row["cancel_requested"]:
+        return LeaseState.CANCEL
+    return LeaseState.PAUSE if row["pause_requested"] else LeaseState.OK

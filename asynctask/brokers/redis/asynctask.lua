@@ -59,15 +59,22 @@ end
 
 -- The member of the `all` and `finished` zsets: creation sequence, then id.
 local function all_member(key, id)
-  return hex(tonumber(redis.call('HGET', key, 'cseq'))) .. id
+  -- A corrupt cseq (see `corrupt`) must not stop the record from being deleted.
+  return hex(tonumber(redis.call('HGET', key, 'cseq')) or 0) .. id
 end
 
 -- Gone for readers: absent, or finished and past expires_at.
+-- Whether a stored time is due (false for none, and for one that is not a number: a corrupt
+-- record stays visible rather than failing the command that reads it).
+local function past(v)
+  local t = v and tonumber(v)
+  return t and t <= now or false
+end
+
 local function live(key)
   local f = redis.call('HMGET', key, 'status', 'expires_at')
   if not f[1] then return false end
-  if f[2] and tonumber(f[2]) <= now then return false end
-  return true
+  return not past(f[2])
 end
 
 local function held(key, token)
@@ -157,6 +164,8 @@ end
 
 -- Count a child in (+1) or out (-1) of its parent; a waiting parent at 0 is queued again
 -- for its on-finish phase.
+local sound -- defined with the corrupt-record checks below
+
 local function add_pending(parent_id, delta)
   local pq = redis.call('HGET', IDS, parent_id)
   if not pq then return end
@@ -164,6 +173,7 @@ local function add_pending(parent_id, delta)
   local pkey = P.job .. parent_id
   local f = redis.call('HMGET', pkey, 'status', 'pending')
   if not f[1] then return end
+  if not sound(P, pkey, parent_id) then return end -- a corrupt parent is failed, not counted
   local pending = math.max(tonumber(f[2] or '0') + delta, 0)
   if f[1] == 'waiting' and pending == 0 then
     redis.call('HSET', pkey, 'pending', 0, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
@@ -196,6 +206,118 @@ local function finish(K, key, id, status, expires_at, ttl_ms)
     redis.call('HDEL', key, 'expires_at')
   end
   finished(key)
+end
+
+local commands = {}
+
+-- --- corrupt records (issue #11) ------------------------------------------------------------
+-- Redis does not roll back a script that fails halfway, so a record the commands below cannot
+-- read (a field edited by hand, a partial write, a bug) is checked *before* anything is changed,
+-- where a command first meets it (promote, claim, rescue). Such a record is quarantined: it ends
+-- `failed`, out of every queue index but in the `failed` listing, with error
+-- "corrupt job record: <what is wrong>", and the command goes on with the next job. The rules
+-- are those of asynctask/brokers/rules.py (CORRUPT_RECORD); codec.py decodes what passes them.
+
+local STATUSES = {scheduled = true, queued = true, running = true, waiting = true, paused = true,
+  succeeded = true, failed = true, cancelled = true}
+local CHECKED = {'id', 'task', 'queue', 'payload', 'status', 'attempts', 'max_retries', 'token',
+  'priority', 'cseq', 'run_at', 'created_at', 'pkey', 'tkey', 'pending', 'timeout', 'started_at',
+  'finished_at', 'lease_expires_at', 'expires_at', 'headers'}
+local REQUIRED = 14 -- the first fields of CHECKED; the others may be absent
+local INTEGER = {attempts = true, max_retries = true, token = true, priority = true, cseq = true,
+  pending = true}
+local COUNT = {attempts = true, max_retries = true, token = true, pending = true}
+local NUMBER = {run_at = true, created_at = true, timeout = true, started_at = true,
+  finished_at = true, lease_expires_at = true, expires_at = true}
+local SORT_KEY = {pkey = true, tkey = true}
+
+-- An integer HINCRBY can add 1 to, written the way Python's int() reads it.
+local function integer(v)
+  return string.find(v, '^%-?%d+$') ~= nil and #string.gsub(v, '^%-', '') <= 18
+end
+
+-- A float Lua and Python read alike (Lua reads hex, Python does not).
+local function number(v)
+  return tonumber(v) ~= nil and string.find(v, '^%s*[-+]?[%d.]+[eE]?[-+]?%d*%s*$') ~= nil
+end
+
+local function headers(v)
+  if string.sub(v, 1, 1) ~= '{' then return false end
+  local ok, decoded = pcall(cjson.decode, v)
+  if not ok or type(decoded) ~= 'table' then return false end
+  for name, value in pairs(decoded) do
+    if type(name) ~= 'string' or type(value) ~= 'string' then return false end
+  end
+  return true
+end
+
+-- What is wrong with a record, given its CHECKED fields (HMGET order), or false.
+local function check(f)
+  for i, name in ipairs(CHECKED) do
+    local v = f[i]
+    if not v then
+      if i <= REQUIRED then return 'field ' .. name .. ' is missing' end
+    elseif INTEGER[name] and not integer(v) then
+      return 'field ' .. name .. ' is not an integer'
+    elseif COUNT[name] and string.sub(v, 1, 1) == '-' then
+      return 'field ' .. name .. ' is negative'
+    elseif NUMBER[name] and not number(v) then
+      return 'field ' .. name .. ' is not a number'
+    elseif SORT_KEY[name] and not string.find(v, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
+      return 'field ' .. name .. ' is not a 16-digit sort key'
+    elseif name == 'status' and not STATUSES[v] then
+      return 'field status is not a job status'
+    elseif name == 'headers' and not headers(v) then
+      return 'field headers is not a JSON object of strings'
+    end
+  end
+  if f[5] == 'running' and not f[19] then return 'a running job without lease_expires_at' end
+  return false
+end
+
+-- What is wrong with the record at `key`, or false.
+local function corrupt(key)
+  return check(redis.call('HMGET', key, unpack(CHECKED)))
+end
+
+-- Fail the record at `key` as corrupt, out of every queue index (writes only fields it sets).
+local function quarantine(K, key, id, reason)
+  local f = redis.call('HMGET', key, 'status', 'rmember', 'created_at')
+  if f[2] then redis.call('ZREM', K.ready, f[2]) end
+  redis.call('ZREM', K.scheduled, id)
+  redis.call('ZREM', K.leased, id)
+  redis.call('HSET', key, 'status', 'failed', 'finished_at', NOW, 'error', 'corrupt job record: ' .. reason)
+  redis.call('HDEL', key, 'lease_expires_at', 'rmember', 'expires_at')
+  if f[1] and TRACKED[f[1]] then redis.call('ZREM', status_key(K, f[1]), id) end
+  local score = number(f[3] or '') and f[3] or NOW
+  redis.call('ZADD', status_key(K, 'failed'), score, id)
+  redis.call('ZADD', created_key(K), 'NX', score, id)
+  finished(key)
+end
+
+-- id, reason: quarantine a claimed record the broker could not decode. Returns 1 if done.
+function commands.quarantine()
+  local id, reason = take(), take()
+  local key = Q.job .. id
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  quarantine(Q, key, id, reason)
+  return 1
+end
+
+-- Check a job met in an index: quarantined (returns false) or good to use (returns true).
+function sound(K, key, id)
+  local reason = corrupt(key)
+  if not reason then return true end
+  quarantine(K, key, id, reason)
+  return false
+end
+
+-- A job met in an index in another status than expected: a stale entry, unless its status is
+-- missing or unknown (then it is quarantined, rather than dropped from the index for good).
+local function stray(K, key, id, status)
+  if status and STATUSES[status] then return end
+  if not status and redis.call('EXISTS', key) == 0 then return end
+  quarantine(K, key, id, status and 'field status is not a job status' or 'field status is missing')
 end
 
 -- --- unique jobs (flow control, issue #13) ----------------------------------------------------
@@ -269,16 +391,20 @@ local function promote(limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', Q.scheduled, id)
     local key = Q.job .. id
-    if redis.call('HGET', key, 'status') == 'scheduled' then
-      make_ready(Q, key, id)
-      moved = moved + 1
+    local status = redis.call('HGET', key, 'status')
+    if status == 'scheduled' then
+      if sound(Q, key, id) then
+        make_ready(Q, key, id)
+        moved = moved + 1
+      end
+    else
+      stray(Q, key, id, status)
     end
   end
   wake(Q, moved)
   return moved
 end
 
-local commands = {}
 
 
 -- Move a queued job to running under a lease.
@@ -315,9 +441,19 @@ function commands.claim()
     redis.call('ZREM', Q.ready, member)
     local id = string.sub(member, 49)
     local key = Q.job .. id
-    if redis.call('HGET', key, 'status') == 'queued' then
-      lease_job(key, id, lease, worker)
-      out[#out + 1] = redis.call('HGETALL', key)
+    -- One read for the status and the checks (the hot path of every claim).
+    local f = redis.call('HMGET', key, unpack(CHECKED))
+    local status = f[5]
+    if status == 'queued' then
+      local reason = check(f)
+      if reason then
+        quarantine(Q, key, id, reason)
+      else
+        lease_job(key, id, lease, worker)
+        out[#out + 1] = redis.call('HGETALL', key)
+      end
+    else
+      stray(Q, key, id, status)
     end
   end
   return {out, 0, ''}
@@ -400,7 +536,7 @@ function commands.complete()
       if has_meta == '1' then redis.call('HSET', key, 'meta', meta) end
       if kind == 'succeeded' then
         if has_result == '1' then redis.call('HSET', key, 'result', result) end
-        if tonumber(redis.call('HGET', key, 'pending') or '0') > 0 then
+        if (tonumber(redis.call('HGET', key, 'pending') or '0') or 0) > 0 then
           -- Children are still running: wait for them, then run the on-finish phase.
           redis.call('HSET', key, 'status', 'waiting')
           track(Q, key, id, 'running', 'waiting')
@@ -492,10 +628,15 @@ function commands.rescue()
     redis.call('ZREM', Q.leased, id)
     local key = Q.job .. id
     local f = redis.call('HMGET', key, 'status', 'lease_expires_at', 'attempts', 'max_retries')
-    if f[1] == 'running' and f[2] and tonumber(f[2]) <= now then
+    if f[1] ~= 'running' then
+      stray(Q, key, id, f[1])
+    elseif not sound(Q, key, id) then
+      rescued = rescued + 1
+    elseif tonumber(f[2]) <= now then
       local attempts = tonumber(f[3])
-      local err = string.format('lease expired at %.3f: the worker running attempt %d was lost',
-        tonumber(f[2]), attempts)
+      -- The text of asynctask/brokers/rules.py (LEASE_EXPIRED).
+      local err = string.format('lease expired at %.3f while attempt %d was running (the worker '
+        .. 'crashed, was killed, or lost its broker connection)', tonumber(f[2]), attempts)
       redis.call('HSET', key, 'error', err)
       redis.call('HDEL', key, 'lease_expires_at')
       if attempts > tonumber(f[4]) then
@@ -549,6 +690,7 @@ function commands.cancel()
   local id, expires_at, ttl_ms = take(), take(), take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   local status = redis.call('HGET', key, 'status')
   if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
     unqueue(Q, key, id)
@@ -564,6 +706,7 @@ function commands.pause()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   local status = redis.call('HGET', key, 'status')
   if status == 'scheduled' or status == 'queued' then
     unqueue(Q, key, id)
@@ -580,6 +723,7 @@ function commands.resume()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   if redis.call('HGET', key, 'status') == 'paused' then
     -- A delayed job keeps its time: resumed before it, it is scheduled again.
     redis.call('HDEL', key, 'pause_requested')
@@ -602,6 +746,7 @@ function commands.retry()
   local id = take()
   local key = Q.job .. id
   if not live(key) then return false end
+  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
   local status = redis.call('HGET', key, 'status')
   if status == 'failed' or status == 'cancelled' then
     local ukey = redis.call('HGET', key, 'unique_key')
@@ -710,7 +855,7 @@ function commands.list_page()
       id, score = batch[i], batch[i + 1]
       examined, rank = examined + 1, rank + 1
       local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
-      if f[1] and not (f[4] and tonumber(f[4]) <= now)
+      if f[1] and not past(f[4])
         and (want_status == '' or f[1] == want_status)
         and (want_task == '' or f[2] == want_task)
         and (want_parent == '' or f[3] == want_parent) then
@@ -891,6 +1036,9 @@ flow_claim = function(limit, lease, worker, limits, slack)
     local key = Q.job .. id
     local f = redis.call('HMGET', key, 'status', 'task')
     if f[1] ~= 'queued' then
+      redis.call('ZREM', Q.ready, member)
+      stray(Q, key, id, f[1])
+    elseif not sound(Q, key, id) then
       redis.call('ZREM', Q.ready, member)
     else
       local lim, q = limits[f[2]], false

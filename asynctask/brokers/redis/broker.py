@@ -23,9 +23,10 @@ by job id go through the ``P:ids`` hash (id -> queue), which lives outside the q
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 import msgspec
@@ -33,8 +34,9 @@ from redis.asyncio import Redis
 
 from asynctask.brokers.base import Capabilities, Clock
 from asynctask.brokers.redis import listing
-from asynctask.brokers.redis.codec import decode_job
+from asynctask.brokers.redis.codec import decode_job, decode_record
 from asynctask.brokers.redis.connection import (
+    Timeouts,
     blocking_client,
     check_eviction_policy,
     client_from_url,
@@ -54,6 +56,7 @@ from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome,
 
 __all__ = ["RedisBroker"]
 
+logger = logging.getLogger("asynctask.brokers.redis")
 #: Extra time a wait may take beyond its timeout before we stop trusting the socket.
 _WAIT_GRACE = 5.0
 _WORKER = msgspec.json.Decoder(WorkerInfo)
@@ -72,6 +75,16 @@ class RedisBroker:
     Every key starts with ``prefix`` (default ``asynctask``). Jobs are durable as far as the
     server is (use AOF persistence, and ``maxmemory-policy noeviction``: :meth:`open` warns
     otherwise).
+
+    Deadlines: a command waits ``socket_timeout`` seconds for its reply (default 10) and a
+    connect ``socket_connect_timeout`` (default 5); then the connection is dropped and the
+    command retried on a new one, so a connection that stops answering costs about one timeout.
+    Set them as keyword arguments or in the URL (``?socket_timeout=5&socket_connect_timeout=2``);
+    a client passed in keeps its own. The URL's path must be a database number.
+
+    A job record that cannot be read (a field edited by hand, say) is quarantined, not lost: it
+    ends ``failed`` with ``corrupt job record: ...`` and its neighbours run; reads return it as
+    such (see :mod:`asynctask.brokers.rules`).
     """
 
     def __init__(
@@ -81,13 +94,17 @@ class RedisBroker:
         url: str | None = None,
         prefix: str = DEFAULT_PREFIX,
         clock: Clock = time.time,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float | None = None,
     ) -> None:
         if client is not None and url is not None:
             raise ConfigurationError("pass either client= or url= to RedisBroker, not both")
         self._owns_client = client is None
         if client is None:
             url = url or "redis://localhost:6379/0"
-            client = client_from_url(url)
+            client = client_from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_connect_timeout
+            )
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ConfigurationError(
                 "RedisBroker needs a client with decode_responses=False (payloads are bytes)"
@@ -106,10 +123,11 @@ class RedisBroker:
         self._queue_of: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time) -> RedisBroker:
-        """A broker for ``redis://`` / ``rediss://`` URLs; ``?prefix=`` sets the key prefix."""
+    def from_url(cls, url: str, *, clock: Clock = time.time, **timeouts: Unpack[Timeouts]) -> RedisBroker:
+        """A broker for ``redis://`` / ``rediss://`` URLs; ``?prefix=`` sets the key prefix.
+        ``timeouts``: ``socket_timeout`` and ``socket_connect_timeout`` (see the class)."""
         stripped, prefix = split_prefix(url)
-        return cls(url=stripped, prefix=prefix or DEFAULT_PREFIX, clock=clock)
+        return cls(url=stripped, prefix=prefix or DEFAULT_PREFIX, clock=clock, **timeouts)
 
     @property
     def display_url(self) -> str:
@@ -209,10 +227,25 @@ class RedisBroker:
             rows, held, retry_at = await self._scripts.claim(
                 queue, now, limit, now + lease, worker, normalize_limits(limits)
             )
-        claimed = [decode_job(row) for row in rows]
-        for job in claimed:
-            self._queue_of[job.id] = queue
+        claimed = []
+        for row in rows:
+            job, problem = decode_record(row)
+            if problem is None:
+                claimed.append(job)
+                self._queue_of[job.id] = queue
+            else:  # the script checked it, but Python could not read it: it runs no further
+                await self._quarantine(queue, row, problem)
         return Claimed(claimed, held_back=True, retry_at=retry_at) if held else claimed
+
+    async def _quarantine(self, queue: str, row: dict[bytes, bytes], problem: str) -> None:
+        logger.warning(
+            "quarantined a corrupt job record in queue %s: %s",
+            queue,
+            problem,
+            extra={"action": "corrupt_job_record", "queue": queue},
+        )
+        with translate(self._where):
+            await self._scripts.quarantine(queue, self.clock(), row[b"id"], problem)
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes, each only while its token is current."""

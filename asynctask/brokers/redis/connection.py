@@ -8,10 +8,12 @@ This is the boundary: redis-py exceptions never leave the broker; they become
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, TypedDict, Unpack
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
@@ -29,6 +31,9 @@ __all__ = [
     "endpoint",
     "split_prefix",
     "translate",
+    "CONNECT_TIMEOUT",
+    "SOCKET_TIMEOUT",
+    "Timeouts",
 ]
 
 logger = logging.getLogger("asynctask.brokers.redis")
@@ -56,16 +61,88 @@ def split_prefix(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = next((v for k, v in query if k == "prefix"), None)
+    if prefix is None:
+        return url, None  # as given: re-encoding would hide a mistyped URL's '@' from redaction
     rest = urlencode([(k, v) for k, v in query if k != "prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix
 
 
-def client_from_url(url: str) -> Redis:
-    """A client for ``url``; it connects lazily, on first use."""
+#: Seconds a command may wait for its reply (``socket_timeout``) and a connect may take
+#: (``socket_connect_timeout``) unless the URL or the caller says otherwise. Set here rather than
+#: left to redis-py, whose defaults changed between versions (none before 6.x: a connection that
+#: stopped answering froze its caller until the kernel gave up). A command that times out drops
+#: its connection and is retried on a new one (see ``_retry``), so a stalled connection costs
+#: about one timeout.
+SOCKET_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+
+
+class Timeouts(TypedDict, total=False):
+    """The deadlines a Redis broker takes as keyword arguments (seconds; ``None``: URL or default)."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
+
+
+_TIMEOUTS = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT}
+
+
+def _seconds(name: str, value: str | float, display: str) -> float:
     try:
-        return Redis.from_url(url, retry=_retry())
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"{name}={value!r} in {display} must be a positive number of seconds")
+    return seconds
+
+
+def _check_database(parts: SplitResult, display: str) -> None:
+    # redis-py ignores a path that is not a number and connects to database 0: a typo would put
+    # every job in the wrong database without a word.
+    if parts.scheme.lower() not in ("redis", "rediss"):
+        return
+    path = unquote(parts.path).strip("/")
+    if path and not (path.isdigit() and path.isascii()):
+        raise ConfigurationError(
+            f"invalid Redis URL {display!r}: the path must be a database number (redis://host:6379/0)"
+        )
+
+
+def client_from_url(url: str, **timeouts: Unpack[Timeouts]) -> Redis:
+    """A client for ``url``; it connects lazily, on first use.
+
+    ``socket_timeout`` and ``socket_connect_timeout`` (seconds) come from the keyword
+    arguments, else from the URL's query, else from :data:`SOCKET_TIMEOUT` and
+    :data:`CONNECT_TIMEOUT`.
+    """
+    display = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+        raise ConfigurationError(f"invalid Redis URL {display!r}: {exc}") from None
+    _check_database(parts, display)
+    from_query = {k: v for k, v in query if k in _TIMEOUTS}
+    options: dict[str, Any] = {}
+    for name, default in _TIMEOUTS.items():
+        given: float | None = timeouts.get(name)  # type: ignore[assignment]  # (a TypedDict key)
+        value: str | float = given if given is not None else from_query.get(name, default)
+        options[name] = _seconds(name, value, display)
+    given_url = url
+    if from_query:
+        url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _TIMEOUTS])))
+    try:
+        # retry_on_error said explicitly: before redis-py 6 a timeout was not retried by default.
+        errors = [rexc.ConnectionError, rexc.TimeoutError]
+        return Redis.from_url(url, retry=_retry(), retry_on_error=errors, **options)
+    except ValueError as exc:
+        # redis-py's messages may quote parts of the URL: name the redacted URL, not them.
+        reason = str(exc)
+        password = given_url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if any(piece in reason for piece in re.split(r"[/?#]", password) if piece):
+            reason = "cannot parse it (percent-encode a '/', '?', '#' or '@' in the password)"
+        raise ConfigurationError(f"invalid Redis URL {display!r}: {reason}") from None
 
 
 def blocking_client(client: Redis) -> Redis:

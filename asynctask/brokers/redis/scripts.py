@@ -149,6 +149,10 @@ class Scripts:
     async def promote(self, queue: str, now: float, limit: int) -> int:
         return int(await self._call(queue, "promote", now, limit))
 
+    async def quarantine(self, queue: str, now: float, job_id: bytes | str, reason: str) -> bool:
+        """Fail a record the broker could not decode (see ``quarantine`` in the Lua file)."""
+        return bool(await self._call(queue, "quarantine", now, job_id, reason))
+
     async def rescue(self, queue: str, now: float, limit: int) -> int:
         return int(await self._call(queue, "rescue", now, limit))
 

@@ -138,8 +138,10 @@ flow AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
-        attempts = j.attempts + 1,
-        token = j.token + 1,
+        -- Kept within 1..ATTEMPTS_LIMIT whatever the row says (asynctask/brokers/rules.py).
+        attempts = greatest(least(j.attempts, 2147483646), 0) + 1,
+        -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
+        token = least(j.token, 9223372036854775806) + 1,
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text
@@ -301,8 +303,10 @@ WITH expired AS (
 rescued AS (
     UPDATE __schema__.jobs AS j SET
         status = CASE WHEN j.attempts > j.max_retries THEN 'failed' ELSE 'queued' END,
+        -- The text of asynctask/brokers/rules.py (LEASE_EXPIRED).
         error = 'lease expired at ' || round(j.lease_expires_at::numeric, 3)::text
-                || ': the worker running attempt ' || j.attempts::text || ' was lost',
+                || ' while attempt ' || j.attempts::text || ' was running (the worker crashed, '
+                || 'was killed, or lost its broker connection)',
         finished_at = CASE WHEN j.attempts > j.max_retries
                            THEN $1::double precision ELSE j.finished_at END,
         lease_expires_at = NULL
@@ -669,8 +673,10 @@ chosen AS (
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
-        attempts = j.attempts + 1,
-        token = j.token + 1,
+        -- Kept within 1..ATTEMPTS_LIMIT whatever the row says (asynctask/brokers/rules.py).
+        attempts = greatest(least(j.attempts, 2147483646), 0) + 1,
+        -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
+        token = least(j.token, 9223372036854775806) + 1,
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text

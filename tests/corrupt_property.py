@@ -1,0 +1,60 @@
+"""The property behind issue #11's corrupt-record rules, for any broker: publish one job to be
+damaged among good ones, damage its stored record (``damage``, per broker), run a real worker,
+and check that the worker survives, every good job runs exactly once, and the damaged job ends
+``failed`` with a specific error (or, for values its broker accepts, runs like any job)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from asynctask import App, JobCtx, Worker
+from asynctask.brokers import Broker
+from asynctask.models import Job, JobStatus
+from asynctask.testing import wait_until
+
+FINISHED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+async def run_with_damage(
+    broker: Broker, good: int, damage: Callable[[str, str], Awaitable[None]]
+) -> tuple[Job, Counter[int]]:
+    """Publish job 0 (first in claim order) and ``good`` more to a fresh queue, ``damage(queue,
+    id of job 0)``, run a worker until every job is finished; returns job 0 and the run counts."""
+    queue = f"q{uuid.uuid4().hex[:10]}"
+    runs: Counter[int] = Counter()
+    app = App(broker)
+
+    @app.task(name="note", queue=queue, max_retries=1)
+    async def note(ctx: JobCtx, n: int) -> None:
+        runs[n] += 1
+
+    worker = Worker(
+        app, concurrency=4, poll_interval=0.02, lease=2, maintenance_interval=0.1, shutdown_grace=0
+    )
+    async with app:
+        bad = await app.publish("note", 0, priority=10)
+        ids = [bad.id] + [(await app.publish("note", n)).id for n in range(1, good + 1)]
+        await damage(queue, bad.id)
+
+        async def settled() -> bool:
+            # By id: a row with created_at NaN is past every listing cursor on Postgres.
+            jobs = [await broker.get(job_id) for job_id in ids]
+            return all(j is not None and j.status in FINISHED for j in jobs)
+
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await wait_until(settled, timeout=30, interval=0.02)
+            assert "idle" not in repr(worker), "the worker is still running"
+            worker.stop()
+        job = await broker.get(bad.id)
+        assert job is not None
+        for n in range(1, good + 1):
+            assert runs[n] == 1, f"good job {n} ran {runs[n]} times"
+        for job_id in ids[1:]:
+            other = await broker.get(job_id)
+            assert other is not None and other.status is JobStatus.SUCCEEDED
+        return job, runs
