@@ -166,18 +166,7 @@ def test_workers_recover_from_connection_resets(
     run_through_proxy("reset", shared_url, proxy, tmp_path, report, broker_name)
 
 
-#: On main the Postgres broker sets no command timeout (issue #11, item 6): the worker's
-#: broker_timeout abandons the call, but the stalled connection is never given up, and the worker
-#: waits on it until the connection is reset. The "reliability" branch adds the timeout.
-POSTGRES_STALL = pytest.mark.xfail(
-    reason="the Postgres broker has no command timeout: a stalled connection is never replaced (#11 item 6)",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize(
-    "shared_url", [pytest.param("postgres", marks=POSTGRES_STALL), "redis"], indirect=True
-)
+@pytest.mark.parametrize("shared_url", ["postgres", "redis"], indirect=True)
 def test_workers_abandon_stalled_connections_within_the_broker_timeout(
     shared_url: str,
     proxy: Proxy,
@@ -188,9 +177,7 @@ def test_workers_abandon_stalled_connections_within_the_broker_timeout(
     run_through_proxy("stall", shared_url, proxy, tmp_path, report, broker_name)
 
 
-@pytest.mark.parametrize(
-    "shared_url", [pytest.param("postgres", marks=POSTGRES_STALL), "redis"], indirect=True
-)
+@pytest.mark.parametrize("shared_url", ["postgres", "redis"], indirect=True)
 def test_sigterm_stops_workers_on_a_stalled_connection_within_grace_and_broker_timeout(
     shared_url: str,
     proxy: Proxy,
