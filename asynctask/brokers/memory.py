@@ -19,10 +19,10 @@ from typing import Any
 import anyio
 import msgspec
 
+from asynctask.brokers import transitions
 from asynctask.brokers.base import Capabilities, Clock
 from asynctask.brokers.memory_flow import FlowCalls, MemoryFlow
 from asynctask.brokers.refcount import OpenCount
-from asynctask.brokers.rules import lease_expired
 from asynctask.brokers.workers import WorkerCalls, WorkerTable
 from asynctask.errors import ConfigurationError
 from asynctask.flow import Claimed, TaskLimits
@@ -33,16 +33,11 @@ from asynctask.models import (
     LeaseState,
     NewJob,
     Outcome,
-    OutcomeKind,
     QueueStats,
     zero_counts,
 )
 
 __all__ = ["MemoryBroker"]
-
-_replace = msgspec.structs.replace
-_WAITABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED})
-_CANCELLABLE = frozenset({JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.PAUSED, JobStatus.WAITING})
 
 
 class MemoryBroker(FlowCalls, WorkerCalls):
@@ -129,15 +124,11 @@ class MemoryBroker(FlowCalls, WorkerCalls):
 
     def _live(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
-        if job is not None and job.expires_at is not None and job.expires_at <= self.clock():
-            return None
-        return job
+        return job if transitions.live(job, self.clock()) else None
 
     def _held(self, job_id: str, token: int) -> Job | None:
         job = self._jobs.get(job_id)
-        if job is None or job.status is not JobStatus.RUNNING or job.token != token:
-            return None
-        return job
+        return job if transitions.held(job, token) else None
 
     def _move_due(self, queue: str, now: float) -> None:
         scheduled = self._scheduled.get(queue)
@@ -145,7 +136,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
             _, seq, job_id = heapq.heappop(scheduled)
             job = self._jobs.get(job_id)
             if job is not None and self._seq.get(job_id) == seq and job.status is JobStatus.SCHEDULED:
-                self._store(_replace(job, status=JobStatus.QUEUED))
+                self._store(transitions.promote(job))
 
     def _has_ready(self, queue: str) -> bool:
         ready = self._ready.get(queue)
@@ -172,31 +163,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
             return False
         # A new job under an expired job's id keeps counting tokens up, so the old owner's
         # token can never match the new job.
-        expired = self._jobs.get(new.id)
-        if new.pending > 0:
-            status = JobStatus.WAITING
-        else:
-            status = JobStatus.SCHEDULED if new.run_at > now else JobStatus.QUEUED
-        self._store(
-            Job(
-                id=new.id,
-                task=new.task,
-                queue=new.queue,
-                payload=new.payload,
-                status=status,
-                priority=new.priority,
-                max_retries=new.max_retries,
-                timeout=new.timeout,
-                run_at=new.run_at,
-                created_at=now,
-                parent_id=new.parent_id,
-                pending=new.pending,
-                meta=new.meta,
-                headers=new.headers,
-                unique_key=new.unique_key,
-                token=expired.token if expired is not None else 0,
-            )
-        )
+        self._store(transitions.create(new, now, self._jobs.get(new.id)))
         if new.unique_key is not None:
             self._flow.unique[new.unique_key] = new.id
         return True
@@ -206,11 +173,11 @@ class MemoryBroker(FlowCalls, WorkerCalls):
         parent = self._jobs.get(job_id)
         if parent is None:
             return
-        pending = max(parent.pending + delta, 0)
-        if parent.status is JobStatus.WAITING and pending == 0:
-            self._store(_replace(parent, pending=0, status=JobStatus.QUEUED, attempts=0, run_at=self.clock()))
+        counted = transitions.add_pending(parent, delta, self.clock())
+        if counted.status is not parent.status:
+            self._store(counted)  # queued for its finish phase
         else:
-            self._jobs[job_id] = _replace(parent, pending=pending)
+            self._jobs[job_id] = counted
 
     def _finished(self, job: Job) -> None:
         """Bookkeeping for a job that just entered a finished status."""
@@ -245,16 +212,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
         return gate.result(claimed)
 
     def _lease(self, job: Job, now: float, lease: float) -> Job:
-        return self._store(
-            _replace(
-                job,
-                status=JobStatus.RUNNING,
-                attempts=job.attempts + 1,
-                token=job.token + 1,
-                started_at=now,
-                lease_expires_at=now + lease,
-            )
-        )
+        return self._store(transitions.claim(job, now, lease))
 
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now = self.clock()
@@ -266,34 +224,8 @@ class MemoryBroker(FlowCalls, WorkerCalls):
             for child in outcome.spawn:
                 if self._create(child, now) and child.parent_id is not None:
                     self._add_pending(child.parent_id, +1)
-            job = self._jobs[outcome.job_id]  # re-read: spawning may have raised its pending
-            if outcome.meta is not None:
-                job = _replace(job, meta=outcome.meta)
-            kind = outcome.kind
-            if kind is OutcomeKind.SUCCEEDED:
-                result = outcome.result if outcome.result is not None else job.result
-                status = JobStatus.WAITING if job.pending > 0 else JobStatus.SUCCEEDED
-                job = _replace(job, status=status, result=result, lease_expires_at=None)
-            elif kind is OutcomeKind.FAILED:
-                job = _replace(job, status=JobStatus.FAILED, error=outcome.error)
-            elif kind is OutcomeKind.CANCELLED:
-                job = _replace(job, status=JobStatus.CANCELLED, error=outcome.error)
-            elif kind is OutcomeKind.RETRY:
-                run_at = outcome.run_at if outcome.run_at is not None else now
-                status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
-                job = _replace(job, status=status, run_at=run_at, error=outcome.error, lease_expires_at=None)
-            elif kind is OutcomeKind.PAUSE:
-                job = _replace(
-                    job,
-                    status=JobStatus.PAUSED,
-                    attempts=job.attempts - 1,
-                    lease_expires_at=None,
-                    pause_requested=False,
-                )
-            else:  # RELEASE: the attempt does not count
-                job = _replace(job, status=JobStatus.QUEUED, attempts=job.attempts - 1, lease_expires_at=None)
-            if job.status.finished:
-                job = _replace(job, finished_at=now, lease_expires_at=None, expires_at=outcome.expires_at)
+            # Re-read: spawning may have raised its pending.
+            job = transitions.finish(self._jobs[outcome.job_id], outcome, now)
             self._store(job)
             if job.status.finished:
                 self._finished(job)
@@ -308,11 +240,8 @@ class MemoryBroker(FlowCalls, WorkerCalls):
             if job is None:
                 states.append(LeaseState.LOST)
                 continue
-            self._jobs[job.id] = _replace(job, lease_expires_at=now + lease)
-            if job.cancel_requested:
-                states.append(LeaseState.CANCEL)
-            else:
-                states.append(LeaseState.PAUSE if job.pause_requested else LeaseState.OK)
+            self._jobs[job.id], state = transitions.extend(job, now, lease)
+            states.append(state)
         return states
 
     async def save(
@@ -321,11 +250,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
         job = self._held(job_id, token)
         if job is None:
             return False
-        self._jobs[job_id] = _replace(
-            job,
-            state=state if state is not None else job.state,
-            result=result if result is not None else job.result,
-        )
+        self._jobs[job_id] = transitions.save(job, state, result)
         return True
 
     async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
@@ -348,7 +273,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
         now = self.clock()
         due = [j for j in self._jobs.values() if j.status is JobStatus.SCHEDULED and j.run_at <= now]
         for job in due[:limit]:
-            self._store(_replace(job, status=JobStatus.QUEUED))
+            self._store(transitions.promote(job))
         return min(len(due), limit)
 
     async def rescue_expired(self, limit: int) -> int:
@@ -359,14 +284,9 @@ class MemoryBroker(FlowCalls, WorkerCalls):
             if j.status is JobStatus.RUNNING and j.lease_expires_at is not None and j.lease_expires_at <= now
         ][:limit]
         for job in expired:
-            error = lease_expired(job.lease_expires_at or now, job.attempts)
-            if job.attempts > job.max_retries:
-                failed = _replace(
-                    job, status=JobStatus.FAILED, error=error, finished_at=now, lease_expires_at=None
-                )
-                self._finished(self._store(failed))
-            else:
-                self._store(_replace(job, status=JobStatus.QUEUED, error=error, lease_expires_at=None))
+            rescued = self._store(transitions.rescue(job, now))
+            if rescued.status.finished:
+                self._finished(rescued)
         return len(expired)
 
     async def prune(self, limit: int) -> int:
@@ -426,60 +346,51 @@ class MemoryBroker(FlowCalls, WorkerCalls):
         job = self._live(job_id)
         if job is None:
             return None
-        if job.status in _CANCELLABLE:
-            job = self._store(
-                _replace(job, status=JobStatus.CANCELLED, finished_at=self.clock(), expires_at=expires_at)
-            )
-            self._finished(job)
-        elif job.status is JobStatus.RUNNING:
-            job = self._jobs[job_id] = _replace(job, cancel_requested=True)
-        return job
+        changed = transitions.cancel(job, self.clock(), expires_at)
+        if changed is None:
+            return job
+        if changed.status is JobStatus.RUNNING:  # asked to stop at its next heartbeat
+            self._jobs[job_id] = changed
+        else:
+            self._finished(self._store(changed))
+        return changed
 
     async def pause(self, job_id: str) -> Job | None:
         job = self._live(job_id)
         if job is None:
             return None
-        if job.status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
-            job = self._store(_replace(job, status=JobStatus.PAUSED))
-        elif job.status is JobStatus.RUNNING:
-            job = self._jobs[job_id] = _replace(job, pause_requested=True)
-        return job
+        changed = transitions.pause(job)
+        if changed is None:
+            return job
+        if changed.status is JobStatus.RUNNING:  # asked to stop after its step
+            self._jobs[job_id] = changed
+            return changed
+        return self._store(changed)
 
     async def resume(self, job_id: str) -> Job | None:
         job = self._live(job_id)
         if job is None:
             return None
-        if job.status is JobStatus.PAUSED:
-            # A delayed job keeps its time: resumed before it, it is scheduled again.
-            status = JobStatus.SCHEDULED if job.run_at > self.clock() else JobStatus.QUEUED
-            job = self._store(_replace(job, status=status, pause_requested=False))
-        return job
+        # A delayed job keeps its time: resumed before it, it is scheduled again.
+        resumed = transitions.resume(job, self.clock())
+        return job if resumed is None else self._store(resumed)
 
     async def retry(self, job_id: str) -> Job | None:
         job = self._live(job_id)
         if job is None:
             return None
-        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            if job.unique_key is not None:
-                holder = self._flow.holder(self._jobs, job.unique_key, self.clock())
-                if holder is not None and holder.id != job.id:
-                    return job  # its key is taken by a newer job: left finished
-                self._flow.unique[job.unique_key] = job.id
-            parent = self._jobs.get(job.parent_id) if job.parent_id is not None else None
-            if parent is not None and parent.status is JobStatus.WAITING:
-                self._add_pending(parent.id, +1)
-            job = self._store(
-                _replace(
-                    job,
-                    status=JobStatus.QUEUED,
-                    attempts=0,
-                    run_at=self.clock(),
-                    finished_at=None,
-                    expires_at=None,
-                    cancel_requested=False,
-                )
-            )
-        return job
+        retried = transitions.retry(job, self.clock())
+        if retried is None:  # not failed nor cancelled
+            return job
+        if job.unique_key is not None:
+            holder = self._flow.holder(self._jobs, job.unique_key, self.clock())
+            if holder is not None and holder.id != job.id:
+                return job  # its key is taken by a newer job: left finished
+            self._flow.unique[job.unique_key] = job.id
+        parent = self._jobs.get(job.parent_id) if job.parent_id is not None else None
+        if parent is not None and parent.status is JobStatus.WAITING:
+            self._add_pending(parent.id, +1)
+        return self._store(retried)
 
     async def delete(self, job_id: str) -> bool:
         self._seq.pop(job_id, None)

@@ -12,8 +12,8 @@ Design
 every state change: each write says which revision it expects and the server refuses it if the
 record moved on (:mod:`.tx`). On top of that, the job's own fencing token, bumped by every claim,
 makes a worker's outcome, heartbeat or save apply only while it still holds the job
-(:mod:`.rules`). Publishing is create-if-absent (expected revision 0); an id whose job expired
-is taken over, its token still counting up.
+(:mod:`asynctask.brokers.transitions`). Publishing is create-if-absent (expected revision 0); an
+id whose job expired is taken over, its token still counting up.
 
 **Atomic batches for what changes together** (nats-server 2.12's atomic publish). A group and
 its members, an outcome with the children it spawns and the parent counters they move, a child

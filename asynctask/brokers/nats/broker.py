@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl, urlencode
 import anyio
 import msgspec
 
+from asynctask.brokers import transitions
 from asynctask.brokers.base import Capabilities, Clock
-from asynctask.brokers.nats import claiming, flow, manage, outcomes, publishing, rules, unique, workers
+from asynctask.brokers.nats import claiming, flow, manage, outcomes, publishing, unique, workers
 from asynctask.brokers.nats.client import Connection
 from asynctask.brokers.nats.config import NatsConfig
 from asynctask.brokers.nats.index import Index
@@ -245,7 +246,7 @@ class NatsBroker:
     async def get(self, job_id: str) -> Job | None:
         """The job as stored now, or ``None`` if it does not exist or has expired."""
         job = (await self.store.read(job_id)).job
-        return job if rules.live(job, self.clock()) else None
+        return job if transitions.live(job, self.clock()) else None
 
     async def list_jobs(
         self,
@@ -271,7 +272,7 @@ class NatsBroker:
             and (task is None or e.job.task == task)
             and (parent_id is None or e.job.parent_id == parent_id)
             and (before is None or (e.job.created_at, e.job.id) < before)
-            and rules.live(e.job, now)
+            and transitions.live(e.job, now)
         ]
         return heapq.nlargest(limit, found, key=lambda job: (job.created_at, job.id))
 
@@ -295,7 +296,7 @@ class NatsBroker:
         stats: dict[str, tuple[dict[JobStatus, int], list[float]]] = {}
         for entry in index.jobs():
             job = entry.job
-            if job is None or not rules.live(job, now):
+            if job is None or not transitions.live(job, now):
                 continue
             counts, ready = stats.setdefault(job.queue, (zero_counts(), []))
             counts[job.status] += 1

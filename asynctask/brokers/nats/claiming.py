@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from asynctask.brokers.nats import rules
+from asynctask.brokers import transitions
 from asynctask.brokers.nats.client import Conflict
 from asynctask.brokers.nats.index import Entry, Index
 from asynctask.brokers.nats.store import Store, Write
@@ -53,10 +53,10 @@ async def claim(store: Store, index: Index, queue: str, limit: int, *, lease: fl
         promote = False
         if not selected and not leftover:
             break
-        news = [rules.claim(_job(entry), now, lease) for entry in selected]
+        news = [transitions.claim(_job(entry), now, lease) for entry in selected]
         tried.update(new.id for new in news)
         pairs = list(zip(selected, news, strict=True))
-        pairs += [(entry, rules.promote(_job(entry))) for entry in leftover]
+        pairs += [(entry, transitions.promote(_job(entry))) for entry in leftover]
         done = await _swap_all(store, index, pairs)
         claimed += [new for new, ok in zip(news, done, strict=False) if ok]
         if all(done[: len(news)]):
@@ -72,4 +72,4 @@ def _job(entry: Entry) -> Job:
 async def promote_due(store: Store, index: Index, limit: int, now: float) -> int:
     """Move scheduled jobs whose time has come to ``queued``, oldest records first."""
     due = index.due(now)[:limit]
-    return sum(await _swap_all(store, index, [(e, rules.promote(_job(e))) for e in due]))
+    return sum(await _swap_all(store, index, [(e, transitions.promote(_job(e))) for e in due]))

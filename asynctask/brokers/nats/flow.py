@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import anyio
 
-from asynctask.brokers.nats import rules
+from asynctask.brokers import transitions
 from asynctask.brokers.nats.client import MAX_BATCH, Conflict
 from asynctask.brokers.nats.flowrecords import FlowRecord, decode_flow, encode
 from asynctask.brokers.nats.index import Entry, Index
@@ -170,7 +170,7 @@ async def claim(
         if not chosen:
             break
         writes: list[Write | Put] = [
-            Write(_job(e).id, rules.claim(_job(e), now, lease), e.rev) for e in chosen
+            Write(_job(e).id, transitions.claim(_job(e), now, lease), e.rev) for e in chosen
         ]
         if settings.limited:
             writes.append(_spent(queue_key, record, gate.budget, queue_rev, now))
@@ -241,7 +241,7 @@ async def _promote(store: Store, index: Index, entries: list[Entry]) -> None:
     due = [e for e in entries if _job(e).status is JobStatus.SCHEDULED]
     if not due:
         return
-    news = [rules.promote(_job(e)) for e in due]
+    news = [transitions.promote(_job(e)) for e in due]
     answers = await store.write_each([Write(new.id, new, e.rev) for e, new in zip(due, news, strict=True)])
     for new, answer in zip(news, answers, strict=True):
         if isinstance(answer, int):

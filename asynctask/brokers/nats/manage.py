@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from asynctask.brokers.nats import rules, unique
+from asynctask.brokers import transitions
+from asynctask.brokers.nats import unique
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
 from asynctask.brokers.nats.tx import Tx, concurrently, run
@@ -22,7 +23,7 @@ __all__ = ["cancel", "delete", "pause", "prune", "resume", "retry"]
 async def _live(tx: Tx, job_id: str, now: float) -> Job | None:
     await tx.load([job_id], fresh=True)
     job = tx.get(job_id)
-    return job if rules.live(job, now) else None
+    return job if transitions.live(job, now) else None
 
 
 async def cancel(
@@ -34,7 +35,7 @@ async def cancel(
         job = await _live(tx, job_id, now)
         if job is None:
             return None
-        new = rules.cancel(job, now, expires_at)
+        new = transitions.cancel(job, now, expires_at)
         if new is None:
             return job
         tx.put(job_id, new)
@@ -42,7 +43,7 @@ async def cancel(
             await tx.load([new.parent_id], fresh=True)
             parent = tx.get(new.parent_id)
             if parent is not None:
-                tx.put(parent.id, rules.add_pending(parent, -1, now))
+                tx.put(parent.id, transitions.add_pending(parent, -1, now))
         return new
 
     return await run(store, index, change)
@@ -55,7 +56,7 @@ async def pause(store: Store, index: Index | None, job_id: str, *, now: float) -
         job = await _live(tx, job_id, now)
         if job is None:
             return None
-        new = rules.pause(job)
+        new = transitions.pause(job)
         if new is None:
             return job
         tx.put(job_id, new)
@@ -71,7 +72,7 @@ async def resume(store: Store, index: Index | None, job_id: str, *, now: float) 
         job = await _live(tx, job_id, now)
         if job is None:
             return None
-        new = rules.resume(job, now)
+        new = transitions.resume(job, now)
         if new is None:
             return job
         tx.put(job_id, new)
@@ -88,7 +89,7 @@ async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -
         job = await _live(tx, job_id, now)
         if job is None:
             return None
-        new = rules.retry(job, now)
+        new = transitions.retry(job, now)
         if new is None:
             return job
         if job.unique_key is not None:
@@ -100,7 +101,7 @@ async def retry(store: Store, index: Index | None, job_id: str, *, now: float) -
             await tx.load([job.parent_id], fresh=True)
             parent = tx.get(job.parent_id)
             if parent is not None and parent.status is JobStatus.WAITING:
-                tx.put(parent.id, rules.add_pending(parent, +1, now))
+                tx.put(parent.id, transitions.add_pending(parent, +1, now))
         tx.put(job_id, new)
         return new
 

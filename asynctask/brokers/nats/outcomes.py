@@ -16,7 +16,8 @@ from functools import partial
 
 import msgspec
 
-from asynctask.brokers.nats import records, rules, unique
+from asynctask.brokers import transitions
+from asynctask.brokers.nats import records, unique
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store, Write
 from asynctask.brokers.nats.tx import KeyedLock, Tx, concurrently, run, run_each
@@ -63,9 +64,9 @@ async def complete(
         known = index.get(outcome.job_id) if index is not None else None
         if known is None or known.job is None:
             return None
-        if not rules.held(known.job, outcome.token):
+        if not transitions.held(known.job, outcome.token):
             return False, None  # a token that lost its job never holds it again
-        new = _fitted(rules.finish(known.job, outcome, now), store.record_limit)
+        new = _fitted(transitions.finish(known.job, outcome, now), store.record_limit)
         return True, Write(new.id, new, known.revision)
 
     async def alone(n: int) -> bool:
@@ -119,20 +120,20 @@ async def _spawn(
     """
     await tx.load([outcome.job_id])
     job = tx.get(outcome.job_id)
-    if not rules.held(job, outcome.token):
+    if not transitions.held(job, outcome.token):
         return False
     if fence:
         tx.put(outcome.job_id, job)
     await tx.load([c.id for c in children], fresh=True)
     for child in children:
         current = tx.get(child.id)
-        if rules.live(current, now):
+        if transitions.live(current, now):
             continue
         if child.unique_key is not None:
             if await unique.holder(tx, child.unique_key, now) is not None:
                 continue  # not stored, so not waited for
             unique.take(tx, child.unique_key, child.id)
-        tx.put(child.id, rules.create(child, now, current))
+        tx.put(child.id, transitions.create(child, now, current))
         if child.parent_id is not None:
             await _count(tx, child.parent_id, +1, now)
     return True
@@ -143,7 +144,7 @@ async def _finish(tx: Tx, outcome: Outcome, spawn: Sequence[NewJob], now: float)
         return False
     job = tx.get(outcome.job_id)  # read again: spawning may have raised its pending
     assert job is not None
-    job = _fitted(rules.finish(job, outcome, now), tx.record_limit)
+    job = _fitted(transitions.finish(job, outcome, now), tx.record_limit)
     tx.put(job.id, job)
     if job.status.finished and job.parent_id is not None:
         await _count(tx, job.parent_id, -1, now)
@@ -173,7 +174,7 @@ async def _count(tx: Tx, parent_id: str, delta: int, now: float) -> None:
     await tx.load([parent_id])
     parent = tx.get(parent_id)
     if parent is not None:
-        tx.put(parent_id, rules.add_pending(parent, delta, now))
+        tx.put(parent_id, transitions.add_pending(parent, delta, now))
 
 
 async def extend_leases(
@@ -186,17 +187,17 @@ async def extend_leases(
         known = index.get(held.job_id) if index is not None else None
         if known is None or known.job is None:
             return None
-        if not rules.held(known.job, held.token):
+        if not transitions.held(known.job, held.token):
             return LeaseState.LOST, None
-        job, state = rules.extend(known.job, now, lease)
+        job, state = transitions.extend(known.job, now, lease)
         return state, Write(job.id, job, known.revision)
 
     async def extend(tx: Tx, held: Lease) -> LeaseState:
         await tx.load([held.job_id])
         job = tx.get(held.job_id)
-        if job is None or not rules.held(job, held.token):
+        if job is None or not transitions.held(job, held.token):
             return LeaseState.LOST
-        job, state = rules.extend(job, now, lease)
+        job, state = transitions.extend(job, now, lease)
         tx.put(job.id, job)
         return state
 
@@ -220,9 +221,9 @@ async def save(
     async def write(tx: Tx) -> bool:
         await tx.load([job_id])
         job = tx.get(job_id)
-        if job is None or not rules.held(job, token):
+        if job is None or not transitions.held(job, token):
             return False
-        tx.put(job_id, rules.save(job, state, result))
+        tx.put(job_id, transitions.save(job, state, result))
         return True
 
     return await run(store, index, write)
@@ -238,7 +239,7 @@ async def rescue_expired(store: Store, index: Index, limit: int, now: float) -> 
             return False
         if job.lease_expires_at is None or job.lease_expires_at > now:
             return False
-        job = rules.rescue(job, now)
+        job = transitions.rescue(job, now)
         tx.put(job_id, job)
         if job.status.finished and job.parent_id is not None:
             await _count(tx, job.parent_id, -1, now)

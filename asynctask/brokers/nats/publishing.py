@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from asynctask.brokers.nats import rules, unique
+from asynctask.brokers import transitions
+from asynctask.brokers.nats import unique
 from asynctask.brokers.nats.client import MAX_BATCH, Conflict
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store, Write
@@ -54,7 +55,7 @@ async def enqueue(store: Store, index: Index | None, jobs: Sequence[NewJob], now
 async def _create(store: Store, index: Index | None, news: list[NewJob], now: float) -> list[bool]:
     if any(new.unique_key is not None for new in news):
         return await run(store, index, _create_checked, news, now)
-    writes = [Write(new.id, rules.create(new, now, None), 0) for new in news]
+    writes = [Write(new.id, transitions.create(new, now, None), 0) for new in news]
     try:
         revisions = await store.write(writes)
     except Conflict:
@@ -70,7 +71,7 @@ async def _create_checked(tx: Tx, news: list[NewJob], now: float) -> list[bool]:
     flags = []
     for new in news:
         current = tx.get(new.id)
-        if rules.live(current, now):
+        if transitions.live(current, now):
             flags.append(False)
             continue
         if new.unique_key is not None:
@@ -78,6 +79,6 @@ async def _create_checked(tx: Tx, news: list[NewJob], now: float) -> list[bool]:
                 flags.append(False)
                 continue
             unique.take(tx, new.unique_key, new.id)
-        tx.put(new.id, rules.create(new, now, current))
+        tx.put(new.id, transitions.create(new, now, current))
         flags.append(True)
     return flags

@@ -1,9 +1,10 @@
 """Optimistic transactions over job records: read, decide, write everything fenced, or retry.
 
 A transaction function reads the records it needs through a :class:`Tx`, decides with the pure
-rules of :mod:`.rules`, and :meth:`Tx.put` s the records it changes. :func:`run` then writes every
-changed record in one atomic batch, each under the revision it was read at. If any of them moved
-on meanwhile, nothing is written and the function runs again on fresh reads.
+transitions of :mod:`asynctask.brokers.transitions`, and :meth:`Tx.put` s the records it changes.
+:func:`run` then writes every changed record in one atomic batch, each under the revision it was
+read at. If any of them moved on meanwhile, nothing is written and the function runs again on
+fresh reads.
 
 Reads may come from the broker's index (cheap, possibly a little behind) only where the outcome
 is fenced anyway: a record read that way is always written back under its revision, or the

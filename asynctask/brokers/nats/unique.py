@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from contextlib import suppress
 
-from asynctask.brokers.nats import flowrecords, rules
+from asynctask.brokers import transitions
+from asynctask.brokers.nats import flowrecords
 from asynctask.brokers.nats.client import Conflict
 from asynctask.brokers.nats.index import Index
 from asynctask.brokers.nats.store import Store
@@ -44,7 +45,7 @@ async def holder(tx: Tx, key: str, now: float) -> Job | None:
         return None
     await tx.load([record.job_id], fresh=True)
     job = tx.get(record.job_id)
-    return job if rules.holds_key(job, key, now) else None
+    return job if transitions.holds_key(job, key, now) else None
 
 
 def take(tx: Tx, key: str, job_id: str) -> None:

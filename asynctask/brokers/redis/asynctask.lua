@@ -48,6 +48,15 @@ local function hex(n)
   return string.format('%016x', n)
 end
 
+-- Members of the ordered sets are fixed-width hex prefixes (16 digits each), then the job id:
+--   ready:           priority key .. time key .. sequence .. id   (see make_ready, codec.py)
+--   all, finished:   creation sequence .. id                      (see all_member)
+local HEX = 16
+local READY_ID_AT = 3 * HEX + 1   -- where the id starts in a `ready` member
+local ALL_ID_AT = HEX + 1         -- where the id starts in an `all` / `finished` member
+local function ready_id(member) return string.sub(member, READY_ID_AT) end
+local function all_id(member) return string.sub(member, ALL_ID_AT) end
+
 local function wake(K, n)
   if n <= 0 then return end
   if n > WAKE_MAX then n = WAKE_MAX end
@@ -439,7 +448,7 @@ function commands.claim()
   local out = {}
   for _, member in ipairs(members) do
     redis.call('ZREM', Q.ready, member)
-    local id = string.sub(member, 49)
+    local id = ready_id(member)
     local key = Q.job .. id
     -- One read for the status and the checks (the hot path of every claim).
     local f = redis.call('HMGET', key, unpack(CHECKED))
@@ -659,7 +668,7 @@ function commands.prune()
   local members = redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local out = {}
   for _, member in ipairs(members) do
-    local id = string.sub(member, 17)
+    local id = all_id(member)
     local key = Q.job .. id
     -- The record may already be gone through its TTL; the index entries go either way.
     redis.call('ZREM', Q.finished, member)
@@ -884,7 +893,7 @@ function commands.stats()
     counts[status] = redis.call('ZCARD', status_key(Q, status))
   end
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW)) do
-    local id = string.sub(member, 17)
+    local id = all_id(member)
     for _, status in ipairs({'succeeded', 'failed', 'cancelled'}) do
       if redis.call('ZSCORE', status_key(Q, status), id) then
         counts[status] = counts[status] - 1
@@ -898,9 +907,9 @@ function commands.stats()
   -- Ready members sort by priority, then run_at: each priority's first member is its oldest.
   local head = redis.call('ZRANGE', Q.ready, 0, 0)
   while head[1] do
-    local run_at = tonumber(redis.call('HGET', Q.job .. string.sub(head[1], 49), 'run_at'))
+    local run_at = tonumber(redis.call('HGET', Q.job .. ready_id(head[1]), 'run_at'))
     if run_at and (not oldest or run_at < oldest) then oldest = run_at end
-    head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, 16) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
+    head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, HEX) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
   end
   local out = {}
   for status, n in pairs(counts) do
@@ -1032,7 +1041,7 @@ flow_claim = function(limit, lease, worker, limits, slack)
       hold(queue)
       break
     end
-    local id = string.sub(member, 49)
+    local id = ready_id(member)
     local key = Q.job .. id
     local f = redis.call('HMGET', key, 'status', 'task')
     if f[1] ~= 'queued' then

@@ -1,8 +1,12 @@
 """The protocol's state changes as pure functions: a job record in, the next record out.
 
-They restate, record by record, what :mod:`asynctask.brokers.memory` (the reference) does, so
-the broker's I/O code only reads records, calls one of these and writes the result under a
-compare-and-set. Nothing here reads a clock or the network: ``now`` is passed in.
+Each rule of :mod:`asynctask.brokers.base` that changes one job (its initial status, a claim, an
+outcome, a rescue, the parent count-out, cancel, pause, resume, retry -> scheduled or queued) is
+written here once, for the brokers that keep whole job records in Python: the in-memory
+reference applies them to its dict, the NATS broker to records it writes under a
+compare-and-set. Nothing here reads a clock or the network: ``now`` is passed in. (The SQL, Lua
+and MongoDB brokers restate the same rules in their own languages; the contract suite and its
+differential test hold them to these.)
 """
 
 from __future__ import annotations
