@@ -7,12 +7,12 @@ import anyio
 from asynctask import App, JobCtx, Worker
 from asynctask.brokers import Broker
 from asynctask.testing import wait_until
-from tests.stall_proxy import StallProxy
+from tests.proxy import Proxy
 
 GRACE, TIMEOUT = 0.2, 0.5
 
 
-async def check_worker_recovers(proxied: Broker, direct: Broker, proxy: StallProxy, *, bound: float) -> None:
+async def check_worker_recovers(proxied: Broker, direct: Broker, proxy: Proxy, *, bound: float) -> None:
     """Run a worker on ``proxied``, stall every connection it has, publish through ``direct``
     (the same jobs, another route): the job must run within ``bound`` seconds, and the worker
     must then stop within ``shutdown_grace + broker_timeout`` plus slack."""
@@ -37,7 +37,7 @@ async def check_worker_recovers(proxied: Broker, direct: Broker, proxy: StallPro
             await wait_until(lambda: "idle" in repr(worker), timeout=GRACE + TIMEOUT + 5)
 
 
-async def check_worker_stops_while_stalled(proxied: Broker, direct: Broker, proxy: StallProxy) -> float:
+async def check_worker_stops_while_stalled(proxied: Broker, direct: Broker, proxy: Proxy) -> float:
     """Stop a worker holding a running job while its connections are stalled; returns how long
     the stop and the close of its broker took (the caller compares it with the documented bound)."""
     started = anyio.Event()

@@ -1,4 +1,4 @@
-"""Broken connections: CLI workers reach the broker through :class:`~tests.chaos.proxy.Proxy`,
+"""Broken connections: CLI workers reach the broker through :class:`~tests.proxy.Proxy`,
 which resets every connection (TCP RST) twice mid-run, or stalls every connection (no byte
 forwarded, nothing closed) once.
 
@@ -30,7 +30,7 @@ from tests.chaos.harness import (
     recovered,
     wait_finished,
 )
-from tests.chaos.proxy import Proxy
+from tests.proxy import Proxy
 
 #: The long version runs for minutes; the default per-test timeout (120 s) fits the short one.
 pytestmark = pytest.mark.timeout(1200 if long_run() else 120)

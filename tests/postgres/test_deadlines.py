@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import anyio
@@ -15,21 +15,21 @@ from asynctask.errors import BrokerUnavailable, ConfigurationError
 from asynctask.testing import FakeClock, wait_until
 from tests.backend_postgres import URL, drop_schema, fresh_schema, postgres_broker
 from tests.postgres.conftest import new_job
-from tests.stall_proxy import StallProxy, stall_proxy
+from tests.proxy import Proxy
 from tests.stalled_worker import GRACE, TIMEOUT, check_worker_recovers, check_worker_stops_while_stalled
 
 pytestmark = pytest.mark.anyio
 
 
-def through(proxy: StallProxy, schema: str, query: str = "") -> str:
+def through(proxy: Proxy, schema: str, query: str = "") -> str:
     parts = urlsplit(URL)
     return f"postgresql://{parts.username}@127.0.0.1:{proxy.port}{parts.path}?schema={schema}{query}"
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[StallProxy]:
+def proxy() -> Iterator[Proxy]:
     parts = urlsplit(URL)
-    async with stall_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+    with Proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
         yield proxy
 
 
@@ -43,7 +43,7 @@ def test_command_timeout_from_url_and_keyword() -> None:
             PostgresBroker(f"postgresql://h/db?command_timeout={bad}")
 
 
-async def test_a_stalled_statement_fails_by_its_deadline_and_the_next_one_works(proxy: StallProxy) -> None:
+async def test_a_stalled_statement_fails_by_its_deadline_and_the_next_one_works(proxy: Proxy) -> None:
     clock = FakeClock()
     schema = fresh_schema()
     broker = PostgresBroker(through(proxy, schema, "&notify=false&command_timeout=0.5"), clock=clock)
@@ -66,7 +66,7 @@ async def test_a_stalled_statement_fails_by_its_deadline_and_the_next_one_works(
         await drop_schema(schema)
 
 
-async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: StallProxy) -> None:
+async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: Proxy) -> None:
     clock = time.time
     async with postgres_broker(clock) as direct:
         proxied = PostgresBroker(through(proxy, direct.schema), clock=clock)
@@ -74,7 +74,7 @@ async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: StallProx
 
 
 async def test_a_server_restart_logs_no_driver_traceback(
-    proxy: StallProxy, caplog: pytest.LogCaptureFixture
+    proxy: Proxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
     schema = fresh_schema()
@@ -107,7 +107,7 @@ async def _answers(broker: PostgresBroker) -> bool:
     return True
 
 
-async def test_a_worker_whose_connection_stalls_stops_within_its_deadline(proxy: StallProxy) -> None:
+async def test_a_worker_whose_connection_stalls_stops_within_its_deadline(proxy: Proxy) -> None:
     async with postgres_broker(time.time) as direct:
         proxied = PostgresBroker(through(proxy, direct.schema), clock=time.time)
         took = await check_worker_stops_while_stalled(proxied, direct, proxy)

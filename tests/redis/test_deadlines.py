@@ -4,7 +4,7 @@ version (issue #11, item 7), and the URL's database must be a number (item 11)."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import anyio
@@ -14,21 +14,21 @@ from asynctask.brokers.redis import RedisBroker
 from asynctask.brokers.redis.connection import CONNECT_TIMEOUT, SOCKET_TIMEOUT
 from asynctask.errors import ConfigurationError
 from tests.backend_redis import REDIS_URL
+from tests.proxy import Proxy
 from tests.redis.helpers import broker_for, job
-from tests.stall_proxy import StallProxy, stall_proxy
 from tests.stalled_worker import GRACE, TIMEOUT, check_worker_recovers, check_worker_stops_while_stalled
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def proxy() -> AsyncIterator[StallProxy]:
+def proxy() -> Iterator[Proxy]:
     parts = urlsplit(REDIS_URL)
-    async with stall_proxy(parts.hostname or "127.0.0.1", parts.port or 6379) as proxy:
+    with Proxy(parts.hostname or "127.0.0.1", parts.port or 6379) as proxy:
         yield proxy
 
 
-def through(proxy: StallProxy, prefix: str, query: str = "") -> str:
+def through(proxy: Proxy, prefix: str, query: str = "") -> str:
     return f"redis://127.0.0.1:{proxy.port}{urlsplit(REDIS_URL).path}?prefix={prefix}{query}"
 
 
@@ -58,9 +58,7 @@ def test_database_numbers_are_accepted(path: str) -> None:
     RedisBroker.from_url(f"redis://h:6379{path}")
 
 
-async def test_a_stalled_connection_is_dropped_after_the_socket_timeout(
-    proxy: StallProxy, prefix: str
-) -> None:
+async def test_a_stalled_connection_is_dropped_after_the_socket_timeout(proxy: Proxy, prefix: str) -> None:
     broker = RedisBroker.from_url(through(proxy, prefix), socket_timeout=0.5)
     await broker.open()
     try:
@@ -75,14 +73,12 @@ async def test_a_stalled_connection_is_dropped_after_the_socket_timeout(
         await broker.close()
 
 
-async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: StallProxy, prefix: str) -> None:
+async def test_a_worker_whose_connection_stalls_is_back_at_work(proxy: Proxy, prefix: str) -> None:
     proxied = RedisBroker.from_url(through(proxy, prefix, "&socket_timeout=1"))
     await check_worker_recovers(proxied, broker_for(prefix), proxy, bound=15)
 
 
-async def test_a_worker_whose_connection_stalls_stops_within_its_deadline(
-    proxy: StallProxy, prefix: str
-) -> None:
+async def test_a_worker_whose_connection_stalls_stops_within_its_deadline(proxy: Proxy, prefix: str) -> None:
     proxied = RedisBroker.from_url(through(proxy, prefix, "&socket_timeout=1"))
     took = await check_worker_stops_while_stalled(proxied, broker_for(prefix), proxy)
     assert took < GRACE + TIMEOUT + 1 + 1, took
