@@ -9,17 +9,17 @@ drain deadline: those jobs go back to the queue when their leases expire.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 import anyio
-import anyio.lowlevel
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from asynctask.brokers.base import Broker
 from asynctask.models import Outcome, OutcomeKind
 from asynctask.runtime.control import Control, Slots, WorkerStats
+from asynctask.runtime.handoff import Handoff
 
 __all__ = ["MAX_BATCH", "Completer"]
 
@@ -42,19 +42,23 @@ class Completer:
         self.stats = stats
         self.timeout = timeout
 
-    async def run(self, receive: MemoryObjectReceiveStream[Outcome]) -> None:
-        async with receive:
-            async for first in receive:
-                # One turn of the loop lets the executors finishing at the same moment add their
-                # outcomes: one round trip then reports them all.
-                await anyio.lowlevel.checkpoint()
-                batch = [first]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await self.flush(batch)
+    async def run(self, outcomes: Handoff[Outcome]) -> None:
+        """Report outcomes until every executor is done and nothing is left."""
+        while True:
+            try:
+                first = await outcomes.get()
+            except anyio.EndOfStream:
+                return
+            # One turn of the loop lets the executors finishing at the same moment add their
+            # outcomes: one round trip then reports them all.
+            await asyncio.sleep(0)
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(outcomes.get_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await self.flush(batch)
 
     async def flush(self, batch: Sequence[Outcome]) -> None:
         try:

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from asynctask.brokers.base import Broker, Clock
 from asynctask.flow import Claimed, TaskLimits
 from asynctask.models import Job, Lease
 from asynctask.runtime.control import Control, Slots, WorkerStats
+from asynctask.runtime.handoff import Sender
 
 __all__ = ["Fetcher"]
 
@@ -67,10 +67,10 @@ class Fetcher:
         self.claims = 0
         self.dry = False
 
-    async def run(self, send: MemoryObjectSendStream[Job]) -> None:
+    async def run(self, send: Sender[Job]) -> None:
         backoff = _MIN_BACKOFF
         control, slots, queue = self.control, self.slots, self.queue
-        async with send:
+        with send:
             while not control.stopping:
                 n = slots.reserve(queue, self.batch_size)
                 if n == 0:
@@ -99,9 +99,10 @@ class Fetcher:
                 self.dry = len(jobs) < n and not (isinstance(jobs, Claimed) and jobs.retry_at is not None)
                 slots.release(queue, n - len(jobs))
                 self.stats.claimed += len(jobs)
+                held = slots.held
                 for job in jobs:
-                    slots.held[job.id] = Lease(job.id, job.token)
-                    await send.send(job)
+                    held[job.id] = Lease(job.id, job.token)
+                    send.put(job)
                 if len(jobs) < n:
                     if isinstance(jobs, Claimed) and jobs.held_back:
                         await self._wait_for_jobs(self._held_back(jobs.retry_at))

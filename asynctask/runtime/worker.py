@@ -43,7 +43,6 @@ from typing import Unpack
 import anyio
 import msgspec
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asynctask.brokers.base import Broker
 from asynctask.events import BROKER_HOOKS, Events
@@ -56,6 +55,7 @@ from asynctask.runtime.burst import stop_when_idle
 from asynctask.runtime.completer import MAX_BATCH, Completer
 from asynctask.runtime.control import Control, Slots, WorkerStats
 from asynctask.runtime.fetcher import Fetcher
+from asynctask.runtime.handoff import Handoff, Sender
 from asynctask.runtime.heartbeat import Heartbeat
 from asynctask.runtime.instrumented import instrumented
 from asynctask.runtime.lifespan import WorkerLifespan
@@ -266,8 +266,9 @@ class Worker:
                 self.concurrency,
                 extra={"action": "worker_started", "worker": self.id},
             )
-            jobs_send, jobs_receive = anyio.create_memory_object_stream[Job](self.concurrency + self.prefetch)
-            out_send, out_receive = anyio.create_memory_object_stream[Outcome](max(2 * self.concurrency, 64))
+            # Claimed jobs to the executors, outcomes to the completer (runtime.handoff).
+            jobs: Handoff[Job] = Handoff()
+            outcomes: Handoff[Outcome] = Handoff()
             completer = Completer(
                 broker, slots=slots, control=control, stats=self.stats, timeout=self.broker_timeout
             )
@@ -288,50 +289,51 @@ class Worker:
             await presence.run_once(deadline=1.0)
             if self.scheduler and self.registry.periodic_tasks:
                 background.append(PeriodicScheduler(self.registry, broker, timeout=self.broker_timeout).run)
-            # Every stream is closed on the way out, even when the worker is cancelled outright.
-            with jobs_send, jobs_receive, out_send, out_receive:
+            # Every hand-off is closed on the way out, even when the worker is cancelled outright.
+            with jobs.sender() as jobs_send, outcomes.sender() as outcomes_send:
                 async with anyio.create_task_group() as services:
                     # The background services run until the work is done, then are cancelled.
                     services.start_soon(concurrence(*background))
                     if self.handle_signals:
                         await services.start(watch_signals, self._signalled)
                     async with anyio.create_task_group() as core:
-                        core.start_soon(completer.run, out_receive.clone())
-                        async with out_send.clone() as outcomes, anyio.create_task_group() as work:
-                            fetchers: list[Fetcher] = []
-                            async with jobs_send.clone() as jobs:
-                                for queue in self.queues:
-                                    fetcher = Fetcher(
-                                        broker,
-                                        queue,
-                                        slots=slots,
-                                        control=control,
-                                        stats=self.stats,
-                                        worker_id=self.id,
-                                        batch_size=self.batch_size,
-                                        lease=self.lease,
-                                        poll_interval=self.poll_interval,
-                                        timeout=self.broker_timeout,
-                                        limits=limits,
-                                        clock=self.registry.clock,
+                        core.start_soon(completer.run, outcomes)
+                        # The completer ends once the executors are done and the outcomes sent.
+                        with outcomes_send:
+                            async with anyio.create_task_group() as work:
+                                fetchers: list[Fetcher] = []
+                                # The executors end once every fetcher has ended.
+                                with jobs_send:
+                                    for queue in self.queues:
+                                        fetcher = Fetcher(
+                                            broker,
+                                            queue,
+                                            slots=slots,
+                                            control=control,
+                                            stats=self.stats,
+                                            worker_id=self.id,
+                                            batch_size=self.batch_size,
+                                            lease=self.lease,
+                                            poll_interval=self.poll_interval,
+                                            timeout=self.broker_timeout,
+                                            limits=limits,
+                                            clock=self.registry.clock,
+                                        )
+                                        work.start_soon(fetcher.run, jobs_send.clone())
+                                        fetchers.append(fetcher)
+                                if self.burst:
+                                    interval = min(self.poll_interval, 0.02)
+                                    work.start_soon(
+                                        partial(
+                                            stop_when_idle, fetchers, slots.held, self.stop, interval=interval
+                                        )
                                     )
-                                    work.start_soon(fetcher.run, jobs.clone())
-                                    fetchers.append(fetcher)
-                            jobs_send.close()
-                            if self.burst:
-                                interval = min(self.poll_interval, 0.02)
-                                work.start_soon(
-                                    partial(
-                                        stop_when_idle, fetchers, slots.held, self.stop, interval=interval
-                                    )
-                                )
-                            for _ in range(self.concurrency):
-                                work.start_soon(self._executor, slots, jobs_receive, outcomes, limiters)
-                            work.start_soon(self._shutdown_watch)
-                            events.worker_started(self.id, self.concurrency)
-                            announced = True
-                            task_status.started()
-                        out_send.close()
+                                for _ in range(self.concurrency):
+                                    work.start_soon(self._executor, slots, jobs, outcomes_send, limiters)
+                                work.start_soon(self._shutdown_watch)
+                                events.worker_started(self.id, self.concurrency)
+                                announced = True
+                                task_status.started()
                     services.cancel_scope.cancel()
             await presence.remove(min(self.broker_timeout, _FAREWELL))
             log.info(
@@ -353,21 +355,16 @@ class Worker:
     async def _executor(
         self,
         slots: Slots,
-        receive: MemoryObjectReceiveStream[Job],
-        outcomes: MemoryObjectSendStream[Outcome],
+        jobs: Handoff[Job],
+        outcomes: Sender[Outcome],
         limiters: dict[str, anyio.CapacityLimiter],
     ) -> None:
         while True:
-            # The fast path takes a waiting job without anyio's per-item bookkeeping; one plain
-            # asyncio turn per job keeps the other tasks (fetchers, heartbeat) running.
+            # One plain asyncio turn per job keeps the other tasks (fetchers, heartbeat) running;
+            # a waiting job is then taken without another.
             await asyncio.sleep(0)
             try:
-                job = receive.receive_nowait()
-            except anyio.WouldBlock:
-                try:
-                    job = await receive.receive()
-                except anyio.EndOfStream:
-                    return
+                job = await jobs.get()
             except anyio.EndOfStream:
                 return
             try:
@@ -401,17 +398,19 @@ class Worker:
                         # A rescued job may have been claimed again by this very worker.
                         if self._attempts.get(job.id) is attempt:
                             del self._attempts[job.id]
-                        self._wake()
+                        self._attempt_ended()
                 if outcome is None:
                     slots.held.pop(job.id, None)
                     self.stats.lost += 1
                 else:
-                    try:
-                        outcomes.send_nowait(outcome)
-                    except anyio.WouldBlock:
-                        await outcomes.send(outcome)
+                    outcomes.put(outcome)
             finally:
                 slots.release(job.queue)
+
+    def _attempt_ended(self) -> None:
+        # Only a stopping worker's shutdown watch counts the attempts left: no wake-up per job.
+        if self._control.stopping:
+            self._wake()
 
     def _wake(self) -> None:
         """Something the shutdown watch waits for happened: an attempt ended, or a stop request."""
