@@ -9,8 +9,8 @@ registry and a broker can be run.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, Unpack, overload
@@ -366,7 +366,7 @@ class Registry:
         elif unique is None:
             unique = task.unique
         return NewJob(
-            id=validate_job_id(job_id) if job_id is not None else uuid.uuid4().hex,
+            id=validate_job_id(job_id) if job_id is not None else new_job_id(),
             task=task.name,
             queue=validate_queue(queue) if queue is not None else task.queue,
             payload=payload,
@@ -377,6 +377,14 @@ class Registry:
             headers=check_headers(headers) if headers is not None else {},
             unique_key=unique_key(task.name, key, payload) if key is not None or unique else None,
         )
+
+
+def new_job_id() -> str:
+    """A new job's id: 32 random hex digits (128 bits from ``os.urandom``).
+
+    The shape of ``uuid.uuid4().hex`` without its fixed version digits, at a sixth of the cost.
+    """
+    return os.urandom(16).hex()
 
 
 class WorkerHost(Protocol):
