@@ -174,8 +174,8 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help=f"comma-separated subset of {', '.join(VARIANTS).replace('%', '%%')} (off is always run); fewer variants"
-        " interleave more tightly",
+        help=f"comma-separated subset of {', '.join(VARIANTS).replace('%', '%%')} (off is always run);"
+        " fewer variants interleave more tightly",
     )
     parser.add_argument("--hooks", action="store_true", help="time the hooks alone instead")
     args = parser.parse_args()

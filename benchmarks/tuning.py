@@ -49,7 +49,9 @@ def _split(c: int, processes: int) -> int:
 
 def _asynctask(c: int) -> Settings:
     per = _split(c, CPUS)
-    return {"processes": CPUS, "concurrency": per, "prefetch": per // 4}
+    # The README's setting for many short jobs (Workers, "Prefetch"): a prefetch of the
+    # concurrency, so a batch of handlers ending together is followed at once by as many.
+    return {"processes": CPUS, "concurrency": per, "prefetch": per}
 
 
 def _dramatiq(c: int) -> Settings:
@@ -108,9 +110,10 @@ def _procrastinate(c: int) -> Settings:
 TUNING: dict[str, Tuning] = {
     "asynctask": Tuning(
         _asynctask,
-        "`asynctask worker --workers <cores> -c C/cores --prefetch C/cores/4` (per process; the "
-        "prefetch is the default)",
-        "README, Command line (`--workers N`) and Deployment (more worker processes)",
+        "`asynctask worker --workers <cores> -c C/cores --prefetch C/cores` (per process; the "
+        "prefetch the README gives for many short jobs, the default being a quarter of -c)",
+        "README, Workers (prefetch for short jobs), Command line (`--workers N`) and Deployment "
+        "(more worker processes)",
     ),
     "dramatiq": Tuning(
         _dramatiq,
