@@ -4,9 +4,9 @@ Inside ``Worker.run``:
 
 * a **fetcher** per queue (:mod:`.fetcher`) claims batches sized to the free executor slots, then
   waits for the broker to signal new work (or the poll interval) when the queue runs dry;
-* ``concurrency`` **executors** take claimed jobs from a bounded memory stream and run one
-  :class:`~asynctask.runtime.attempt.Attempt` each;
-* a **completer** (:mod:`.completer`) sends outcomes back in batches;
+* ``concurrency`` **executors** take claimed jobs from a hand-off (:mod:`.handoff`, bounded by
+  the worker's slots) and run one :class:`~asynctask.runtime.attempt.Attempt` each;
+* a **completer** (:mod:`.completer`) sends outcomes back in batches, from another hand-off;
 * a **heartbeat** (:mod:`.heartbeat`) extends the leases of held jobs and learns of cancel
   requests and lost leases;
 * a **maintainer** (:mod:`.maintenance`) promotes due delayed jobs, rescues expired leases and
