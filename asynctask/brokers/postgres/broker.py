@@ -24,7 +24,7 @@ from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
-from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database
+from asynctask.brokers.postgres.pool import CLOSE_LIMIT, POOL_SETTINGS, Database, keep_session
 from asynctask.brokers.postgres.rows import (
     enqueue_columns,
     lease_state,
@@ -42,7 +42,8 @@ _FAILED = OutcomeKind.FAILED
 
 __all__ = ["PostgresBroker"]
 
-_POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10}
+# See POOL_SETTINGS and keep_session: generic plans from the first run, no reset round trip.
+_POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10, "reset": keep_session}
 _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 # Seconds allowed to open the LISTEN connection (less when a wait's timeout is shorter).
 _LISTENER_CONNECT_TIMEOUT = 10.0
@@ -71,6 +72,10 @@ class PostgresBroker(FlowCalls, WorkerCalls):
       Migrations run on a connection of their own, without it.
     * ``enqueue(jobs, connection=conn)`` runs on the caller's asyncpg connection, inside the
       caller's transaction: the jobs exist only if it commits.
+    * ``pool_options`` go to ``asyncpg.create_pool``. The broker's own pool sets
+      ``plan_cache_mode = force_generic_plan`` on its connections and skips asyncpg's
+      server-side reset at each release (see :data:`.pool.POOL_SETTINGS` and
+      :func:`.pool.keep_session`); passing ``server_settings`` or ``reset`` replaces them.
 
     >>> PostgresBroker("postgresql://app:s3cret@db/jobs?schema=work")
     <PostgresBroker postgresql://app:***@db/jobs?schema=work schema=work closed>
@@ -110,6 +115,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         self._opts: PostgresOptions | None = opts
         self._pool_options = {
             **_POOL_DEFAULTS,
+            "server_settings": dict(POOL_SETTINGS),
             "command_timeout": self.command_timeout,
             **(opts.pool_options if opts else {}),
             **(pool_options or {}),
