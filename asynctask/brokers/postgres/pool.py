@@ -32,10 +32,17 @@ CLOSE_LIMIT = 2.0
 #: is prepared once per connection and run many times, and most take arrays: Postgres would plan
 #: each run afresh (a "custom plan", since it cannot tell what an array's length does to the
 #: cost), which took longer than running it (about 0.7 ms of a publish's 1 ms on the server).
-#: The statements are written for their one plan (primary-key probes, walks of partial indexes,
-#: the status a literal where a plan depends on it), so the cached generic plan is used from the
-#: first run.
-POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
+#: The protocol's statements are written for their one plan (primary-key probes, walks of partial
+#: indexes, the status a literal where a plan depends on it), so the cached generic plan is used
+#: from the first run. A generic plan is made once per connection, possibly while the table is
+#: nearly empty, and kept until the table's statistics change (the next ANALYZE, autovacuum's
+#: included): with sequential scans disabled it probes the indexes even then, rather than keeping
+#: a scan of the whole table that only a tiny table would make worth it (no statement of the
+#: broker reads the whole table except ``queue_stats``, which has no other way and still may).
+#: Listing jobs (:meth:`Database.fetch_planned`) keeps Postgres's own choice of plan.
+POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+# Postgres's defaults again, for the statements whose best plan depends on the values given.
+_PLANNER_DEFAULTS = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_seqscan = on"
 
 
 async def keep_session(conn: Any) -> None:
@@ -133,6 +140,17 @@ class Database:
                 if attempt == _ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
+
+    async def fetch_planned(self, name: str, *args: Any) -> list[Any]:
+        """The rows of query ``name``, planned for the values given (see :data:`POOL_SETTINGS`):
+        a transaction of two more round trips, for the listings, whose walks depend on them."""
+
+        async def body(conn: Any) -> list[Any]:
+            await conn.execute(_PLANNER_DEFAULTS)
+            rows: list[Any] = await conn.fetch(self.queries[name], *args)
+            return rows
+
+        return await self.transaction(body)
 
     async def fetch(self, name: str, *args: Any) -> list[Any]:
         """The rows of query ``name``."""
