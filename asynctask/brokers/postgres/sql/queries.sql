@@ -157,10 +157,15 @@ ORDER BY diverted, priority DESC, run_at, seq;
 -- name: held
 -- $1, $2: job ids and tokens. Locks the jobs still held with these tokens (in id order) and
 -- returns their ordinals; the first step of a completion that spawns jobs.
+-- One primary-key probe per job whatever the plan's statistics (the status a join value, as in
+-- complete).
+WITH o AS MATERIALIZED (
+    SELECT *, 'running'::text AS held
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS o(job_id, token, ord)
+)
 SELECT o.ord
-FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS o(job_id, token, ord)
-JOIN __schema__.jobs AS j ON j.id = o.job_id AND j.token = o.token AND j.status = 'running'
-WHERE j.id = ANY ($1::text[])
+FROM o
+JOIN __schema__.jobs AS j ON j.id = o.job_id AND j.token = o.token AND j.status = o.held
 ORDER BY j.id
 FOR UPDATE OF j;
 
@@ -245,12 +250,15 @@ SELECT
 
 -- name: extend_leases
 -- $1, $2: job ids and tokens, $3: the new lease expiry. Returns the ordinals still held.
-WITH l AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS l(job_id, token, ord)
+-- One primary-key probe per lease whatever the plan's statistics (the status a join value, as
+-- in complete).
+WITH l AS MATERIALIZED (
+    SELECT *, 'running'::text AS held
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS l(job_id, token, ord)
 )
 UPDATE __schema__.jobs AS j SET lease_expires_at = $3::double precision
 FROM l
-WHERE j.id = ANY ($1::text[]) AND j.id = l.job_id AND j.token = l.token AND j.status = 'running'
+WHERE j.id = l.job_id AND j.token = l.token AND j.status = l.held
 RETURNING l.ord, j.cancel_requested, j.pause_requested;
 
 -- name: save
