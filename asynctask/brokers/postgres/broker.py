@@ -72,10 +72,11 @@ class PostgresBroker(FlowCalls, WorkerCalls):
       Migrations run on a connection of their own, without it.
     * ``enqueue(jobs, connection=conn)`` runs on the caller's asyncpg connection, inside the
       caller's transaction: the jobs exist only if it commits.
-    * ``pool_options`` go to ``asyncpg.create_pool``. The broker's own pool sets
-      ``plan_cache_mode = force_generic_plan`` on its connections and skips asyncpg's
-      server-side reset at each release (see :data:`.pool.POOL_SETTINGS` and
-      :func:`.pool.keep_session`); passing ``server_settings`` or ``reset`` replaces them.
+    * ``pool_options`` go to ``asyncpg.create_pool``. The broker's own pool starts its
+      connections with ``plan_cache_mode = force_generic_plan`` and ``enable_seqscan = off``
+      (unless ``statement_cache_size=0``) and skips asyncpg's server-side reset at each release
+      (see :data:`.pool.POOL_SETTINGS` and :func:`.pool.keep_session`); passing
+      ``server_settings`` or ``reset`` replaces them.
 
     >>> PostgresBroker("postgresql://app:s3cret@db/jobs?schema=work")
     <PostgresBroker postgresql://app:***@db/jobs?schema=work schema=work closed>
@@ -115,11 +116,15 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         self._opts: PostgresOptions | None = opts
         self._pool_options = {
             **_POOL_DEFAULTS,
-            "server_settings": dict(POOL_SETTINGS),
             "command_timeout": self.command_timeout,
             **(opts.pool_options if opts else {}),
             **(pool_options or {}),
         }
+        # Generic plans pay off only for statements prepared once and kept (asyncpg's statement
+        # cache); without the cache (statement_cache_size=0, PgBouncer in transaction mode,
+        # which would also refuse these startup parameters) the server's defaults stay.
+        if self._pool_options.get("statement_cache_size") != 0:
+            self._pool_options.setdefault("server_settings", dict(POOL_SETTINGS))
         self._open = OpenCount(self._connect, self._disconnect)
         self._owns_pool = pool is None
         self._target = opts.target if opts else "an asyncpg pool"
