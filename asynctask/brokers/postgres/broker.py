@@ -24,7 +24,7 @@ from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
-from asynctask.brokers.postgres.pool import CLOSE_LIMIT, POOL_SETTINGS, Database, keep_session
+from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database, pool_options_for
 from asynctask.brokers.postgres.rows import (
     enqueue_columns,
     lease_state,
@@ -42,8 +42,6 @@ _FAILED = OutcomeKind.FAILED
 
 __all__ = ["PostgresBroker"]
 
-# See POOL_SETTINGS and keep_session: generic plans from the first run, no reset round trip.
-_POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10, "reset": keep_session}
 _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 # Seconds allowed to open the LISTEN connection (less when a wait's timeout is shorter).
 _LISTENER_CONNECT_TIMEOUT = 10.0
@@ -114,17 +112,9 @@ class PostgresBroker(FlowCalls, WorkerCalls):
                 "LISTEN connection (or pass notify=False to poll)"
             )
         self._opts: PostgresOptions | None = opts
-        self._pool_options = {
-            **_POOL_DEFAULTS,
-            "command_timeout": self.command_timeout,
-            **(opts.pool_options if opts else {}),
-            **(pool_options or {}),
-        }
-        # Generic plans pay off only for statements prepared once and kept (asyncpg's statement
-        # cache); without the cache (statement_cache_size=0, PgBouncer in transaction mode,
-        # which would also refuse these startup parameters) the server's defaults stay.
-        if self._pool_options.get("statement_cache_size") != 0:
-            self._pool_options.setdefault("server_settings", dict(POOL_SETTINGS))
+        self._pool_options = pool_options_for(
+            self.command_timeout, opts.pool_options if opts else {}, pool_options or {}
+        )
         self._open = OpenCount(self._connect, self._disconnect)
         self._owns_pool = pool is None
         self._target = opts.target if opts else "an asyncpg pool"

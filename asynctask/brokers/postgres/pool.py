@@ -12,7 +12,7 @@ import asyncpg
 
 from asynctask.errors import BrokerError
 
-__all__ = ["CLOSE_LIMIT", "POOL_SETTINGS", "Database", "keep_session"]
+__all__ = ["CLOSE_LIMIT", "POOL_SETTINGS", "Database", "keep_session", "pool_options_for"]
 
 _T = TypeVar("_T")
 logger = logging.getLogger("asynctask.brokers.postgres")
@@ -55,6 +55,27 @@ async def keep_session(conn: Any) -> None:
     LISTENs on a connection of its own and never runs SET. Only for a pool the broker opens: a
     pool passed in keeps its own ``reset``.
     """
+
+
+def pool_options_for(
+    command_timeout: float, from_url: Mapping[str, Any], passed: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``asyncpg.create_pool`` options of a pool the broker opens: its defaults, then the
+    URL's, then those passed in (each replacing the one before)."""
+    options: dict[str, Any] = {
+        "min_size": 1,
+        "max_size": 10,
+        "reset": keep_session,
+        "command_timeout": command_timeout,
+        **from_url,
+        **passed,
+    }
+    # Generic plans pay off only for statements prepared once and kept (asyncpg's statement
+    # cache); without the cache (statement_cache_size=0, PgBouncer in transaction mode, which
+    # would also refuse these startup parameters) the server's defaults stay.
+    if options.get("statement_cache_size") != 0:
+        options.setdefault("server_settings", dict(POOL_SETTINGS))
+    return options
 
 
 class Database:
