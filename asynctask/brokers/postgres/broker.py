@@ -71,7 +71,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
     * ``enqueue(jobs, connection=conn)`` runs on the caller's asyncpg connection, inside the
       caller's transaction: the jobs exist only if it commits.
     * ``pool_options`` go to ``asyncpg.create_pool``. The broker's own pool starts its
-      connections with ``plan_cache_mode = force_generic_plan`` and ``enable_seqscan = off``
+      connections with ``plan_cache_mode = force_generic_plan``, ``enable_seqscan = off``, ``jit = off``
       (unless ``statement_cache_size=0``) and skips asyncpg's server-side reset at each release
       (see :data:`.pool.POOL_SETTINGS` and :func:`.pool.keep_session`); passing
       ``server_settings`` or ``reset`` replaces them.

@@ -39,10 +39,13 @@ CLOSE_LIMIT = 2.0
 #: included): with sequential scans disabled it probes the indexes even then, rather than keeping
 #: a scan of the whole table that only a tiny table would make worth it (no statement of the
 #: broker reads the whole table except ``queue_stats``, which has no other way and still may).
-#: Listing jobs (:meth:`Database.fetch_planned`) keeps Postgres's own choice of plan.
-POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off"}
+#: Listing jobs (:meth:`Database.fetch_planned`) keeps Postgres's own choice of plan. JIT is
+#: off: a disabled scan's cost is huge by design, and would have JIT-compiled, at every run, the
+#: statements with no other way to read a table (``queue_stats``, the small ``queues`` and
+#: ``workers`` tables); none of the broker's statements gains from it anyway.
+POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off"}
 # Postgres's defaults again, for the statements whose best plan depends on the values given.
-_PLANNER_DEFAULTS = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_seqscan = on"
+_PLANNER_DEFAULTS = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_seqscan = on; SET LOCAL jit = DEFAULT"
 
 
 async def keep_session(conn: Any) -> None:
