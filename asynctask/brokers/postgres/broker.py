@@ -459,9 +459,10 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         return to_jobs(rows)
 
     async def queue_stats(self) -> list[QueueStats]:
-        """Every queue's live jobs by status, in one statement (one pass over the table)."""
+        """Every queue's live jobs by status, in one statement (one pass over the table, planned
+        for the table as it is: see :meth:`.Database.fetch_planned`)."""
         with self._translated():
-            rows = await self._db.fetch("queue_stats", self.clock())
+            rows = await self._db.fetch_planned("queue_stats", self.clock())
         return queue_stats_from_rows(rows)
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:

@@ -37,12 +37,11 @@ CLOSE_LIMIT = 2.0
 #: from the first run. A generic plan is made once per connection, possibly while the table is
 #: nearly empty, and kept until the table's statistics change (the next ANALYZE, autovacuum's
 #: included): with sequential scans disabled it probes the indexes even then, rather than keeping
-#: a scan of the whole table that only a tiny table would make worth it (no statement of the
-#: broker reads the whole table except ``queue_stats``, which has no other way and still may).
-#: Listing jobs (:meth:`Database.fetch_planned`) keeps Postgres's own choice of plan. JIT is
-#: off: a disabled scan's cost is huge by design, and would have JIT-compiled, at every run, the
-#: statements with no other way to read a table (``queue_stats``, the small ``queues`` and
-#: ``workers`` tables); none of the broker's statements gains from it anyway.
+#: a scan of the whole table that only a tiny table would make worth it. Listing and counting
+#: jobs (:meth:`Database.fetch_planned`) keep Postgres's own choice of plan. JIT is off: a
+#: disabled scan's cost is huge by design, and would have JIT-compiled, at every run, the
+#: statements with no other way to read a table (the small ``queues`` and ``workers`` tables);
+#: none of the broker's statements gains from it anyway.
 POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "jit": "off"}
 # Postgres's defaults again, for the statements whose best plan depends on the values given.
 _PLANNER_DEFAULTS = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_seqscan = on; SET LOCAL jit = DEFAULT"
@@ -167,7 +166,8 @@ class Database:
 
     async def fetch_planned(self, name: str, *args: Any) -> list[Any]:
         """The rows of query ``name``, planned for the values given (see :data:`POOL_SETTINGS`):
-        a transaction of two more round trips, for the listings, whose walks depend on them."""
+        a transaction of two more round trips, for the listings, whose walks depend on them, and
+        the per-queue counts, whose aggregation does."""
 
         async def body(conn: Any) -> list[Any]:
             await conn.execute(_PLANNER_DEFAULTS)
