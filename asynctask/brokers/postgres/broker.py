@@ -24,7 +24,7 @@ from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
-from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database
+from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database, pool_options_for
 from asynctask.brokers.postgres.rows import (
     enqueue_columns,
     lease_state,
@@ -42,7 +42,6 @@ _FAILED = OutcomeKind.FAILED
 
 __all__ = ["PostgresBroker"]
 
-_POOL_DEFAULTS: dict[str, Any] = {"min_size": 1, "max_size": 10}
 _LISTENER_SETTINGS = {"application_name": "asynctask-listener"}
 # Seconds allowed to open the LISTEN connection (less when a wait's timeout is shorter).
 _LISTENER_CONNECT_TIMEOUT = 10.0
@@ -71,6 +70,11 @@ class PostgresBroker(FlowCalls, WorkerCalls):
       Migrations run on a connection of their own, without it.
     * ``enqueue(jobs, connection=conn)`` runs on the caller's asyncpg connection, inside the
       caller's transaction: the jobs exist only if it commits.
+    * ``pool_options`` go to ``asyncpg.create_pool``. The broker's own pool starts its
+      connections with ``plan_cache_mode = force_generic_plan``, ``enable_seqscan = off``, ``jit = off``
+      (unless ``statement_cache_size=0``) and skips asyncpg's server-side reset at each release
+      (see :data:`.pool.POOL_SETTINGS` and :func:`.pool.keep_session`); passing
+      ``server_settings`` or ``reset`` replaces them.
 
     >>> PostgresBroker("postgresql://app:s3cret@db/jobs?schema=work")
     <PostgresBroker postgresql://app:***@db/jobs?schema=work schema=work closed>
@@ -108,12 +112,9 @@ class PostgresBroker(FlowCalls, WorkerCalls):
                 "LISTEN connection (or pass notify=False to poll)"
             )
         self._opts: PostgresOptions | None = opts
-        self._pool_options = {
-            **_POOL_DEFAULTS,
-            "command_timeout": self.command_timeout,
-            **(opts.pool_options if opts else {}),
-            **(pool_options or {}),
-        }
+        self._pool_options = pool_options_for(
+            self.command_timeout, opts.pool_options if opts else {}, pool_options or {}
+        )
         self._open = OpenCount(self._connect, self._disconnect)
         self._owns_pool = pool is None
         self._target = opts.target if opts else "an asyncpg pool"
@@ -458,9 +459,10 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         return to_jobs(rows)
 
     async def queue_stats(self) -> list[QueueStats]:
-        """Every queue's live jobs by status, in one statement (one pass over the table)."""
+        """Every queue's live jobs by status, in one statement (one pass over the table, planned
+        for the table as it is: see :meth:`.Database.fetch_planned`)."""
         with self._translated():
-            rows = await self._db.fetch("queue_stats", self.clock())
+            rows = await self._db.fetch_planned("queue_stats", self.clock())
         return queue_stats_from_rows(rows)
 
     async def cancel(self, job_id: str, *, expires_at: float | None) -> Job | None:

@@ -28,10 +28,11 @@ async def list_rows(
     before: tuple[float, str] | None,
     now: float,
 ) -> list[Any]:
-    """The rows of one page, newest first, from the ``before`` cursor on."""
+    """The rows of one page, newest first, from the ``before`` cursor on (planned for the
+    filters given, not by the pool's generic plans: see :meth:`.Database.fetch_planned`)."""
     created_at, job_id = before if before is not None else (math.inf, "")
     if parent_id is not None:
-        return await db.fetch(
+        return await db.fetch_planned(
             "list_children",
             parent_id,
             None if status is None else status.value,
@@ -43,7 +44,8 @@ async def list_rows(
             task,
         )
     if status in _ACTIVE:
-        return await db.fetch(_ACTIVE[status], queue, task, now, limit, created_at, job_id)
+        return await db.fetch_planned(_ACTIVE[status], queue, task, now, limit, created_at, job_id)
     if status is not None:
-        return await db.fetch("list_jobs_settled", queue, task, now, limit, created_at, job_id, status.value)
-    return await db.fetch("list_jobs_page", queue, task, now, limit, created_at, job_id)
+        args = (queue, task, now, limit, created_at, job_id, status.value)
+        return await db.fetch_planned("list_jobs_settled", *args)
+    return await db.fetch_planned("list_jobs_page", queue, task, now, limit, created_at, job_id)
