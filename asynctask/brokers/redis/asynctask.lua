@@ -163,8 +163,9 @@ local function unlink(K, key, id)
   forget(K, id)
 end
 
-local function set_or_clear(key, field, present, value)
-  if present == '1' then
+-- Set `field` to `value`, or delete it when `value` is nil.
+local function set_or_clear(key, field, value)
+  if value then
     redis.call('HSET', key, field, value)
   else
     redis.call('HDEL', key, field)
@@ -352,26 +353,41 @@ local function release_unique(key, id)
   if ukey and redis.call('HGET', UNIQUE, ukey) == id then redis.call('HDEL', UNIQUE, ukey) end
 end
 
--- Read one new job (id, status, run_at, field count, fields...) from the arguments.
-local function take_job()
-  local id, status, run_at, n = take(), take(), take(), tonumber(take())
-  local fields = {}
-  for f = 1, n do fields[f] = take() end
-  return id, status, run_at, fields
+-- A new job as codec.py packs it (new_job_row; one msgpack array, nil for an absent field):
+--   1 id, 2 status, 3 run_at, 4 task, 5 queue, 6 payload, 7 priority, 8 max_retries, 9 pkey,
+--   10 tkey, then the optional 11 timeout, 12 parent_id, 13 pending, 14 meta, 15 headers,
+--   16 unique_key.
+local OPTIONAL = {'timeout', 'parent_id', 'pending', 'meta', 'headers', 'unique_key'}
+
+-- The hash fields of new job j (created now, with sequence cseq; rmember if queued).
+local function job_fields(j, cseq, rmember)
+  local fields = {'id', j[1], 'status', j[2], 'run_at', j[3], 'task', j[4], 'queue', j[5],
+    'payload', j[6], 'priority', j[7], 'max_retries', j[8], 'pkey', j[9], 'tkey', j[10],
+    'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', cseq}
+  for i, name in ipairs(OPTIONAL) do
+    local v = j[10 + i]
+    if v then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = v
+    end
+  end
+  if rmember then
+    fields[#fields + 1] = 'rmember'
+    fields[#fields + 1] = rmember
+  end
+  return fields
 end
 
--- Store a new job in queue K unless a live job has its id there. Returns true if created.
+-- Store new job j in queue K unless a live job has its id there. Returns true if created.
 -- The caller wakes the queue (once per batch, not once per job).
-local function create(K, id, status, run_at, fields)
+local function create(K, j)
+  local id, status, ukey = j[1], j[2], j[16]
   local key = K.job .. id
-  if live(key) then return false end
-  local ukey = false
-  for f = 1, #fields, 2 do
-    if fields[f] == 'unique_key' then ukey = fields[f + 1] end
-  end
+  local exists = redis.call('EXISTS', key) == 1
+  if exists and live(key) then return false end
   if ukey and unique_holder(ukey) then return false end
   local old_token = false
-  if redis.call('EXISTS', key) == 1 then
+  if exists then
     -- An expired record under the same id: the new job replaces it, but its tokens keep
     -- counting up, so the old owner's token can never match the new job.
     old_token = redis.call('HGET', key, 'token')
@@ -379,16 +395,19 @@ local function create(K, id, status, run_at, fields)
     redis.call('DEL', key)
   end
   local cseq = redis.call('INCR', K.seq)
-  redis.call('HSET', key, 'cseq', cseq, unpack(fields))
+  -- A queued job goes straight to ready (as make_ready would put it, its creation sequence
+  -- standing for the ready sequence: both come from K.seq).
+  local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
+  redis.call('HSET', key, unpack(job_fields(j, cseq, rmember)))
   if old_token then
     redis.call('HSET', key, 'token', old_token)
   end
   redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
   track_new(K, id, status)
   if status == 'scheduled' then
-    redis.call('ZADD', K.scheduled, run_at, id)
-  elseif status == 'queued' then
-    make_ready(K, key, id)
+    redis.call('ZADD', K.scheduled, j[3], id)
+  elseif rmember then
+    redis.call('ZADD', K.ready, 0, rmember)
   end
   if ukey then redis.call('HSET', UNIQUE, ukey, id) end
   return true
@@ -478,14 +497,14 @@ local function drop_expired(K, id)
   end
 end
 
--- count, then per job: id, status, run_at, field count, fields... One round trip for a whole
+-- The jobs, as one msgpack array of new jobs (see job_fields). One round trip for a whole
 -- publish: the ids index is checked and written here, so an id live in another queue is
 -- refused atomically too. Returns 1 (created) or 0 (a live job with this id exists) per job.
 function commands.enqueue()
   local out, woken = {}, 0
   redis.call('SADD', QUEUES, Q.name)
-  for n = 1, tonumber(take()) do
-    local id, status, run_at, fields = take_job()
+  for n, j in ipairs(cmsgpack.unpack(take())) do
+    local id, status = j[1], j[2]
     out[n] = 0
     local owner = redis.call('HGET', IDS, id)
     local taken = false
@@ -494,7 +513,7 @@ function commands.enqueue()
       taken = live(O.job .. id)
       if not taken then drop_expired(O, id) end
     end
-    if not taken and create(Q, id, status, run_at, fields) then
+    if not taken and create(Q, j) then
       redis.call('HSET', IDS, id, Q.name)
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
@@ -504,7 +523,8 @@ function commands.enqueue()
   return out
 end
 
-local function spawn(queue, id, status, run_at, fields, parent_id)
+local function spawn(queue, j, parent_id)
+  local id, status = j[1], j[2]
   local owner = redis.call('HGET', IDS, id)
   if owner and owner ~= queue then
     local O = queue_keys(owner)
@@ -512,39 +532,32 @@ local function spawn(queue, id, status, run_at, fields, parent_id)
     drop_expired(O, id)
   end
   local C = queue_keys(queue)
-  if not create(C, id, status, run_at, fields) then return end
+  if not create(C, j) then return end
   redis.call('HSET', IDS, id, queue)
   redis.call('SADD', QUEUES, queue)
   if status ~= 'waiting' then wake(C, 1) end
   if parent_id ~= '' then add_pending(parent_id, 1) end
 end
 
--- count, then per outcome: id, token, kind, has_result, result, has_error, error, run_at,
--- tkey, expires_at, ttl_ms, has_meta, meta, spawn count, then per spawned job: queue,
--- parent_id ('' for none), id, status, run_at, field count, fields...
+-- The outcomes, as one msgpack array of (nil for none): id, token, kind, result, error,
+-- run_at and its tkey (retry), expires_at, ttl_ms, meta, spawned jobs (an array of queue,
+-- parent_id ('' for none), new job: see job_fields).
 -- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
 function commands.complete()
   local out, woken = {}, 0
-  for n = 1, tonumber(take()) do
-    local id, token, kind = take(), take(), take()
-    local has_result, result, has_error, err = take(), take(), take(), take()
-    local run_at, tkey, expires_at, ttl_ms = take(), take(), take(), take()
-    local has_meta, meta = take(), take()
-    local spawns = {}
-    for s = 1, tonumber(take()) do
-      local queue, parent_id = take(), take()
-      local cid, status, crun_at, fields = take_job()
-      spawns[s] = {queue, cid, status, crun_at, fields, parent_id}
-    end
+  for n, o in ipairs(cmsgpack.unpack(take())) do
+    local id, token, kind, result, err = o[1], o[2], o[3], o[4], o[5]
+    local run_at, tkey, expires_at, ttl_ms, meta = o[6], o[7], o[8] or '', o[9], o[10]
+    local spawns = o[11] or {}
     local key = Q.job .. id
     if not held(key, token) then
       out[n] = 0
     else
       out[n] = 1
-      for _, c in ipairs(spawns) do spawn(c[1], c[2], c[3], c[4], c[5], c[6]) end
-      if has_meta == '1' then redis.call('HSET', key, 'meta', meta) end
+      for _, c in ipairs(spawns) do spawn(c[1], c[3], c[2]) end
+      if meta then redis.call('HSET', key, 'meta', meta) end
       if kind == 'succeeded' then
-        if has_result == '1' then redis.call('HSET', key, 'result', result) end
+        if result then redis.call('HSET', key, 'result', result) end
         if (tonumber(redis.call('HGET', key, 'pending') or '0') or 0) > 0 then
           -- Children are still running: wait for them, then run the on-finish phase.
           redis.call('HSET', key, 'status', 'waiting')
@@ -555,10 +568,10 @@ function commands.complete()
           finish(Q, key, id, 'succeeded', expires_at, ttl_ms)
         end
       elseif kind == 'failed' or kind == 'cancelled' then
-        set_or_clear(key, 'error', has_error, err)
+        set_or_clear(key, 'error', err)
         finish(Q, key, id, kind, expires_at, ttl_ms)
       elseif kind == 'retry' then
-        set_or_clear(key, 'error', has_error, err)
+        set_or_clear(key, 'error', err)
         redis.call('HSET', key, 'run_at', run_at, 'tkey', tkey)
         redis.call('HDEL', key, 'lease_expires_at')
         redis.call('ZREM', Q.leased, id)
