@@ -93,7 +93,7 @@ end
 
 -- ===========================================================================================
 -- Inspection (web dashboard, metrics): two more per-queue indexes, kept up to date by
--- track_new / track / forget calls in the commands, and read by list_page and stats below.
+-- create (for a new job) and track / forget calls in the commands, and read by list_page and stats below.
 --
 --   P:{q}:created        zset  every job of the queue, scored by created_at, member = id
 --   P:{q}:status:<s>     zset  the jobs in status s, scored by created_at, member = id, for
@@ -115,12 +115,6 @@ end
 
 local function status_key(K, status)
   return string.sub(K.job, 1, -5) .. 'status:' .. status
-end
-
--- A new job of queue K, created now in `status`.
-local function track_new(K, id, status)
-  redis.call('ZADD', created_key(K), NOW, id)
-  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
 end
 
 -- A job of queue K moved from status `from` to `to`.
@@ -378,14 +372,47 @@ local function job_fields(j, cseq, rmember)
   return fields
 end
 
+-- The index writes of a batch of new jobs in queue K (enqueue), made by a few commands at
+-- the end (flush) rather than a few per job; sequences are taken with one INCRBY. Nothing the
+-- batch's own creates read is deferred: create flushes before it reads the ids index.
+local BULK = 2000 -- arguments per deferred command (Lua's unpack has a limit)
+
+local function new_batch(K, n)
+  local top = redis.call('INCRBY', K.seq, n)
+  return {K = K, seq = top - n, all = {}, created = {}, ready = {}, ids = {}}
+end
+
+local function bulk(command, key, args)
+  for i = 1, #args, BULK do
+    redis.call(command, key, unpack(args, i, math.min(i + BULK - 1, #args)))
+  end
+end
+
+local function flush(b)
+  bulk('ZADD', b.K.all, b.all)
+  bulk('ZADD', created_key(b.K), b.created)
+  bulk('ZADD', b.K.ready, b.ready)
+  bulk('HSET', IDS, b.ids)
+  b.all, b.created, b.ready, b.ids = {}, {}, {}, {}
+end
+
+local function push(list, a, b)
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
+
 -- Store new job j in queue K unless a live job has its id there. Returns true if created.
--- The caller wakes the queue (once per batch, not once per job).
-local function create(K, j)
+-- With a batch (of queue K), its index writes are deferred to flush(batch); the caller writes
+-- the ids index (itself, or in the batch). The caller wakes the queue (once per batch).
+local function create(K, j, batch)
   local id, status, ukey = j[1], j[2], j[16]
   local key = K.job .. id
   local exists = redis.call('EXISTS', key) == 1
   if exists and live(key) then return false end
-  if ukey and unique_holder(ukey) then return false end
+  if ukey then
+    if batch then flush(batch) end
+    if unique_holder(ukey) then return false end
+  end
   local old_token = false
   if exists then
     -- An expired record under the same id: the new job replaces it, but its tokens keep
@@ -394,7 +421,13 @@ local function create(K, j)
     unlink(K, key, id)
     redis.call('DEL', key)
   end
-  local cseq = redis.call('INCR', K.seq)
+  local cseq
+  if batch then
+    batch.seq = batch.seq + 1
+    cseq = batch.seq
+  else
+    cseq = redis.call('INCR', K.seq)
+  end
   -- A queued job goes straight to ready (as make_ready would put it, its creation sequence
   -- standing for the ready sequence: both come from K.seq).
   local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
@@ -402,13 +435,17 @@ local function create(K, j)
   if old_token then
     redis.call('HSET', key, 'token', old_token)
   end
-  redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
-  track_new(K, id, status)
-  if status == 'scheduled' then
-    redis.call('ZADD', K.scheduled, j[3], id)
-  elseif rmember then
-    redis.call('ZADD', K.ready, 0, rmember)
+  if batch then
+    push(batch.all, NOW, hex(cseq) .. id)
+    push(batch.created, NOW, id)
+    if rmember then push(batch.ready, 0, rmember) end
+  else
+    redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
+    redis.call('ZADD', created_key(K), NOW, id)
+    if rmember then redis.call('ZADD', K.ready, 0, rmember) end
   end
+  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
+  if status == 'scheduled' then redis.call('ZADD', K.scheduled, j[3], id) end
   if ukey then redis.call('HSET', UNIQUE, ukey, id) end
   return true
 end
@@ -503,22 +540,31 @@ end
 function commands.enqueue()
   local out, woken = {}, 0
   redis.call('SADD', QUEUES, Q.name)
-  for n, j in ipairs(cmsgpack.unpack(take())) do
+  local jobs = cmsgpack.unpack(take())
+  local batch = new_batch(Q, #jobs)
+  local owners = {}
+  for i = 1, #jobs, BULK do
+    local ids = {}
+    for k = i, math.min(i + BULK - 1, #jobs) do ids[#ids + 1] = jobs[k][1] end
+    for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[i + k - 1] = owner end
+  end
+  for n, j in ipairs(jobs) do
     local id, status = j[1], j[2]
     out[n] = 0
-    local owner = redis.call('HGET', IDS, id)
+    local owner = owners[n]
     local taken = false
     if owner and owner ~= Q.name then
       local O = queue_keys(owner)
       taken = live(O.job .. id)
       if not taken then drop_expired(O, id) end
     end
-    if not taken and create(Q, j) then
-      redis.call('HSET', IDS, id, Q.name)
+    if not taken and create(Q, j, batch) then
+      push(batch.ids, id, Q.name)
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
     end
   end
+  flush(batch)
   wake(Q, woken)
   return out
 end
