@@ -591,59 +591,100 @@ end
 -- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
 function commands.complete()
   local out, woken = {}, 0
+  -- The zset writes of jobs finished by this call, made at the end (see finish_running).
+  local later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
+  local function flush_later()
+    bulk('ZREM', Q.leased, later.leased)
+    bulk('ZADD', Q.finished, later.finished)
+    for status, args in pairs(later.status) do bulk('ZADD', status_key(Q, status), args) end
+    later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
+  end
+  -- finish() for the running job `id`, whose fields f (HMGET below) were read; `set` holds
+  -- more fields to write with its status, and `clear` fields to delete.
+  local function finish_running(key, id, status, expires_at, ttl_ms, f, set, clear)
+    push(set, 'status', status)
+    push(set, 'finished_at', NOW)
+    clear[#clear + 1] = 'lease_expires_at'
+    clear[#clear + 1] = 'rmember'
+    if expires_at ~= '' then
+      push(set, 'expires_at', expires_at)
+      -- all_member(): a corrupt cseq must not stop the job from finishing.
+      push(later.finished, expires_at, hex(tonumber(f[5]) or 0) .. id)
+    else
+      clear[#clear + 1] = 'expires_at'
+    end
+    redis.call('HSET', key, unpack(set))
+    redis.call('HDEL', key, unpack(clear))
+    if expires_at ~= '' then redis.call('PEXPIRE', key, ttl_ms) end
+    later.leased[#later.leased + 1] = id
+    push(later.status[status], f[6], id) -- track(): running is not a tracked status
+    if f[4] then add_pending(f[4], -1) end -- finished()
+  end
   for n, o in ipairs(cmsgpack.unpack(take())) do
     local id, token, kind, result, err = o[1], o[2], o[3], o[4], o[5]
     local run_at, tkey, expires_at, ttl_ms, meta = o[6], o[7], o[8] or '', o[9], o[10]
     local spawns = o[11] or {}
     local key = Q.job .. id
-    if not held(key, token) then
+    local f = redis.call('HMGET', key, 'status', 'token', 'pending', 'parent_id', 'cseq', 'created_at')
+    if not (f[1] == 'running' and f[2] == token) then -- held()
       out[n] = 0
     else
       out[n] = 1
-      for _, c in ipairs(spawns) do spawn(c[1], c[3], c[2]) end
-      if meta then redis.call('HSET', key, 'meta', meta) end
+      if #spawns > 0 then
+        flush_later() -- a spawned job may reuse the id of one finished above
+        for _, c in ipairs(spawns) do spawn(c[1], c[3], c[2]) end
+        f[3] = redis.call('HGET', key, 'pending') -- children count in
+      end
+      local set = {}
+      if meta then push(set, 'meta', meta) end
       if kind == 'succeeded' then
-        if result then redis.call('HSET', key, 'result', result) end
-        if (tonumber(redis.call('HGET', key, 'pending') or '0') or 0) > 0 then
+        if result then push(set, 'result', result) end
+        if (tonumber(f[3] or '0') or 0) > 0 then
           -- Children are still running: wait for them, then run the on-finish phase.
-          redis.call('HSET', key, 'status', 'waiting')
+          push(set, 'status', 'waiting')
+          redis.call('HSET', key, unpack(set))
           track(Q, key, id, 'running', 'waiting')
           redis.call('HDEL', key, 'lease_expires_at')
           redis.call('ZREM', Q.leased, id)
         else
-          finish(Q, key, id, 'succeeded', expires_at, ttl_ms)
+          finish_running(key, id, 'succeeded', expires_at, ttl_ms, f, set, {})
         end
       elseif kind == 'failed' or kind == 'cancelled' then
-        set_or_clear(key, 'error', err)
-        finish(Q, key, id, kind, expires_at, ttl_ms)
-      elseif kind == 'retry' then
-        set_or_clear(key, 'error', err)
-        redis.call('HSET', key, 'run_at', run_at, 'tkey', tkey)
-        redis.call('HDEL', key, 'lease_expires_at')
-        redis.call('ZREM', Q.leased, id)
-        if tonumber(run_at) > now then
-          redis.call('HSET', key, 'status', 'scheduled')
-          redis.call('ZADD', Q.scheduled, run_at, id)
-        else
+        local clear = {}
+        if err then push(set, 'error', err) else clear[1] = 'error' end
+        finish_running(key, id, kind, expires_at, ttl_ms, f, set, clear)
+      else
+        if #set > 0 then redis.call('HSET', key, unpack(set)) end
+        if kind == 'retry' then
+          set_or_clear(key, 'error', err)
+          redis.call('HSET', key, 'run_at', run_at, 'tkey', tkey)
+          redis.call('HDEL', key, 'lease_expires_at')
+          redis.call('ZREM', Q.leased, id)
+          if tonumber(run_at) > now then
+            redis.call('HSET', key, 'status', 'scheduled')
+            redis.call('ZADD', Q.scheduled, run_at, id)
+          else
+            make_ready(Q, key, id)
+          end
+          woken = woken + 1
+        elseif kind == 'pause' then
+          -- Parked until resumed; the attempt does not count.
+          redis.call('HINCRBY', key, 'attempts', -1)
+          redis.call('HSET', key, 'status', 'paused')
+          track(Q, key, id, 'running', 'paused')
+          redis.call('HDEL', key, 'lease_expires_at', 'pause_requested')
+          redis.call('ZREM', Q.leased, id)
+        else -- release: handed back, the attempt does not count
+          redis.call('HINCRBY', key, 'attempts', -1)
+          redis.call('HDEL', key, 'lease_expires_at')
+          redis.call('ZREM', Q.leased, id)
           make_ready(Q, key, id)
+          woken = woken + 1
         end
-        woken = woken + 1
-      elseif kind == 'pause' then
-        -- Parked until resumed; the attempt does not count.
-        redis.call('HINCRBY', key, 'attempts', -1)
-        redis.call('HSET', key, 'status', 'paused')
-        track(Q, key, id, 'running', 'paused')
-        redis.call('HDEL', key, 'lease_expires_at', 'pause_requested')
-        redis.call('ZREM', Q.leased, id)
-      else -- release: handed back, the attempt does not count
-        redis.call('HINCRBY', key, 'attempts', -1)
-        redis.call('HDEL', key, 'lease_expires_at')
-        redis.call('ZREM', Q.leased, id)
-        make_ready(Q, key, id)
-        woken = woken + 1
       end
     end
   end
+  flush_later()
   wake(Q, woken)
   return out
 end
