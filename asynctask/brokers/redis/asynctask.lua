@@ -482,6 +482,16 @@ local function lease_job(key, id, lease, worker)
   redis.call('ZADD', Q.leased, lease, id)
 end
 
+-- Add field = v + 1 to `set`, for a count that passed check(): computed here while a double
+-- holds it exactly, by HINCRBY (at once) beyond.
+local function plus_one(key, field, v, set)
+  if #v <= 15 then
+    push(set, field, string.format('%d', tonumber(v) + 1))
+  else
+    redis.call('HINCRBY', key, field, 1)
+  end
+end
+
 local flow_claim -- defined with the flow-control commands below
 
 -- limit, lease_expires_at, worker, promote cap, clock slack, then the task limits: count, and
@@ -501,9 +511,9 @@ function commands.claim()
     return flow_claim(limit, lease, worker, limits, slack)
   end
   local members = redis.call('ZRANGE', Q.ready, 0, limit - 1)
-  local out = {}
+  if #members > 0 then redis.call('ZREM', Q.ready, unpack(members)) end
+  local out, leased = {}, {}
   for _, member in ipairs(members) do
-    redis.call('ZREM', Q.ready, member)
     local id = ready_id(member)
     local key = Q.job .. id
     -- One read for the status and the checks (the hot path of every claim).
@@ -514,13 +524,20 @@ function commands.claim()
       if reason then
         quarantine(Q, key, id, reason)
       else
-        lease_job(key, id, lease, worker)
+        -- lease_job(), in one HSET (and one ZADD to leased for the whole claim)
+        local set = {'status', 'running', 'started_at', NOW, 'lease_expires_at', lease, 'worker', worker}
+        plus_one(key, 'attempts', f[6], set)
+        plus_one(key, 'token', f[8], set)
+        redis.call('HSET', key, unpack(set))
+        redis.call('HDEL', key, 'rmember')
+        push(leased, lease, id)
         out[#out + 1] = redis.call('HGETALL', key)
       end
     else
       stray(Q, key, id, status)
     end
   end
+  bulk('ZADD', Q.leased, leased)
   return {out, 0, ''}
 end
 
