@@ -5,8 +5,9 @@
 -- the command's own arguments follow (read in order with `take()`). `now` comes from the
 -- app's injected clock, never Redis TIME, so tests can drive time.
 --
--- KEYS are the queue's keys (keys.py, QueueKeys order): they declare the queue's slot. Job
--- hashes share the queue's {hash tag}, so a command on one queue stays in one Cluster slot.
+-- KEYS[1] is the queue's ready key (keys.py): it declares the queue's slot. Every key of the
+-- queue and its job hashes share the queue's {hash tag}, so a command on one queue stays in one
+-- Cluster slot.
 -- The exceptions are workflow links (a child's parent, spawned children), which may live in
 -- other queues: `queue_keys` below mirrors keys.py to reach them.
 --
@@ -39,7 +40,7 @@ local function queue_keys(queue)
 end
 
 local Q = queue_keys(ARGV[5])
-if #KEYS > 1 and KEYS[1] ~= Q.ready then
+if ARGV[5] ~= '' and KEYS[1] ~= Q.ready then -- (global commands have no queue)
   -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
   return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
 end

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _HEADERS = msgspec.json.Decoder(dict[str, str])
+_STATUS_OF = {status.value.encode(): status for status in JobStatus}
 logger = logging.getLogger("asynctask.brokers.redis")
 _I64 = 1 << 63
 _U64_MASK = (1 << 64) - 1
@@ -242,7 +243,7 @@ def _decode(raw: Mapping[bytes, bytes]) -> Job:
         task=raw[b"task"].decode(),
         queue=raw[b"queue"].decode(),
         payload=raw[b"payload"],
-        status=JobStatus(raw[b"status"].decode()),
+        status=_STATUS_OF[raw[b"status"]],
         priority=int(raw[b"priority"]),
         attempts=int(raw[b"attempts"]),
         max_retries=int(raw[b"max_retries"]),

@@ -38,6 +38,9 @@ TTL_MARGIN = 3600.0
 
 _Client = Redis | Pipeline
 
+#: How many queues' keys a :class:`Scripts` keeps ready-made.
+_SLOT_KEYS_CACHED = 1024
+
 
 def ttl_ms(expires_at: float | None, now: float) -> int:
     """Milliseconds for ``PEXPIRE`` of a record expiring at ``expires_at`` (0: none)."""
@@ -80,12 +83,19 @@ class Scripts:
     def __init__(self, client: Redis, keys: Keys) -> None:
         self._script = client.register_script(SOURCE)
         self._keys = keys
+        # queue -> [its ready key] (KEYS of a call; the name validated once).
+        self._slot_keys: dict[str, list[str]] = {}
 
     async def _call(
         self, queue: str, command: str, now: float, *args: Any, client: _Client | None = None
     ) -> Any:
+        keys = self._slot_keys.get(queue)
+        if keys is None:
+            if len(self._slot_keys) >= _SLOT_KEYS_CACHED:
+                self._slot_keys.clear()
+            keys = self._slot_keys[queue] = [self._keys.queue(queue).ready]
         head = [command, self._keys.prefix, fmt(now), time_key(now), queue]
-        return await self._script(keys=list(self._keys.queue(queue)), args=[*head, *args], client=client)
+        return await self._script(keys=keys, args=[*head, *args], client=client)
 
     async def enqueue(
         self, queue: str, now: float, jobs: Sequence[NewJob], *, client: _Client | None = None
