@@ -40,6 +40,10 @@ local function queue_keys(queue)
 end
 
 local Q = queue_keys(ARGV[5])
+-- Whether this call is one of the rarely called commands (see COLD below).
+local HOT = {enqueue = true, claim = true, complete = true, extend = true, save = true,
+  promote = true, rescue = true, prune = true, peek = true, quarantine = true}
+local COLD = not HOT[ARGV[1]]
 if ARGV[5] ~= '' and KEYS[1] ~= Q.ready then -- (global commands have no queue)
   -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
   return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
@@ -812,270 +816,275 @@ function commands.peek()
   return {0, nxt[2] or ''}
 end
 
--- id, expires_at or '', ttl_ms. Returns the job after, or false.
-function commands.cancel()
-  local id, expires_at, ttl_ms = take(), take(), take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  local status = redis.call('HGET', key, 'status')
-  if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
-    unqueue(Q, key, id)
-    finish(Q, key, id, 'cancelled', expires_at, ttl_ms)
-  elseif status == 'running' then
-    redis.call('HSET', key, 'cancel_requested', '1')
+-- The commands below this line (and set_flow) are defined only when one of them is called:
+-- an EVALSHA runs this whole file, and every function it defines costs time on every call
+-- (about 1 us per dozen lines on the benchmark machine), so the hot commands above skip them.
+if COLD then
+  -- id, expires_at or '', ttl_ms. Returns the job after, or false.
+  function commands.cancel()
+    local id, expires_at, ttl_ms = take(), take(), take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    local status = redis.call('HGET', key, 'status')
+    if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
+      unqueue(Q, key, id)
+      finish(Q, key, id, 'cancelled', expires_at, ttl_ms)
+    elseif status == 'running' then
+      redis.call('HSET', key, 'cancel_requested', '1')
+    end
+    return redis.call('HGETALL', key)
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
-function commands.pause()
-  local id = take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  local status = redis.call('HGET', key, 'status')
-  if status == 'scheduled' or status == 'queued' then
-    unqueue(Q, key, id)
-    redis.call('HSET', key, 'status', 'paused')
-    track(Q, key, id, status, 'paused')
-  elseif status == 'running' then
-    redis.call('HSET', key, 'pause_requested', '1')
+  -- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
+  function commands.pause()
+    local id = take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    local status = redis.call('HGET', key, 'status')
+    if status == 'scheduled' or status == 'queued' then
+      unqueue(Q, key, id)
+      redis.call('HSET', key, 'status', 'paused')
+      track(Q, key, id, status, 'paused')
+    elseif status == 'running' then
+      redis.call('HSET', key, 'pause_requested', '1')
+    end
+    return redis.call('HGETALL', key)
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
-function commands.resume()
-  local id = take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  if redis.call('HGET', key, 'status') == 'paused' then
-    -- A delayed job keeps its time: resumed before it, it is scheduled again.
-    redis.call('HDEL', key, 'pause_requested')
-    local run_at = tonumber(redis.call('HGET', key, 'run_at'))
-    if run_at > now then
-      track(Q, key, id, 'paused', 'scheduled')
-      redis.call('HSET', key, 'status', 'scheduled')
-      redis.call('ZADD', Q.scheduled, run_at, id)
-    else
-      track(Q, key, id, 'paused', 'queued')
+  -- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
+  function commands.resume()
+    local id = take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    if redis.call('HGET', key, 'status') == 'paused' then
+      -- A delayed job keeps its time: resumed before it, it is scheduled again.
+      redis.call('HDEL', key, 'pause_requested')
+      local run_at = tonumber(redis.call('HGET', key, 'run_at'))
+      if run_at > now then
+        track(Q, key, id, 'paused', 'scheduled')
+        redis.call('HSET', key, 'status', 'scheduled')
+        redis.call('ZADD', Q.scheduled, run_at, id)
+      else
+        track(Q, key, id, 'paused', 'queued')
+        make_ready(Q, key, id)
+      end
+      wake(Q, 1)
+    end
+    return redis.call('HGETALL', key)
+  end
+
+  -- id. Queues a failed or cancelled job again with a fresh attempt count.
+  function commands.retry()
+    local id = take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    local status = redis.call('HGET', key, 'status')
+    if status == 'failed' or status == 'cancelled' then
+      local ukey = redis.call('HGET', key, 'unique_key')
+      if ukey then
+        local holder = unique_holder(ukey)
+        -- Its key, taken meanwhile by another unfinished job, leaves it finished.
+        if holder and holder ~= key then return redis.call('HGETALL', key) end
+        redis.call('HSET', UNIQUE, ukey, id)
+      end
+      local parent_id = redis.call('HGET', key, 'parent_id')
+      if parent_id then
+        local pq = redis.call('HGET', IDS, parent_id)
+        if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
+          add_pending(parent_id, 1)
+        end
+      end
+      redis.call('ZREM', Q.finished, all_member(key, id))
+      track(Q, key, id, status, 'queued')
+      redis.call('PERSIST', key)
+      redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
+      redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
       make_ready(Q, key, id)
+      wake(Q, 1)
     end
-    wake(Q, 1)
+    return redis.call('HGETALL', key)
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Queues a failed or cancelled job again with a fresh attempt count.
-function commands.retry()
-  local id = take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  local status = redis.call('HGET', key, 'status')
-  if status == 'failed' or status == 'cancelled' then
-    local ukey = redis.call('HGET', key, 'unique_key')
-    if ukey then
-      local holder = unique_holder(ukey)
-      -- Its key, taken meanwhile by another unfinished job, leaves it finished.
-      if holder and holder ~= key then return redis.call('HGETALL', key) end
-      redis.call('HSET', UNIQUE, ukey, id)
-    end
-    local parent_id = redis.call('HGET', key, 'parent_id')
-    if parent_id then
-      local pq = redis.call('HGET', IDS, parent_id)
-      if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
-        add_pending(parent_id, 1)
+  -- id. Returns 1 if a record was deleted.
+  function commands.delete()
+    local id = take()
+    local key = Q.job .. id
+    if redis.call('EXISTS', key) == 0 then return 0 end
+    release_unique(key, id)
+    unlink(Q, key, id)
+    redis.call('DEL', key)
+    return 1
+  end
+
+  -- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
+  -- still names that queue (the id may have been published again elsewhere).
+  function commands.unindex()
+    local removed = 0
+    for i = 6, #ARGV, 2 do
+      if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
+        removed = removed + redis.call('HDEL', IDS, ARGV[i])
       end
     end
-    redis.call('ZREM', Q.finished, all_member(key, id))
-    track(Q, key, id, status, 'queued')
-    redis.call('PERSIST', key)
-    redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
-    redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
-    make_ready(Q, key, id)
-    wake(Q, 1)
+    return removed
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Returns 1 if a record was deleted.
-function commands.delete()
-  local id = take()
-  local key = Q.job .. id
-  if redis.call('EXISTS', key) == 0 then return 0 end
-  release_unique(key, id)
-  unlink(Q, key, id)
-  redis.call('DEL', key)
-  return 1
-end
+  -- ===========================================================================================
+  -- Inspection commands: list_page and stats (see the inspection block above).
+  -- ===========================================================================================
 
--- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
--- still names that queue (the id may have been published again elsewhere).
-function commands.unindex()
-  local removed = 0
-  for i = 6, #ARGV, 2 do
-    if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
-      removed = removed + redis.call('HDEL', IDS, ARGV[i])
+  -- How many index entries list_page reads per batch.
+  local LIST_BATCH = 100
+
+  -- a < b in byte order (Lua's own < follows the server's locale; zsets and ids use bytes).
+  local function bytes_before(a, b)
+    local n = math.min(#a, #b)
+    for i = 1, n do
+      local x, y = string.byte(a, i), string.byte(b, i)
+      if x ~= y then return x < y end
     end
+    return #a < #b
   end
-  return removed
-end
 
--- ===========================================================================================
--- Inspection commands: list_page and stats (see the inspection block above).
--- ===========================================================================================
-
--- How many index entries list_page reads per batch.
-local LIST_BATCH = 100
-
--- a < b in byte order (Lua's own < follows the server's locale; zsets and ids use bytes).
-local function bytes_before(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-
--- The rank, in reverse order, of the first entry of zset `key` strictly after the cursor
--- (score, id) in listing order. With the cursor's own entry still present this is one ZREVRANK;
--- otherwise the entries of the cursor's score are walked.
-local function rank_after(key, score, id)
-  if score == '' then return 0 end
-  local own = redis.call('ZSCORE', key, id)
-  if own and tonumber(own) == tonumber(score) then
-    return redis.call('ZREVRANK', key, id) + 1
-  end
-  local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf')
-  local offset = 0
-  while true do
-    local group = redis.call('ZRANGE', key, score, score, 'BYSCORE', 'REV', 'LIMIT', offset, LIST_BATCH)
-    for _, member in ipairs(group) do
-      if bytes_before(member, id) then return rank end
-      rank = rank + 1
+  -- The rank, in reverse order, of the first entry of zset `key` strictly after the cursor
+  -- (score, id) in listing order. With the cursor's own entry still present this is one ZREVRANK;
+  -- otherwise the entries of the cursor's score are walked.
+  local function rank_after(key, score, id)
+    if score == '' then return 0 end
+    local own = redis.call('ZSCORE', key, id)
+    if own and tonumber(own) == tonumber(score) then
+      return redis.call('ZREVRANK', key, id) + 1
     end
-    if #group < LIST_BATCH then return rank end
-    offset = offset + LIST_BATCH
-  end
-end
-
--- source ('created' or a tracked status), cursor score ('' for the start), cursor id, limit,
--- budget, then the status, task and parent filters ('' for none).
--- Walks the source index newest first from the cursor, reading at most `budget` entries, and
--- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
--- stopped: {matches, last score or '' when the index is exhausted, last id}.
-function commands.list_page()
-  local source, score, id = take(), take(), take()
-  local limit, budget = tonumber(take()), tonumber(take())
-  local want_status, want_task, want_parent = take(), take(), take()
-  local key = source == 'created' and created_key(Q) or status_key(Q, source)
-  local rank = rank_after(key, score, id)
-  local out, examined, found = {}, 0, 0
-  while found < limit and examined < budget do
-    local batch = redis.call('ZRANGE', key, rank, rank + LIST_BATCH - 1, 'REV', 'WITHSCORES')
-    if #batch == 0 then return {out, '', ''} end
-    for i = 1, #batch, 2 do
-      id, score = batch[i], batch[i + 1]
-      examined, rank = examined + 1, rank + 1
-      local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
-      if f[1] and not past(f[4])
-        and (want_status == '' or f[1] == want_status)
-        and (want_task == '' or f[2] == want_task)
-        and (want_parent == '' or f[3] == want_parent) then
-        out[#out + 1] = score
-        out[#out + 1] = id
-        found = found + 1
+    local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf')
+    local offset = 0
+    while true do
+      local group = redis.call('ZRANGE', key, score, score, 'BYSCORE', 'REV', 'LIMIT', offset, LIST_BATCH)
+      for _, member in ipairs(group) do
+        if bytes_before(member, id) then return rank end
+        rank = rank + 1
       end
-      if found >= limit or examined >= budget then break end
+      if #group < LIST_BATCH then return rank end
+      offset = offset + LIST_BATCH
     end
-    if #batch < 2 * LIST_BATCH and found < limit and examined < budget then return {out, '', ''} end
   end
-  return {out, score, id}
-end
 
--- Returns {status, count, status, count, ..., oldest ready run_at or ''} for the queue.
--- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
--- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
--- the scheduled zset if due, or the earliest head of each priority in the ready zset.
-function commands.stats()
-  local counts = {
-    queued = redis.call('ZCARD', Q.ready),
-    scheduled = redis.call('ZCARD', Q.scheduled),
-    running = redis.call('ZCARD', Q.leased),
-  }
-  for _, status in ipairs(TRACKED_LIST) do
-    counts[status] = redis.call('ZCARD', status_key(Q, status))
+  -- source ('created' or a tracked status), cursor score ('' for the start), cursor id, limit,
+  -- budget, then the status, task and parent filters ('' for none).
+  -- Walks the source index newest first from the cursor, reading at most `budget` entries, and
+  -- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
+  -- stopped: {matches, last score or '' when the index is exhausted, last id}.
+  function commands.list_page()
+    local source, score, id = take(), take(), take()
+    local limit, budget = tonumber(take()), tonumber(take())
+    local want_status, want_task, want_parent = take(), take(), take()
+    local key = source == 'created' and created_key(Q) or status_key(Q, source)
+    local rank = rank_after(key, score, id)
+    local out, examined, found = {}, 0, 0
+    while found < limit and examined < budget do
+      local batch = redis.call('ZRANGE', key, rank, rank + LIST_BATCH - 1, 'REV', 'WITHSCORES')
+      if #batch == 0 then return {out, '', ''} end
+      for i = 1, #batch, 2 do
+        id, score = batch[i], batch[i + 1]
+        examined, rank = examined + 1, rank + 1
+        local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
+        if f[1] and not past(f[4])
+          and (want_status == '' or f[1] == want_status)
+          and (want_task == '' or f[2] == want_task)
+          and (want_parent == '' or f[3] == want_parent) then
+          out[#out + 1] = score
+          out[#out + 1] = id
+          found = found + 1
+        end
+        if found >= limit or examined >= budget then break end
+      end
+      if #batch < 2 * LIST_BATCH and found < limit and examined < budget then return {out, '', ''} end
+    end
+    return {out, score, id}
   end
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW)) do
-    local id = all_id(member)
-    for _, status in ipairs({'succeeded', 'failed', 'cancelled'}) do
-      if redis.call('ZSCORE', status_key(Q, status), id) then
-        counts[status] = counts[status] - 1
-        break
+
+  -- Returns {status, count, status, count, ..., oldest ready run_at or ''} for the queue.
+  -- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
+  -- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
+  -- the scheduled zset if due, or the earliest head of each priority in the ready zset.
+  function commands.stats()
+    local counts = {
+      queued = redis.call('ZCARD', Q.ready),
+      scheduled = redis.call('ZCARD', Q.scheduled),
+      running = redis.call('ZCARD', Q.leased),
+    }
+    for _, status in ipairs(TRACKED_LIST) do
+      counts[status] = redis.call('ZCARD', status_key(Q, status))
+    end
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW)) do
+      local id = all_id(member)
+      for _, status in ipairs({'succeeded', 'failed', 'cancelled'}) do
+        if redis.call('ZSCORE', status_key(Q, status), id) then
+          counts[status] = counts[status] - 1
+          break
+        end
       end
     end
+    local oldest = false
+    local due = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
+    if due[2] and tonumber(due[2]) <= now then oldest = tonumber(due[2]) end
+    -- Ready members sort by priority, then run_at: each priority's first member is its oldest.
+    local head = redis.call('ZRANGE', Q.ready, 0, 0)
+    while head[1] do
+      local run_at = tonumber(redis.call('HGET', Q.job .. ready_id(head[1]), 'run_at'))
+      if run_at and (not oldest or run_at < oldest) then oldest = run_at end
+      head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, HEX) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
+    end
+    local out = {}
+    for status, n in pairs(counts) do
+      out[#out + 1] = status
+      out[#out + 1] = n
+    end
+    out[#out + 1] = oldest and string.format('%.17g', oldest) or ''
+    return out
   end
-  local oldest = false
-  local due = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
-  if due[2] and tonumber(due[2]) <= now then oldest = tonumber(due[2]) end
-  -- Ready members sort by priority, then run_at: each priority's first member is its oldest.
-  local head = redis.call('ZRANGE', Q.ready, 0, 0)
-  while head[1] do
-    local run_at = tonumber(redis.call('HGET', Q.job .. ready_id(head[1]), 'run_at'))
-    if run_at and (not oldest or run_at < oldest) then oldest = run_at end
-    head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, HEX) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
-  end
-  local out = {}
-  for status, n in pairs(counts) do
-    out[#out + 1] = status
-    out[#out + 1] = n
-  end
-  out[#out + 1] = oldest and string.format('%.17g', oldest) or ''
-  return out
-end
--- ===========================================================================================
+  -- ===========================================================================================
 
--- The worker registry (observability) ------------------------------------------------------
--- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
--- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
--- the next worker_record.
-local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
+  -- The worker registry (observability) ------------------------------------------------------
+  -- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
+  -- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
+  -- the next worker_record.
+  local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
 
--- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
-function commands.worker_record()
-  local id, expires_at, record = take(), take(), take()
-  local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
-  for _, gone in ipairs(dead) do
-    redis.call('HDEL', WORKERS, gone)
-    redis.call('ZREM', WORKERS_EXPIRY, gone)
+  -- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
+  function commands.worker_record()
+    local id, expires_at, record = take(), take(), take()
+    local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
+    for _, gone in ipairs(dead) do
+      redis.call('HDEL', WORKERS, gone)
+      redis.call('ZREM', WORKERS_EXPIRY, gone)
+    end
+    redis.call('HSET', WORKERS, id, record)
+    redis.call('ZADD', WORKERS_EXPIRY, expires_at, id)
+    return 1
   end
-  redis.call('HSET', WORKERS, id, record)
-  redis.call('ZADD', WORKERS_EXPIRY, expires_at, id)
-  return 1
-end
 
--- id. Deletes the worker's record.
-function commands.worker_remove()
-  local id = take()
-  redis.call('ZREM', WORKERS_EXPIRY, id)
-  return redis.call('HDEL', WORKERS, id)
-end
-
--- Returns the records of the live workers, in id order.
-function commands.workers_list()
-  local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
-  table.sort(ids)
-  local out = {}
-  for _, id in ipairs(ids) do
-    local record = redis.call('HGET', WORKERS, id)
-    if record then out[#out + 1] = record end
+  -- id. Deletes the worker's record.
+  function commands.worker_remove()
+    local id = take()
+    redis.call('ZREM', WORKERS_EXPIRY, id)
+    return redis.call('HDEL', WORKERS, id)
   end
-  return out
-end
+
+  -- Returns the records of the live workers, in id order.
+  function commands.workers_list()
+    local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
+    table.sort(ids)
+    local out = {}
+    for _, id in ipairs(ids) do
+      local record = redis.call('HGET', WORKERS, id)
+      if record then out[#out + 1] = record end
+    end
+    return out
+  end
+end -- COLD
 
 -- --- flow control (issue #13) ------------------------------------------------------------------
 -- Q.flow holds the queue's settings (paused, concurrency, rate_count, rate_per, rate_burst) and
@@ -1083,163 +1092,167 @@ end
 -- default. A task's bucket and the jobs claimed under its concurrency limit live under
 -- ROOT:task:<name>: (outside the queue's slot, like the workflow links).
 
-local function task_key(name, what)
-  return ROOT .. ':task:' .. name .. ':' .. what
-end
-
--- Tokens in a bucket at now (a bucket never used is full).
-local function refill(tokens, refilled_at, rate, burst, slack)
-  if not tokens or not refilled_at then return burst end
-  return math.min(burst, tonumber(tokens) + math.max(now - tonumber(refilled_at) + slack, 0) * rate)
-end
-
--- Running jobs of a task claimed under its limits; entries of jobs no longer running (with that
--- token) are dropped, so no finishing path has to know about them.
-local function task_running(name)
-  local hkey = task_key(name, 'running')
-  local entries = redis.call('HGETALL', hkey)
-  local n = 0
-  for i = 1, #entries, 2 do
-    local f = redis.call('HMGET', entries[i], 'status', 'token')
-    if f[1] == 'running' and f[2] == entries[i + 1] then
-      n = n + 1
-    else
-      redis.call('HDEL', hkey, entries[i])
-    end
+if ARGV[1] == 'claim' then -- (flow_claim and its helpers)
+  local function task_key(name, what)
+    return ROOT .. ':task:' .. name .. ':' .. what
   end
-  return n
-end
 
--- What one key (the queue, a task) allows in this claim: running slots and tokens.
-local function new_quota(concurrency, running, rate, burst, tokens, refilled_at, slack)
-  local q = {free = math.huge, tokens = math.huge, rate = rate, burst = burst, taken = 0}
-  if concurrency then q.free = concurrency - running end
-  if rate then q.tokens = refill(tokens, refilled_at, rate, burst, slack) end
-  return q
-end
-
--- A ready job of this claim was held back by quota q: when does q have tokens again?
-local function due(q, limit)
-  if not q.rate or q.free < 1 or q.tokens >= 1 then return false end
-  return now + (math.max(math.min(limit, q.burst) / 2, 1) - q.tokens) / q.rate
-end
-
--- How many ready jobs a flow claim looks at, at most, past the ones it holds back.
-local WINDOW_FACTOR, WINDOW_EXTRA, WINDOW_MAX = 4, 64, 2048
-
-flow_claim = function(limit, lease, worker, limits, slack)
-  local out, held, retry_at = {}, false, false
-  local function hold(q)
-    held = true
-    local at = due(q, limit)
-    if at and (not retry_at or at < retry_at) then retry_at = at end
+  -- Tokens in a bucket at now (a bucket never used is full).
+  local function refill(tokens, refilled_at, rate, burst, slack)
+    if not tokens or not refilled_at then return burst end
+    return math.min(burst, tonumber(tokens) + math.max(now - tonumber(refilled_at) + slack, 0) * rate)
   end
-  local s = redis.call('HMGET', Q.flow, 'paused', 'concurrency', 'rate_count', 'rate_per',
-    'rate_burst', 'tokens', 'refilled_at')
-  if s[1] == '1' then
-    return {out, redis.call('ZCARD', Q.ready) > 0 and 1 or 0, ''}
-  end
-  local qrate = s[3] and tonumber(s[3]) / tonumber(s[4])
-  local queue = new_quota(tonumber(s[2]), s[2] and redis.call('ZCARD', Q.leased) or 0,
-    qrate, tonumber(s[5]), s[6], s[7], slack)
-  local quotas = {}
-  local left = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
-  -- Pages of `limit` members in claim order (all scores are 0: lexicographic order is the
-  -- zset's), from after the last member seen, so claimed members leaving the zset shift nothing.
-  local from, members, i = '-', {}, 1
-  while #out < limit and left > 0 do
-    if i > #members then
-      members = redis.call('ZRANGE', Q.ready, from, '+', 'BYLEX', 'LIMIT', 0, math.min(limit, left))
-      i = 1
-      if #members == 0 then break end
-    end
-    local member = members[i]
-    i, left, from = i + 1, left - 1, '(' .. members[i]
-    if queue.free < 1 or queue.tokens < 1 then
-      hold(queue)
-      break
-    end
-    local id = ready_id(member)
-    local key = Q.job .. id
-    local f = redis.call('HMGET', key, 'status', 'task')
-    if f[1] ~= 'queued' then
-      redis.call('ZREM', Q.ready, member)
-      stray(Q, key, id, f[1])
-    elseif not sound(Q, key, id) then
-      redis.call('ZREM', Q.ready, member)
-    else
-      local lim, q = limits[f[2]], false
-      if lim then
-        q = quotas[f[2]]
-        if not q then
-          local b = lim.rate and redis.call('HMGET', task_key(f[2], 'bucket'), 'tokens', 'refilled_at') or {}
-          q = new_quota(lim.concurrency, lim.concurrency and task_running(f[2]) or 0,
-            lim.rate, lim.burst, b[1], b[2], slack)
-          quotas[f[2]] = q
-        end
-      end
-      if q and (q.free < 1 or q.tokens < 1) then
-        hold(q) -- held back: it keeps its place in ready
+
+  -- Running jobs of a task claimed under its limits; entries of jobs no longer running (with that
+  -- token) are dropped, so no finishing path has to know about them.
+  local function task_running(name)
+    local hkey = task_key(name, 'running')
+    local entries = redis.call('HGETALL', hkey)
+    local n = 0
+    for i = 1, #entries, 2 do
+      local f = redis.call('HMGET', entries[i], 'status', 'token')
+      if f[1] == 'running' and f[2] == entries[i + 1] then
+        n = n + 1
       else
+        redis.call('HDEL', hkey, entries[i])
+      end
+    end
+    return n
+  end
+
+  -- What one key (the queue, a task) allows in this claim: running slots and tokens.
+  local function new_quota(concurrency, running, rate, burst, tokens, refilled_at, slack)
+    local q = {free = math.huge, tokens = math.huge, rate = rate, burst = burst, taken = 0}
+    if concurrency then q.free = concurrency - running end
+    if rate then q.tokens = refill(tokens, refilled_at, rate, burst, slack) end
+    return q
+  end
+
+  -- A ready job of this claim was held back by quota q: when does q have tokens again?
+  local function due(q, limit)
+    if not q.rate or q.free < 1 or q.tokens >= 1 then return false end
+    return now + (math.max(math.min(limit, q.burst) / 2, 1) - q.tokens) / q.rate
+  end
+
+  -- How many ready jobs a flow claim looks at, at most, past the ones it holds back.
+  local WINDOW_FACTOR, WINDOW_EXTRA, WINDOW_MAX = 4, 64, 2048
+
+  flow_claim = function(limit, lease, worker, limits, slack)
+    local out, held, retry_at = {}, false, false
+    local function hold(q)
+      held = true
+      local at = due(q, limit)
+      if at and (not retry_at or at < retry_at) then retry_at = at end
+    end
+    local s = redis.call('HMGET', Q.flow, 'paused', 'concurrency', 'rate_count', 'rate_per',
+      'rate_burst', 'tokens', 'refilled_at')
+    if s[1] == '1' then
+      return {out, redis.call('ZCARD', Q.ready) > 0 and 1 or 0, ''}
+    end
+    local qrate = s[3] and tonumber(s[3]) / tonumber(s[4])
+    local queue = new_quota(tonumber(s[2]), s[2] and redis.call('ZCARD', Q.leased) or 0,
+      qrate, tonumber(s[5]), s[6], s[7], slack)
+    local quotas = {}
+    local left = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
+    -- Pages of `limit` members in claim order (all scores are 0: lexicographic order is the
+    -- zset's), from after the last member seen, so claimed members leaving the zset shift nothing.
+    local from, members, i = '-', {}, 1
+    while #out < limit and left > 0 do
+      if i > #members then
+        members = redis.call('ZRANGE', Q.ready, from, '+', 'BYLEX', 'LIMIT', 0, math.min(limit, left))
+        i = 1
+        if #members == 0 then break end
+      end
+      local member = members[i]
+      i, left, from = i + 1, left - 1, '(' .. members[i]
+      if queue.free < 1 or queue.tokens < 1 then
+        hold(queue)
+        break
+      end
+      local id = ready_id(member)
+      local key = Q.job .. id
+      local f = redis.call('HMGET', key, 'status', 'task')
+      if f[1] ~= 'queued' then
         redis.call('ZREM', Q.ready, member)
-        lease_job(key, id, lease, worker)
-        out[#out + 1] = redis.call('HGETALL', key)
-        queue.free, queue.tokens = queue.free - 1, queue.tokens - 1
-        if q then
-          q.free, q.tokens, q.taken = q.free - 1, q.tokens - 1, q.taken + 1
-          if lim.concurrency then
-            redis.call('HSET', task_key(f[2], 'running'), key, redis.call('HGET', key, 'token'))
+        stray(Q, key, id, f[1])
+      elseif not sound(Q, key, id) then
+        redis.call('ZREM', Q.ready, member)
+      else
+        local lim, q = limits[f[2]], false
+        if lim then
+          q = quotas[f[2]]
+          if not q then
+            local b = lim.rate and redis.call('HMGET', task_key(f[2], 'bucket'), 'tokens', 'refilled_at') or {}
+            q = new_quota(lim.concurrency, lim.concurrency and task_running(f[2]) or 0,
+              lim.rate, lim.burst, b[1], b[2], slack)
+            quotas[f[2]] = q
+          end
+        end
+        if q and (q.free < 1 or q.tokens < 1) then
+          hold(q) -- held back: it keeps its place in ready
+        else
+          redis.call('ZREM', Q.ready, member)
+          lease_job(key, id, lease, worker)
+          out[#out + 1] = redis.call('HGETALL', key)
+          queue.free, queue.tokens = queue.free - 1, queue.tokens - 1
+          if q then
+            q.free, q.tokens, q.taken = q.free - 1, q.tokens - 1, q.taken + 1
+            if lim.concurrency then
+              redis.call('HSET', task_key(f[2], 'running'), key, redis.call('HGET', key, 'token'))
+            end
           end
         end
       end
     end
-  end
-  if qrate and #out > 0 then
-    redis.call('HSET', Q.flow, 'tokens', string.format('%.17g', queue.tokens), 'refilled_at', NOW)
-  end
-  for name, q in pairs(quotas) do
-    if q.rate and q.taken > 0 then
-      redis.call('HSET', task_key(name, 'bucket'), 'tokens', string.format('%.17g', q.tokens),
-        'refilled_at', NOW)
+    if qrate and #out > 0 then
+      redis.call('HSET', Q.flow, 'tokens', string.format('%.17g', queue.tokens), 'refilled_at', NOW)
     end
-  end
-  return {out, held and 1 or 0, retry_at and string.format('%.17g', retry_at) or ''}
-end
-
--- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
--- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
--- defaults, and wakes the queue's idle workers. Returns the flow hash.
-function commands.set_flow()
-  local what = take()
-  if what == 'paused' then
-    if take() == '1' then
-      redis.call('HSET', Q.flow, 'paused', '1')
-    else
-      redis.call('HDEL', Q.flow, 'paused')
-    end
-  else
-    local concurrency, count, per, burst = take(), take(), take(), take()
-    local old = redis.call('HMGET', Q.flow, 'rate_count', 'rate_per', 'rate_burst')
-    if old[1] ~= (count ~= '' and count or false) or old[2] ~= (per ~= '' and per or false)
-        or old[3] ~= (burst ~= '' and burst or false) then
-      redis.call('HDEL', Q.flow, 'tokens', 'refilled_at')
-    end
-    local fields = {concurrency = concurrency, rate_count = count, rate_per = per, rate_burst = burst}
-    for field, value in pairs(fields) do
-      if value == '' then
-        redis.call('HDEL', Q.flow, field)
-      else
-        redis.call('HSET', Q.flow, field, value)
+    for name, q in pairs(quotas) do
+      if q.rate and q.taken > 0 then
+        redis.call('HSET', task_key(name, 'bucket'), 'tokens', string.format('%.17g', q.tokens),
+          'refilled_at', NOW)
       end
     end
+    return {out, held and 1 or 0, retry_at and string.format('%.17g', retry_at) or ''}
   end
-  if redis.call('HEXISTS', Q.flow, 'paused') == 0 and redis.call('HEXISTS', Q.flow, 'concurrency') == 0
-      and redis.call('HEXISTS', Q.flow, 'rate_count') == 0 then
-    redis.call('DEL', Q.flow)
+end
+
+if COLD then
+  -- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
+  -- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
+  -- defaults, and wakes the queue's idle workers. Returns the flow hash.
+  function commands.set_flow()
+    local what = take()
+    if what == 'paused' then
+      if take() == '1' then
+        redis.call('HSET', Q.flow, 'paused', '1')
+      else
+        redis.call('HDEL', Q.flow, 'paused')
+      end
+    else
+      local concurrency, count, per, burst = take(), take(), take(), take()
+      local old = redis.call('HMGET', Q.flow, 'rate_count', 'rate_per', 'rate_burst')
+      if old[1] ~= (count ~= '' and count or false) or old[2] ~= (per ~= '' and per or false)
+          or old[3] ~= (burst ~= '' and burst or false) then
+        redis.call('HDEL', Q.flow, 'tokens', 'refilled_at')
+      end
+      local fields = {concurrency = concurrency, rate_count = count, rate_per = per, rate_burst = burst}
+      for field, value in pairs(fields) do
+        if value == '' then
+          redis.call('HDEL', Q.flow, field)
+        else
+          redis.call('HSET', Q.flow, field, value)
+        end
+      end
+    end
+    if redis.call('HEXISTS', Q.flow, 'paused') == 0 and redis.call('HEXISTS', Q.flow, 'concurrency') == 0
+        and redis.call('HEXISTS', Q.flow, 'rate_count') == 0 then
+      redis.call('DEL', Q.flow)
+    end
+    redis.call('SADD', QUEUES, Q.name)
+    wake(Q, WAKE_MAX)
+    return redis.call('HGETALL', Q.flow)
   end
-  redis.call('SADD', QUEUES, Q.name)
-  wake(Q, WAKE_MAX)
-  return redis.call('HGETALL', Q.flow)
 end
 
 local command = commands[ARGV[1]]
