@@ -516,7 +516,7 @@ function commands.claim()
     return flow_claim(limit, lease, worker, limits, slack)
   end
   local members = redis.call('ZRANGE', Q.ready, 0, limit - 1)
-  if #members > 0 then redis.call('ZREM', Q.ready, unpack(members)) end
+  bulk('ZREM', Q.ready, members)
   local out, leased = {}, {}
   for _, member in ipairs(members) do
     local id = ready_id(member)
