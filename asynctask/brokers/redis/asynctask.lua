@@ -40,10 +40,12 @@ local function queue_keys(queue)
 end
 
 local Q = queue_keys(ARGV[5])
--- Whether this call is one of the rarely called commands (see COLD below).
+-- Whether this call is one of the rarely called commands (see COLD below). Each command is
+-- defined only when it is the one called (`commands.x = CMD == 'x' and function() ... end`).
 local HOT = {enqueue = true, claim = true, complete = true, extend = true, save = true,
   promote = true, rescue = true, prune = true, peek = true, quarantine = true}
-local COLD = not HOT[ARGV[1]]
+local CMD = ARGV[1]
+local COLD = not HOT[CMD]
 if ARGV[5] ~= '' and KEYS[1] ~= Q.ready then -- (global commands have no queue)
   -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
   return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
@@ -305,7 +307,7 @@ local function quarantine(K, key, id, reason)
 end
 
 -- id, reason: quarantine a claimed record the broker could not decode. Returns 1 if done.
-function commands.quarantine()
+commands.quarantine = CMD == 'quarantine' and function()
   local id, reason = take(), take()
   local key = Q.job .. id
   if redis.call('EXISTS', key) == 0 then return 0 end
@@ -503,7 +505,7 @@ local flow_claim -- defined with the flow-control commands below
 -- per task name, concurrency, tokens per second, burst ('' for none). Returns {the claimed jobs
 -- as HGETALL arrays, held back (1/0), retry_at or ''}. A queue without a flow hash and a claim
 -- without task limits take the plain loop.
-function commands.claim()
+commands.claim = CMD == 'claim' and function()
   local limit, lease, worker, cap = tonumber(take()), take(), take(), tonumber(take())
   local slack, limits, limited = tonumber(take()), {}, false
   for _ = 1, tonumber(take()) do
@@ -559,7 +561,7 @@ end
 -- The jobs, as one msgpack array of new jobs (see job_fields). One round trip for a whole
 -- publish: the ids index is checked and written here, so an id live in another queue is
 -- refused atomically too. Returns 1 (created) or 0 (a live job with this id exists) per job.
-function commands.enqueue()
+commands.enqueue = CMD == 'enqueue' and function()
   local out, woken = {}, 0
   redis.call('SADD', QUEUES, Q.name)
   local jobs = cmsgpack.unpack(take())
@@ -611,7 +613,7 @@ end
 -- run_at and its tkey (retry), expires_at, ttl_ms, meta, spawned jobs (an array of queue,
 -- parent_id ('' for none), new job: see job_fields).
 -- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
-function commands.complete()
+commands.complete = CMD == 'complete' and function()
   local out, woken = {}, 0
   -- The zset writes of jobs finished by this call, made at the end (see finish_running).
   local later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
@@ -712,7 +714,7 @@ function commands.complete()
 end
 
 -- lease_expires_at, count, then id, token pairs. Returns ok/cancel/pause/lost for each.
-function commands.extend()
+commands.extend = CMD == 'extend' and function()
   local lease = take()
   local out = {}
   for n = 1, tonumber(take()) do
@@ -737,7 +739,7 @@ function commands.extend()
 end
 
 -- id, token, has_state, state, has_result, result. Returns 1 if written.
-function commands.save()
+commands.save = CMD == 'save' and function()
   local key = Q.job .. take()
   if not held(key, take()) then return 0 end
   local has_state, state, has_result, result = take(), take(), take(), take()
@@ -747,12 +749,12 @@ function commands.save()
 end
 
 -- limit. Returns how many scheduled jobs became queued.
-function commands.promote()
+commands.promote = CMD == 'promote' and function()
   return promote(tonumber(take()))
 end
 
 -- limit. Re-queues (or fails, with no retries left) jobs whose lease expired.
-function commands.rescue()
+commands.rescue = CMD == 'rescue' and function()
   local expired = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local rescued, woken = 0, 0
   for _, id in ipairs(expired) do
@@ -786,7 +788,7 @@ function commands.rescue()
 end
 
 -- limit. Deletes finished jobs past expires_at; returns their ids.
-function commands.prune()
+commands.prune = CMD == 'prune' and function()
   local members = redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local out = {}
   for _, member in ipairs(members) do
@@ -808,7 +810,7 @@ end
 
 -- promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
 -- With nothing ready, stale wake signals are dropped so the next BLPOP really blocks.
-function commands.peek()
+commands.peek = CMD == 'peek' and function()
   promote(tonumber(take()))
   if redis.call('ZCARD', Q.ready) > 0 then return {1, ''} end
   redis.call('DEL', Q.wake)
@@ -821,7 +823,7 @@ end
 -- (about 1 us per dozen lines on the benchmark machine), so the hot commands above skip them.
 if COLD then
   -- id, expires_at or '', ttl_ms. Returns the job after, or false.
-  function commands.cancel()
+  commands.cancel = CMD == 'cancel' and function()
     local id, expires_at, ttl_ms = take(), take(), take()
     local key = Q.job .. id
     if not live(key) then return false end
@@ -837,7 +839,7 @@ if COLD then
   end
 
   -- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
-  function commands.pause()
+  commands.pause = CMD == 'pause' and function()
     local id = take()
     local key = Q.job .. id
     if not live(key) then return false end
@@ -854,7 +856,7 @@ if COLD then
   end
 
   -- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
-  function commands.resume()
+  commands.resume = CMD == 'resume' and function()
     local id = take()
     local key = Q.job .. id
     if not live(key) then return false end
@@ -877,7 +879,7 @@ if COLD then
   end
 
   -- id. Queues a failed or cancelled job again with a fresh attempt count.
-  function commands.retry()
+  commands.retry = CMD == 'retry' and function()
     local id = take()
     local key = Q.job .. id
     if not live(key) then return false end
@@ -910,7 +912,7 @@ if COLD then
   end
 
   -- id. Returns 1 if a record was deleted.
-  function commands.delete()
+  commands.delete = CMD == 'delete' and function()
     local id = take()
     local key = Q.job .. id
     if redis.call('EXISTS', key) == 0 then return 0 end
@@ -922,7 +924,7 @@ if COLD then
 
   -- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
   -- still names that queue (the id may have been published again elsewhere).
-  function commands.unindex()
+  commands.unindex = CMD == 'unindex' and function()
     local removed = 0
     for i = 6, #ARGV, 2 do
       if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
@@ -976,7 +978,7 @@ if COLD then
   -- Walks the source index newest first from the cursor, reading at most `budget` entries, and
   -- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
   -- stopped: {matches, last score or '' when the index is exhausted, last id}.
-  function commands.list_page()
+  commands.list_page = CMD == 'list_page' and function()
     local source, score, id = take(), take(), take()
     local limit, budget = tonumber(take()), tonumber(take())
     local want_status, want_task, want_parent = take(), take(), take()
@@ -1009,7 +1011,7 @@ if COLD then
   -- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
   -- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
   -- the scheduled zset if due, or the earliest head of each priority in the ready zset.
-  function commands.stats()
+  commands.stats = CMD == 'stats' and function()
     local counts = {
       queued = redis.call('ZCARD', Q.ready),
       scheduled = redis.call('ZCARD', Q.scheduled),
@@ -1054,7 +1056,7 @@ if COLD then
   local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
 
   -- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
-  function commands.worker_record()
+  commands.worker_record = CMD == 'worker_record' and function()
     local id, expires_at, record = take(), take(), take()
     local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
     for _, gone in ipairs(dead) do
@@ -1067,14 +1069,14 @@ if COLD then
   end
 
   -- id. Deletes the worker's record.
-  function commands.worker_remove()
+  commands.worker_remove = CMD == 'worker_remove' and function()
     local id = take()
     redis.call('ZREM', WORKERS_EXPIRY, id)
     return redis.call('HDEL', WORKERS, id)
   end
 
   -- Returns the records of the live workers, in id order.
-  function commands.workers_list()
+  commands.workers_list = CMD == 'workers_list' and function()
     local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
     table.sort(ids)
     local out = {}
@@ -1221,7 +1223,7 @@ if COLD then
   -- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
   -- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
   -- defaults, and wakes the queue's idle workers. Returns the flow hash.
-  function commands.set_flow()
+  commands.set_flow = CMD == 'set_flow' and function()
     local what = take()
     if what == 'paused' then
       if take() == '1' then
