@@ -45,7 +45,7 @@ def test_sort_keys_preserve_order() -> None:
 
 def test_the_lua_file_ships_in_the_package() -> None:
     source = files("asynctask.brokers.redis").joinpath("asynctask.lua").read_text()
-    assert "function commands.claim()" in source
+    assert "commands.claim = " in source
 
 
 async def _open(prefix: str, clock: FakeClock) -> tuple[RedisBroker, Redis]:
@@ -127,6 +127,35 @@ async def test_enqueue_replaces_an_expired_job_in_the_same_queue(prefix: str) ->
         [again] = await broker.claim("q", 1, lease=30, worker="w")
         assert again.payload == b"new" and again.attempts == 1
         assert await client.zcard(broker.keys.queue("q").all) == 1
+    finally:
+        await client.aclose()
+        await broker.close()
+
+
+async def test_batches_past_luas_unpack_limit_and_arbitrary_bytes_round_trip(prefix: str) -> None:
+    """Jobs and outcomes travel packed (msgpack), and the scripts write index entries in
+    chunks: a batch larger than Lua's ``unpack`` limit (about 8,000 values), and payloads,
+    results and meta of any bytes (not UTF-8, empty, longer than 64 KiB), come through whole."""
+    clock = FakeClock()
+    broker, client = await _open(prefix, clock)
+    odd = [bytes(range(256)), b"", b"\xff" * 70_000, "é".encode()]
+    try:
+        jobs = [job(f"j{i:05}", clock()) for i in range(9_000)]
+        jobs[:8] = [job(f"j{i:05}", clock(), payload=odd[i % 4], meta=odd[(i + 1) % 4]) for i in range(8)]
+        assert await broker.enqueue(jobs) == [True] * 9_000
+        claimed = await broker.claim("q", 9_000, lease=30, worker="w")
+        assert [j.id for j in claimed] == [j.id for j in jobs]
+        assert [(j.payload, j.meta) for j in claimed] == [(j.payload, j.meta) for j in jobs]
+        succeeded = OutcomeKind.SUCCEEDED
+        outcomes = [
+            Outcome(job_id=j.id, token=j.token, kind=succeeded, result=odd[i % 4], meta=odd[i % 3])
+            for i, j in enumerate(claimed[:20])
+        ]
+        assert await broker.complete(outcomes) == [True] * 20
+        for i, o in enumerate(outcomes):
+            done = await broker.get(o.job_id)
+            assert done is not None
+            assert (done.status, done.result, done.meta) == (JobStatus.SUCCEEDED, odd[i % 4], odd[i % 3])
     finally:
         await client.aclose()
         await broker.close()

@@ -5,8 +5,9 @@
 -- the command's own arguments follow (read in order with `take()`). `now` comes from the
 -- app's injected clock, never Redis TIME, so tests can drive time.
 --
--- KEYS are the queue's keys (keys.py, QueueKeys order): they declare the queue's slot. Job
--- hashes share the queue's {hash tag}, so a command on one queue stays in one Cluster slot.
+-- KEYS[1] is the queue's ready key (keys.py): it declares the queue's slot. Every key of the
+-- queue and its job hashes share the queue's {hash tag}, so a command on one queue stays in one
+-- Cluster slot.
 -- The exceptions are workflow links (a child's parent, spawned children), which may live in
 -- other queues: `queue_keys` below mirrors keys.py to reach them.
 --
@@ -39,7 +40,13 @@ local function queue_keys(queue)
 end
 
 local Q = queue_keys(ARGV[5])
-if #KEYS > 1 and KEYS[1] ~= Q.ready then
+-- Whether this call is one of the rarely called commands (see COLD below). Each command is
+-- defined only when it is the one called (`commands.x = CMD == 'x' and function() ... end`).
+local HOT = {enqueue = true, claim = true, complete = true, extend = true, save = true,
+  promote = true, rescue = true, prune = true, peek = true, quarantine = true}
+local CMD = ARGV[1]
+local COLD = not HOT[CMD]
+if ARGV[5] ~= '' and KEYS[1] ~= Q.ready then -- (global commands have no queue)
   -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
   return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
 end
@@ -93,7 +100,7 @@ end
 
 -- ===========================================================================================
 -- Inspection (web dashboard, metrics): two more per-queue indexes, kept up to date by
--- track_new / track / forget calls in the commands, and read by list_page and stats below.
+-- create (for a new job) and track / forget calls in the commands, and read by list_page and stats below.
 --
 --   P:{q}:created        zset  every job of the queue, scored by created_at, member = id
 --   P:{q}:status:<s>     zset  the jobs in status s, scored by created_at, member = id, for
@@ -115,12 +122,6 @@ end
 
 local function status_key(K, status)
   return string.sub(K.job, 1, -5) .. 'status:' .. status
-end
-
--- A new job of queue K, created now in `status`.
-local function track_new(K, id, status)
-  redis.call('ZADD', created_key(K), NOW, id)
-  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
 end
 
 -- A job of queue K moved from status `from` to `to`.
@@ -163,8 +164,9 @@ local function unlink(K, key, id)
   forget(K, id)
 end
 
-local function set_or_clear(key, field, present, value)
-  if present == '1' then
+-- Set `field` to `value`, or delete it when `value` is nil.
+local function set_or_clear(key, field, value)
+  if value then
     redis.call('HSET', key, field, value)
   else
     redis.call('HDEL', key, field)
@@ -305,7 +307,7 @@ local function quarantine(K, key, id, reason)
 end
 
 -- id, reason: quarantine a claimed record the broker could not decode. Returns 1 if done.
-function commands.quarantine()
+commands.quarantine = CMD == 'quarantine' and function()
   local id, reason = take(), take()
   local key = Q.job .. id
   if redis.call('EXISTS', key) == 0 then return 0 end
@@ -352,44 +354,105 @@ local function release_unique(key, id)
   if ukey and redis.call('HGET', UNIQUE, ukey) == id then redis.call('HDEL', UNIQUE, ukey) end
 end
 
--- Read one new job (id, status, run_at, field count, fields...) from the arguments.
-local function take_job()
-  local id, status, run_at, n = take(), take(), take(), tonumber(take())
-  local fields = {}
-  for f = 1, n do fields[f] = take() end
-  return id, status, run_at, fields
+-- A new job as codec.py packs it (new_job_row; one msgpack array, nil for an absent field):
+--   1 id, 2 status, 3 run_at, 4 task, 5 queue, 6 payload, 7 priority, 8 max_retries, 9 pkey,
+--   10 tkey, then the optional 11 timeout, 12 parent_id, 13 pending, 14 meta, 15 headers,
+--   16 unique_key.
+local OPTIONAL = {'timeout', 'parent_id', 'pending', 'meta', 'headers', 'unique_key'}
+
+-- The hash fields of new job j (created now, with sequence cseq; rmember if queued).
+local function job_fields(j, cseq, rmember)
+  local fields = {'id', j[1], 'status', j[2], 'run_at', j[3], 'task', j[4], 'queue', j[5],
+    'payload', j[6], 'priority', j[7], 'max_retries', j[8], 'pkey', j[9], 'tkey', j[10],
+    'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', cseq}
+  for i, name in ipairs(OPTIONAL) do
+    local v = j[10 + i]
+    if v then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = v
+    end
+  end
+  if rmember then
+    fields[#fields + 1] = 'rmember'
+    fields[#fields + 1] = rmember
+  end
+  return fields
 end
 
--- Store a new job in queue K unless a live job has its id there. Returns true if created.
--- The caller wakes the queue (once per batch, not once per job).
-local function create(K, id, status, run_at, fields)
-  local key = K.job .. id
-  if live(key) then return false end
-  local ukey = false
-  for f = 1, #fields, 2 do
-    if fields[f] == 'unique_key' then ukey = fields[f + 1] end
+-- The index writes of a batch of new jobs in queue K (enqueue), made by a few commands at
+-- the end (flush) rather than a few per job; sequences are taken with one INCRBY. Nothing the
+-- batch's own creates read is deferred: create flushes before it reads the ids index.
+local BULK = 2000 -- arguments per deferred command (Lua's unpack has a limit)
+
+local function new_batch(K, n)
+  local top = redis.call('INCRBY', K.seq, n)
+  return {K = K, seq = top - n, all = {}, created = {}, ready = {}, ids = {}}
+end
+
+local function bulk(command, key, args)
+  for i = 1, #args, BULK do
+    redis.call(command, key, unpack(args, i, math.min(i + BULK - 1, #args)))
   end
-  if ukey and unique_holder(ukey) then return false end
+end
+
+local function flush(b)
+  bulk('ZADD', b.K.all, b.all)
+  bulk('ZADD', created_key(b.K), b.created)
+  bulk('ZADD', b.K.ready, b.ready)
+  bulk('HSET', IDS, b.ids)
+  b.all, b.created, b.ready, b.ids = {}, {}, {}, {}
+end
+
+local function push(list, a, b)
+  list[#list + 1] = a
+  list[#list + 1] = b
+end
+
+-- Store new job j in queue K unless a live job has its id there. Returns true if created.
+-- With a batch (of queue K), its index writes are deferred to flush(batch); the caller writes
+-- the ids index (itself, or in the batch). The caller wakes the queue (once per batch).
+local function create(K, j, batch)
+  local id, status, ukey = j[1], j[2], j[16]
+  local key = K.job .. id
+  local exists = redis.call('EXISTS', key) == 1
+  if exists and live(key) then return false end
+  if ukey then
+    if batch then flush(batch) end
+    if unique_holder(ukey) then return false end
+  end
   local old_token = false
-  if redis.call('EXISTS', key) == 1 then
+  if exists then
     -- An expired record under the same id: the new job replaces it, but its tokens keep
     -- counting up, so the old owner's token can never match the new job.
     old_token = redis.call('HGET', key, 'token')
     unlink(K, key, id)
     redis.call('DEL', key)
   end
-  local cseq = redis.call('INCR', K.seq)
-  redis.call('HSET', key, 'cseq', cseq, unpack(fields))
+  local cseq
+  if batch then
+    batch.seq = batch.seq + 1
+    cseq = batch.seq
+  else
+    cseq = redis.call('INCR', K.seq)
+  end
+  -- A queued job goes straight to ready (as make_ready would put it, its creation sequence
+  -- standing for the ready sequence: both come from K.seq).
+  local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
+  redis.call('HSET', key, unpack(job_fields(j, cseq, rmember)))
   if old_token then
     redis.call('HSET', key, 'token', old_token)
   end
-  redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
-  track_new(K, id, status)
-  if status == 'scheduled' then
-    redis.call('ZADD', K.scheduled, run_at, id)
-  elseif status == 'queued' then
-    make_ready(K, key, id)
+  if batch then
+    push(batch.all, NOW, hex(cseq) .. id)
+    push(batch.created, NOW, id)
+    if rmember then push(batch.ready, 0, rmember) end
+  else
+    redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
+    redis.call('ZADD', created_key(K), NOW, id)
+    if rmember then redis.call('ZADD', K.ready, 0, rmember) end
   end
+  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
+  if status == 'scheduled' then redis.call('ZADD', K.scheduled, j[3], id) end
   if ukey then redis.call('HSET', UNIQUE, ukey, id) end
   return true
 end
@@ -426,13 +489,23 @@ local function lease_job(key, id, lease, worker)
   redis.call('ZADD', Q.leased, lease, id)
 end
 
+-- Add field = v + 1 to `set`, for a count that passed check(): computed here while a double
+-- holds it exactly, by HINCRBY (at once) beyond.
+local function plus_one(key, field, v, set)
+  if #v <= 15 then
+    push(set, field, string.format('%d', tonumber(v) + 1))
+  else
+    redis.call('HINCRBY', key, field, 1)
+  end
+end
+
 local flow_claim -- defined with the flow-control commands below
 
 -- limit, lease_expires_at, worker, promote cap, clock slack, then the task limits: count, and
 -- per task name, concurrency, tokens per second, burst ('' for none). Returns {the claimed jobs
 -- as HGETALL arrays, held back (1/0), retry_at or ''}. A queue without a flow hash and a claim
 -- without task limits take the plain loop.
-function commands.claim()
+commands.claim = CMD == 'claim' and function()
   local limit, lease, worker, cap = tonumber(take()), take(), take(), tonumber(take())
   local slack, limits, limited = tonumber(take()), {}, false
   for _ = 1, tonumber(take()) do
@@ -445,9 +518,9 @@ function commands.claim()
     return flow_claim(limit, lease, worker, limits, slack)
   end
   local members = redis.call('ZRANGE', Q.ready, 0, limit - 1)
-  local out = {}
+  bulk('ZREM', Q.ready, members)
+  local out, leased = {}, {}
   for _, member in ipairs(members) do
-    redis.call('ZREM', Q.ready, member)
     local id = ready_id(member)
     local key = Q.job .. id
     -- One read for the status and the checks (the hot path of every claim).
@@ -458,13 +531,20 @@ function commands.claim()
       if reason then
         quarantine(Q, key, id, reason)
       else
-        lease_job(key, id, lease, worker)
+        -- lease_job(), in one HSET (and one ZADD to leased for the whole claim)
+        local set = {'status', 'running', 'started_at', NOW, 'lease_expires_at', lease, 'worker', worker}
+        plus_one(key, 'attempts', f[6], set)
+        plus_one(key, 'token', f[8], set)
+        redis.call('HSET', key, unpack(set))
+        redis.call('HDEL', key, 'rmember')
+        push(leased, lease, id)
         out[#out + 1] = redis.call('HGETALL', key)
       end
     else
       stray(Q, key, id, status)
     end
   end
+  bulk('ZADD', Q.leased, leased)
   return {out, 0, ''}
 end
 
@@ -478,33 +558,43 @@ local function drop_expired(K, id)
   end
 end
 
--- count, then per job: id, status, run_at, field count, fields... One round trip for a whole
+-- The jobs, as one msgpack array of new jobs (see job_fields). One round trip for a whole
 -- publish: the ids index is checked and written here, so an id live in another queue is
 -- refused atomically too. Returns 1 (created) or 0 (a live job with this id exists) per job.
-function commands.enqueue()
+commands.enqueue = CMD == 'enqueue' and function()
   local out, woken = {}, 0
   redis.call('SADD', QUEUES, Q.name)
-  for n = 1, tonumber(take()) do
-    local id, status, run_at, fields = take_job()
+  local jobs = cmsgpack.unpack(take())
+  local batch = new_batch(Q, #jobs)
+  local owners = {}
+  for i = 1, #jobs, BULK do
+    local ids = {}
+    for k = i, math.min(i + BULK - 1, #jobs) do ids[#ids + 1] = jobs[k][1] end
+    for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[i + k - 1] = owner end
+  end
+  for n, j in ipairs(jobs) do
+    local id, status = j[1], j[2]
     out[n] = 0
-    local owner = redis.call('HGET', IDS, id)
+    local owner = owners[n]
     local taken = false
     if owner and owner ~= Q.name then
       local O = queue_keys(owner)
       taken = live(O.job .. id)
       if not taken then drop_expired(O, id) end
     end
-    if not taken and create(Q, id, status, run_at, fields) then
-      redis.call('HSET', IDS, id, Q.name)
+    if not taken and create(Q, j, batch) then
+      push(batch.ids, id, Q.name)
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
     end
   end
+  flush(batch)
   wake(Q, woken)
   return out
 end
 
-local function spawn(queue, id, status, run_at, fields, parent_id)
+local function spawn(queue, j, parent_id)
+  local id, status = j[1], j[2]
   local owner = redis.call('HGET', IDS, id)
   if owner and owner ~= queue then
     local O = queue_keys(owner)
@@ -512,85 +602,119 @@ local function spawn(queue, id, status, run_at, fields, parent_id)
     drop_expired(O, id)
   end
   local C = queue_keys(queue)
-  if not create(C, id, status, run_at, fields) then return end
+  if not create(C, j) then return end
   redis.call('HSET', IDS, id, queue)
   redis.call('SADD', QUEUES, queue)
   if status ~= 'waiting' then wake(C, 1) end
   if parent_id ~= '' then add_pending(parent_id, 1) end
 end
 
--- count, then per outcome: id, token, kind, has_result, result, has_error, error, run_at,
--- tkey, expires_at, ttl_ms, has_meta, meta, spawn count, then per spawned job: queue,
--- parent_id ('' for none), id, status, run_at, field count, fields...
+-- The outcomes, as one msgpack array of (nil for none): id, token, kind, result, error,
+-- run_at and its tkey (retry), expires_at, ttl_ms, meta, spawned jobs (an array of queue,
+-- parent_id ('' for none), new job: see job_fields).
 -- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
-function commands.complete()
+commands.complete = CMD == 'complete' and function()
   local out, woken = {}, 0
-  for n = 1, tonumber(take()) do
-    local id, token, kind = take(), take(), take()
-    local has_result, result, has_error, err = take(), take(), take(), take()
-    local run_at, tkey, expires_at, ttl_ms = take(), take(), take(), take()
-    local has_meta, meta = take(), take()
-    local spawns = {}
-    for s = 1, tonumber(take()) do
-      local queue, parent_id = take(), take()
-      local cid, status, crun_at, fields = take_job()
-      spawns[s] = {queue, cid, status, crun_at, fields, parent_id}
+  -- The zset writes of jobs finished by this call, made at the end (see finish_running).
+  local later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
+  local function flush_later()
+    bulk('ZREM', Q.leased, later.leased)
+    bulk('ZADD', Q.finished, later.finished)
+    for status, args in pairs(later.status) do bulk('ZADD', status_key(Q, status), args) end
+    later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
+  end
+  -- finish() for the running job `id`, whose fields f (HMGET below) were read; `set` holds
+  -- more fields to write with its status, and `clear` fields to delete.
+  local function finish_running(key, id, status, expires_at, ttl_ms, f, set, clear)
+    push(set, 'status', status)
+    push(set, 'finished_at', NOW)
+    clear[#clear + 1] = 'lease_expires_at'
+    clear[#clear + 1] = 'rmember'
+    if expires_at ~= '' then
+      push(set, 'expires_at', expires_at)
+      -- all_member(): a corrupt cseq must not stop the job from finishing.
+      push(later.finished, expires_at, hex(tonumber(f[5]) or 0) .. id)
+    else
+      clear[#clear + 1] = 'expires_at'
     end
+    redis.call('HSET', key, unpack(set))
+    redis.call('HDEL', key, unpack(clear))
+    if expires_at ~= '' then redis.call('PEXPIRE', key, ttl_ms) end
+    later.leased[#later.leased + 1] = id
+    push(later.status[status], f[6], id) -- track(): running is not a tracked status
+    if f[4] then add_pending(f[4], -1) end -- finished()
+  end
+  for n, o in ipairs(cmsgpack.unpack(take())) do
+    local id, token, kind, result, err = o[1], o[2], o[3], o[4], o[5]
+    local run_at, tkey, expires_at, ttl_ms, meta = o[6], o[7], o[8] or '', o[9], o[10]
+    local spawns = o[11] or {}
     local key = Q.job .. id
-    if not held(key, token) then
+    local f = redis.call('HMGET', key, 'status', 'token', 'pending', 'parent_id', 'cseq', 'created_at')
+    if not (f[1] == 'running' and f[2] == token) then -- held()
       out[n] = 0
     else
       out[n] = 1
-      for _, c in ipairs(spawns) do spawn(c[1], c[2], c[3], c[4], c[5], c[6]) end
-      if has_meta == '1' then redis.call('HSET', key, 'meta', meta) end
+      if #spawns > 0 then
+        flush_later() -- a spawned job may reuse the id of one finished above
+        for _, c in ipairs(spawns) do spawn(c[1], c[3], c[2]) end
+        f[3] = redis.call('HGET', key, 'pending') -- children count in
+      end
+      local set = {}
+      if meta then push(set, 'meta', meta) end
       if kind == 'succeeded' then
-        if has_result == '1' then redis.call('HSET', key, 'result', result) end
-        if (tonumber(redis.call('HGET', key, 'pending') or '0') or 0) > 0 then
+        if result then push(set, 'result', result) end
+        if (tonumber(f[3] or '0') or 0) > 0 then
           -- Children are still running: wait for them, then run the on-finish phase.
-          redis.call('HSET', key, 'status', 'waiting')
+          push(set, 'status', 'waiting')
+          redis.call('HSET', key, unpack(set))
           track(Q, key, id, 'running', 'waiting')
           redis.call('HDEL', key, 'lease_expires_at')
           redis.call('ZREM', Q.leased, id)
         else
-          finish(Q, key, id, 'succeeded', expires_at, ttl_ms)
+          finish_running(key, id, 'succeeded', expires_at, ttl_ms, f, set, {})
         end
       elseif kind == 'failed' or kind == 'cancelled' then
-        set_or_clear(key, 'error', has_error, err)
-        finish(Q, key, id, kind, expires_at, ttl_ms)
-      elseif kind == 'retry' then
-        set_or_clear(key, 'error', has_error, err)
-        redis.call('HSET', key, 'run_at', run_at, 'tkey', tkey)
-        redis.call('HDEL', key, 'lease_expires_at')
-        redis.call('ZREM', Q.leased, id)
-        if tonumber(run_at) > now then
-          redis.call('HSET', key, 'status', 'scheduled')
-          redis.call('ZADD', Q.scheduled, run_at, id)
-        else
+        local clear = {}
+        if err then push(set, 'error', err) else clear[1] = 'error' end
+        finish_running(key, id, kind, expires_at, ttl_ms, f, set, clear)
+      else
+        if #set > 0 then redis.call('HSET', key, unpack(set)) end
+        if kind == 'retry' then
+          set_or_clear(key, 'error', err)
+          redis.call('HSET', key, 'run_at', run_at, 'tkey', tkey)
+          redis.call('HDEL', key, 'lease_expires_at')
+          redis.call('ZREM', Q.leased, id)
+          if tonumber(run_at) > now then
+            redis.call('HSET', key, 'status', 'scheduled')
+            redis.call('ZADD', Q.scheduled, run_at, id)
+          else
+            make_ready(Q, key, id)
+          end
+          woken = woken + 1
+        elseif kind == 'pause' then
+          -- Parked until resumed; the attempt does not count.
+          redis.call('HINCRBY', key, 'attempts', -1)
+          redis.call('HSET', key, 'status', 'paused')
+          track(Q, key, id, 'running', 'paused')
+          redis.call('HDEL', key, 'lease_expires_at', 'pause_requested')
+          redis.call('ZREM', Q.leased, id)
+        else -- release: handed back, the attempt does not count
+          redis.call('HINCRBY', key, 'attempts', -1)
+          redis.call('HDEL', key, 'lease_expires_at')
+          redis.call('ZREM', Q.leased, id)
           make_ready(Q, key, id)
+          woken = woken + 1
         end
-        woken = woken + 1
-      elseif kind == 'pause' then
-        -- Parked until resumed; the attempt does not count.
-        redis.call('HINCRBY', key, 'attempts', -1)
-        redis.call('HSET', key, 'status', 'paused')
-        track(Q, key, id, 'running', 'paused')
-        redis.call('HDEL', key, 'lease_expires_at', 'pause_requested')
-        redis.call('ZREM', Q.leased, id)
-      else -- release: handed back, the attempt does not count
-        redis.call('HINCRBY', key, 'attempts', -1)
-        redis.call('HDEL', key, 'lease_expires_at')
-        redis.call('ZREM', Q.leased, id)
-        make_ready(Q, key, id)
-        woken = woken + 1
       end
     end
   end
+  flush_later()
   wake(Q, woken)
   return out
 end
 
 -- lease_expires_at, count, then id, token pairs. Returns ok/cancel/pause/lost for each.
-function commands.extend()
+commands.extend = CMD == 'extend' and function()
   local lease = take()
   local out = {}
   for n = 1, tonumber(take()) do
@@ -615,7 +739,7 @@ function commands.extend()
 end
 
 -- id, token, has_state, state, has_result, result. Returns 1 if written.
-function commands.save()
+commands.save = CMD == 'save' and function()
   local key = Q.job .. take()
   if not held(key, take()) then return 0 end
   local has_state, state, has_result, result = take(), take(), take(), take()
@@ -625,12 +749,12 @@ function commands.save()
 end
 
 -- limit. Returns how many scheduled jobs became queued.
-function commands.promote()
+commands.promote = CMD == 'promote' and function()
   return promote(tonumber(take()))
 end
 
 -- limit. Re-queues (or fails, with no retries left) jobs whose lease expired.
-function commands.rescue()
+commands.rescue = CMD == 'rescue' and function()
   local expired = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local rescued, woken = 0, 0
   for _, id in ipairs(expired) do
@@ -664,7 +788,7 @@ function commands.rescue()
 end
 
 -- limit. Deletes finished jobs past expires_at; returns their ids.
-function commands.prune()
+commands.prune = CMD == 'prune' and function()
   local members = redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local out = {}
   for _, member in ipairs(members) do
@@ -686,7 +810,7 @@ end
 
 -- promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
 -- With nothing ready, stale wake signals are dropped so the next BLPOP really blocks.
-function commands.peek()
+commands.peek = CMD == 'peek' and function()
   promote(tonumber(take()))
   if redis.call('ZCARD', Q.ready) > 0 then return {1, ''} end
   redis.call('DEL', Q.wake)
@@ -694,270 +818,275 @@ function commands.peek()
   return {0, nxt[2] or ''}
 end
 
--- id, expires_at or '', ttl_ms. Returns the job after, or false.
-function commands.cancel()
-  local id, expires_at, ttl_ms = take(), take(), take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  local status = redis.call('HGET', key, 'status')
-  if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
-    unqueue(Q, key, id)
-    finish(Q, key, id, 'cancelled', expires_at, ttl_ms)
-  elseif status == 'running' then
-    redis.call('HSET', key, 'cancel_requested', '1')
+-- The commands below this line (and set_flow) are defined only when one of them is called:
+-- an EVALSHA runs this whole file, and every function it defines costs time on every call
+-- (about 1 us per dozen lines on the benchmark machine), so the hot commands above skip them.
+if COLD then
+  -- id, expires_at or '', ttl_ms. Returns the job after, or false.
+  commands.cancel = CMD == 'cancel' and function()
+    local id, expires_at, ttl_ms = take(), take(), take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    local status = redis.call('HGET', key, 'status')
+    if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
+      unqueue(Q, key, id)
+      finish(Q, key, id, 'cancelled', expires_at, ttl_ms)
+    elseif status == 'running' then
+      redis.call('HSET', key, 'cancel_requested', '1')
+    end
+    return redis.call('HGETALL', key)
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
-function commands.pause()
-  local id = take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  local status = redis.call('HGET', key, 'status')
-  if status == 'scheduled' or status == 'queued' then
-    unqueue(Q, key, id)
-    redis.call('HSET', key, 'status', 'paused')
-    track(Q, key, id, status, 'paused')
-  elseif status == 'running' then
-    redis.call('HSET', key, 'pause_requested', '1')
+  -- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
+  commands.pause = CMD == 'pause' and function()
+    local id = take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    local status = redis.call('HGET', key, 'status')
+    if status == 'scheduled' or status == 'queued' then
+      unqueue(Q, key, id)
+      redis.call('HSET', key, 'status', 'paused')
+      track(Q, key, id, status, 'paused')
+    elseif status == 'running' then
+      redis.call('HSET', key, 'pause_requested', '1')
+    end
+    return redis.call('HGETALL', key)
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
-function commands.resume()
-  local id = take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  if redis.call('HGET', key, 'status') == 'paused' then
-    -- A delayed job keeps its time: resumed before it, it is scheduled again.
-    redis.call('HDEL', key, 'pause_requested')
-    local run_at = tonumber(redis.call('HGET', key, 'run_at'))
-    if run_at > now then
-      track(Q, key, id, 'paused', 'scheduled')
-      redis.call('HSET', key, 'status', 'scheduled')
-      redis.call('ZADD', Q.scheduled, run_at, id)
-    else
-      track(Q, key, id, 'paused', 'queued')
+  -- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
+  commands.resume = CMD == 'resume' and function()
+    local id = take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    if redis.call('HGET', key, 'status') == 'paused' then
+      -- A delayed job keeps its time: resumed before it, it is scheduled again.
+      redis.call('HDEL', key, 'pause_requested')
+      local run_at = tonumber(redis.call('HGET', key, 'run_at'))
+      if run_at > now then
+        track(Q, key, id, 'paused', 'scheduled')
+        redis.call('HSET', key, 'status', 'scheduled')
+        redis.call('ZADD', Q.scheduled, run_at, id)
+      else
+        track(Q, key, id, 'paused', 'queued')
+        make_ready(Q, key, id)
+      end
+      wake(Q, 1)
+    end
+    return redis.call('HGETALL', key)
+  end
+
+  -- id. Queues a failed or cancelled job again with a fresh attempt count.
+  commands.retry = CMD == 'retry' and function()
+    local id = take()
+    local key = Q.job .. id
+    if not live(key) then return false end
+    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+    local status = redis.call('HGET', key, 'status')
+    if status == 'failed' or status == 'cancelled' then
+      local ukey = redis.call('HGET', key, 'unique_key')
+      if ukey then
+        local holder = unique_holder(ukey)
+        -- Its key, taken meanwhile by another unfinished job, leaves it finished.
+        if holder and holder ~= key then return redis.call('HGETALL', key) end
+        redis.call('HSET', UNIQUE, ukey, id)
+      end
+      local parent_id = redis.call('HGET', key, 'parent_id')
+      if parent_id then
+        local pq = redis.call('HGET', IDS, parent_id)
+        if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
+          add_pending(parent_id, 1)
+        end
+      end
+      redis.call('ZREM', Q.finished, all_member(key, id))
+      track(Q, key, id, status, 'queued')
+      redis.call('PERSIST', key)
+      redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
+      redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
       make_ready(Q, key, id)
+      wake(Q, 1)
     end
-    wake(Q, 1)
+    return redis.call('HGETALL', key)
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Queues a failed or cancelled job again with a fresh attempt count.
-function commands.retry()
-  local id = take()
-  local key = Q.job .. id
-  if not live(key) then return false end
-  if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-  local status = redis.call('HGET', key, 'status')
-  if status == 'failed' or status == 'cancelled' then
-    local ukey = redis.call('HGET', key, 'unique_key')
-    if ukey then
-      local holder = unique_holder(ukey)
-      -- Its key, taken meanwhile by another unfinished job, leaves it finished.
-      if holder and holder ~= key then return redis.call('HGETALL', key) end
-      redis.call('HSET', UNIQUE, ukey, id)
-    end
-    local parent_id = redis.call('HGET', key, 'parent_id')
-    if parent_id then
-      local pq = redis.call('HGET', IDS, parent_id)
-      if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
-        add_pending(parent_id, 1)
+  -- id. Returns 1 if a record was deleted.
+  commands.delete = CMD == 'delete' and function()
+    local id = take()
+    local key = Q.job .. id
+    if redis.call('EXISTS', key) == 0 then return 0 end
+    release_unique(key, id)
+    unlink(Q, key, id)
+    redis.call('DEL', key)
+    return 1
+  end
+
+  -- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
+  -- still names that queue (the id may have been published again elsewhere).
+  commands.unindex = CMD == 'unindex' and function()
+    local removed = 0
+    for i = 6, #ARGV, 2 do
+      if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
+        removed = removed + redis.call('HDEL', IDS, ARGV[i])
       end
     end
-    redis.call('ZREM', Q.finished, all_member(key, id))
-    track(Q, key, id, status, 'queued')
-    redis.call('PERSIST', key)
-    redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
-    redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
-    make_ready(Q, key, id)
-    wake(Q, 1)
+    return removed
   end
-  return redis.call('HGETALL', key)
-end
 
--- id. Returns 1 if a record was deleted.
-function commands.delete()
-  local id = take()
-  local key = Q.job .. id
-  if redis.call('EXISTS', key) == 0 then return 0 end
-  release_unique(key, id)
-  unlink(Q, key, id)
-  redis.call('DEL', key)
-  return 1
-end
+  -- ===========================================================================================
+  -- Inspection commands: list_page and stats (see the inspection block above).
+  -- ===========================================================================================
 
--- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
--- still names that queue (the id may have been published again elsewhere).
-function commands.unindex()
-  local removed = 0
-  for i = 6, #ARGV, 2 do
-    if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
-      removed = removed + redis.call('HDEL', IDS, ARGV[i])
+  -- How many index entries list_page reads per batch.
+  local LIST_BATCH = 100
+
+  -- a < b in byte order (Lua's own < follows the server's locale; zsets and ids use bytes).
+  local function bytes_before(a, b)
+    local n = math.min(#a, #b)
+    for i = 1, n do
+      local x, y = string.byte(a, i), string.byte(b, i)
+      if x ~= y then return x < y end
     end
+    return #a < #b
   end
-  return removed
-end
 
--- ===========================================================================================
--- Inspection commands: list_page and stats (see the inspection block above).
--- ===========================================================================================
-
--- How many index entries list_page reads per batch.
-local LIST_BATCH = 100
-
--- a < b in byte order (Lua's own < follows the server's locale; zsets and ids use bytes).
-local function bytes_before(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
-
--- The rank, in reverse order, of the first entry of zset `key` strictly after the cursor
--- (score, id) in listing order. With the cursor's own entry still present this is one ZREVRANK;
--- otherwise the entries of the cursor's score are walked.
-local function rank_after(key, score, id)
-  if score == '' then return 0 end
-  local own = redis.call('ZSCORE', key, id)
-  if own and tonumber(own) == tonumber(score) then
-    return redis.call('ZREVRANK', key, id) + 1
-  end
-  local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf')
-  local offset = 0
-  while true do
-    local group = redis.call('ZRANGE', key, score, score, 'BYSCORE', 'REV', 'LIMIT', offset, LIST_BATCH)
-    for _, member in ipairs(group) do
-      if bytes_before(member, id) then return rank end
-      rank = rank + 1
+  -- The rank, in reverse order, of the first entry of zset `key` strictly after the cursor
+  -- (score, id) in listing order. With the cursor's own entry still present this is one ZREVRANK;
+  -- otherwise the entries of the cursor's score are walked.
+  local function rank_after(key, score, id)
+    if score == '' then return 0 end
+    local own = redis.call('ZSCORE', key, id)
+    if own and tonumber(own) == tonumber(score) then
+      return redis.call('ZREVRANK', key, id) + 1
     end
-    if #group < LIST_BATCH then return rank end
-    offset = offset + LIST_BATCH
-  end
-end
-
--- source ('created' or a tracked status), cursor score ('' for the start), cursor id, limit,
--- budget, then the status, task and parent filters ('' for none).
--- Walks the source index newest first from the cursor, reading at most `budget` entries, and
--- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
--- stopped: {matches, last score or '' when the index is exhausted, last id}.
-function commands.list_page()
-  local source, score, id = take(), take(), take()
-  local limit, budget = tonumber(take()), tonumber(take())
-  local want_status, want_task, want_parent = take(), take(), take()
-  local key = source == 'created' and created_key(Q) or status_key(Q, source)
-  local rank = rank_after(key, score, id)
-  local out, examined, found = {}, 0, 0
-  while found < limit and examined < budget do
-    local batch = redis.call('ZRANGE', key, rank, rank + LIST_BATCH - 1, 'REV', 'WITHSCORES')
-    if #batch == 0 then return {out, '', ''} end
-    for i = 1, #batch, 2 do
-      id, score = batch[i], batch[i + 1]
-      examined, rank = examined + 1, rank + 1
-      local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
-      if f[1] and not past(f[4])
-        and (want_status == '' or f[1] == want_status)
-        and (want_task == '' or f[2] == want_task)
-        and (want_parent == '' or f[3] == want_parent) then
-        out[#out + 1] = score
-        out[#out + 1] = id
-        found = found + 1
+    local rank = redis.call('ZCOUNT', key, '(' .. score, '+inf')
+    local offset = 0
+    while true do
+      local group = redis.call('ZRANGE', key, score, score, 'BYSCORE', 'REV', 'LIMIT', offset, LIST_BATCH)
+      for _, member in ipairs(group) do
+        if bytes_before(member, id) then return rank end
+        rank = rank + 1
       end
-      if found >= limit or examined >= budget then break end
+      if #group < LIST_BATCH then return rank end
+      offset = offset + LIST_BATCH
     end
-    if #batch < 2 * LIST_BATCH and found < limit and examined < budget then return {out, '', ''} end
   end
-  return {out, score, id}
-end
 
--- Returns {status, count, status, count, ..., oldest ready run_at or ''} for the queue.
--- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
--- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
--- the scheduled zset if due, or the earliest head of each priority in the ready zset.
-function commands.stats()
-  local counts = {
-    queued = redis.call('ZCARD', Q.ready),
-    scheduled = redis.call('ZCARD', Q.scheduled),
-    running = redis.call('ZCARD', Q.leased),
-  }
-  for _, status in ipairs(TRACKED_LIST) do
-    counts[status] = redis.call('ZCARD', status_key(Q, status))
+  -- source ('created' or a tracked status), cursor score ('' for the start), cursor id, limit,
+  -- budget, then the status, task and parent filters ('' for none).
+  -- Walks the source index newest first from the cursor, reading at most `budget` entries, and
+  -- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
+  -- stopped: {matches, last score or '' when the index is exhausted, last id}.
+  commands.list_page = CMD == 'list_page' and function()
+    local source, score, id = take(), take(), take()
+    local limit, budget = tonumber(take()), tonumber(take())
+    local want_status, want_task, want_parent = take(), take(), take()
+    local key = source == 'created' and created_key(Q) or status_key(Q, source)
+    local rank = rank_after(key, score, id)
+    local out, examined, found = {}, 0, 0
+    while found < limit and examined < budget do
+      local batch = redis.call('ZRANGE', key, rank, rank + LIST_BATCH - 1, 'REV', 'WITHSCORES')
+      if #batch == 0 then return {out, '', ''} end
+      for i = 1, #batch, 2 do
+        id, score = batch[i], batch[i + 1]
+        examined, rank = examined + 1, rank + 1
+        local f = redis.call('HMGET', Q.job .. id, 'status', 'task', 'parent_id', 'expires_at')
+        if f[1] and not past(f[4])
+          and (want_status == '' or f[1] == want_status)
+          and (want_task == '' or f[2] == want_task)
+          and (want_parent == '' or f[3] == want_parent) then
+          out[#out + 1] = score
+          out[#out + 1] = id
+          found = found + 1
+        end
+        if found >= limit or examined >= budget then break end
+      end
+      if #batch < 2 * LIST_BATCH and found < limit and examined < budget then return {out, '', ''} end
+    end
+    return {out, score, id}
   end
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW)) do
-    local id = all_id(member)
-    for _, status in ipairs({'succeeded', 'failed', 'cancelled'}) do
-      if redis.call('ZSCORE', status_key(Q, status), id) then
-        counts[status] = counts[status] - 1
-        break
+
+  -- Returns {status, count, status, count, ..., oldest ready run_at or ''} for the queue.
+  -- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
+  -- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
+  -- the scheduled zset if due, or the earliest head of each priority in the ready zset.
+  commands.stats = CMD == 'stats' and function()
+    local counts = {
+      queued = redis.call('ZCARD', Q.ready),
+      scheduled = redis.call('ZCARD', Q.scheduled),
+      running = redis.call('ZCARD', Q.leased),
+    }
+    for _, status in ipairs(TRACKED_LIST) do
+      counts[status] = redis.call('ZCARD', status_key(Q, status))
+    end
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW)) do
+      local id = all_id(member)
+      for _, status in ipairs({'succeeded', 'failed', 'cancelled'}) do
+        if redis.call('ZSCORE', status_key(Q, status), id) then
+          counts[status] = counts[status] - 1
+          break
+        end
       end
     end
+    local oldest = false
+    local due = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
+    if due[2] and tonumber(due[2]) <= now then oldest = tonumber(due[2]) end
+    -- Ready members sort by priority, then run_at: each priority's first member is its oldest.
+    local head = redis.call('ZRANGE', Q.ready, 0, 0)
+    while head[1] do
+      local run_at = tonumber(redis.call('HGET', Q.job .. ready_id(head[1]), 'run_at'))
+      if run_at and (not oldest or run_at < oldest) then oldest = run_at end
+      head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, HEX) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
+    end
+    local out = {}
+    for status, n in pairs(counts) do
+      out[#out + 1] = status
+      out[#out + 1] = n
+    end
+    out[#out + 1] = oldest and string.format('%.17g', oldest) or ''
+    return out
   end
-  local oldest = false
-  local due = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
-  if due[2] and tonumber(due[2]) <= now then oldest = tonumber(due[2]) end
-  -- Ready members sort by priority, then run_at: each priority's first member is its oldest.
-  local head = redis.call('ZRANGE', Q.ready, 0, 0)
-  while head[1] do
-    local run_at = tonumber(redis.call('HGET', Q.job .. ready_id(head[1]), 'run_at'))
-    if run_at and (not oldest or run_at < oldest) then oldest = run_at end
-    head = redis.call('ZRANGE', Q.ready, '(' .. string.sub(head[1], 1, HEX) .. '~', '+', 'BYLEX', 'LIMIT', 0, 1)
-  end
-  local out = {}
-  for status, n in pairs(counts) do
-    out[#out + 1] = status
-    out[#out + 1] = n
-  end
-  out[#out + 1] = oldest and string.format('%.17g', oldest) or ''
-  return out
-end
--- ===========================================================================================
+  -- ===========================================================================================
 
--- The worker registry (observability) ------------------------------------------------------
--- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
--- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
--- the next worker_record.
-local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
+  -- The worker registry (observability) ------------------------------------------------------
+  -- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
+  -- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
+  -- the next worker_record.
+  local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
 
--- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
-function commands.worker_record()
-  local id, expires_at, record = take(), take(), take()
-  local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
-  for _, gone in ipairs(dead) do
-    redis.call('HDEL', WORKERS, gone)
-    redis.call('ZREM', WORKERS_EXPIRY, gone)
+  -- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
+  commands.worker_record = CMD == 'worker_record' and function()
+    local id, expires_at, record = take(), take(), take()
+    local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
+    for _, gone in ipairs(dead) do
+      redis.call('HDEL', WORKERS, gone)
+      redis.call('ZREM', WORKERS_EXPIRY, gone)
+    end
+    redis.call('HSET', WORKERS, id, record)
+    redis.call('ZADD', WORKERS_EXPIRY, expires_at, id)
+    return 1
   end
-  redis.call('HSET', WORKERS, id, record)
-  redis.call('ZADD', WORKERS_EXPIRY, expires_at, id)
-  return 1
-end
 
--- id. Deletes the worker's record.
-function commands.worker_remove()
-  local id = take()
-  redis.call('ZREM', WORKERS_EXPIRY, id)
-  return redis.call('HDEL', WORKERS, id)
-end
-
--- Returns the records of the live workers, in id order.
-function commands.workers_list()
-  local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
-  table.sort(ids)
-  local out = {}
-  for _, id in ipairs(ids) do
-    local record = redis.call('HGET', WORKERS, id)
-    if record then out[#out + 1] = record end
+  -- id. Deletes the worker's record.
+  commands.worker_remove = CMD == 'worker_remove' and function()
+    local id = take()
+    redis.call('ZREM', WORKERS_EXPIRY, id)
+    return redis.call('HDEL', WORKERS, id)
   end
-  return out
-end
+
+  -- Returns the records of the live workers, in id order.
+  commands.workers_list = CMD == 'workers_list' and function()
+    local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
+    table.sort(ids)
+    local out = {}
+    for _, id in ipairs(ids) do
+      local record = redis.call('HGET', WORKERS, id)
+      if record then out[#out + 1] = record end
+    end
+    return out
+  end
+end -- COLD
 
 -- --- flow control (issue #13) ------------------------------------------------------------------
 -- Q.flow holds the queue's settings (paused, concurrency, rate_count, rate_per, rate_burst) and
@@ -965,163 +1094,167 @@ end
 -- default. A task's bucket and the jobs claimed under its concurrency limit live under
 -- ROOT:task:<name>: (outside the queue's slot, like the workflow links).
 
-local function task_key(name, what)
-  return ROOT .. ':task:' .. name .. ':' .. what
-end
-
--- Tokens in a bucket at now (a bucket never used is full).
-local function refill(tokens, refilled_at, rate, burst, slack)
-  if not tokens or not refilled_at then return burst end
-  return math.min(burst, tonumber(tokens) + math.max(now - tonumber(refilled_at) + slack, 0) * rate)
-end
-
--- Running jobs of a task claimed under its limits; entries of jobs no longer running (with that
--- token) are dropped, so no finishing path has to know about them.
-local function task_running(name)
-  local hkey = task_key(name, 'running')
-  local entries = redis.call('HGETALL', hkey)
-  local n = 0
-  for i = 1, #entries, 2 do
-    local f = redis.call('HMGET', entries[i], 'status', 'token')
-    if f[1] == 'running' and f[2] == entries[i + 1] then
-      n = n + 1
-    else
-      redis.call('HDEL', hkey, entries[i])
-    end
+if ARGV[1] == 'claim' then -- (flow_claim and its helpers)
+  local function task_key(name, what)
+    return ROOT .. ':task:' .. name .. ':' .. what
   end
-  return n
-end
 
--- What one key (the queue, a task) allows in this claim: running slots and tokens.
-local function new_quota(concurrency, running, rate, burst, tokens, refilled_at, slack)
-  local q = {free = math.huge, tokens = math.huge, rate = rate, burst = burst, taken = 0}
-  if concurrency then q.free = concurrency - running end
-  if rate then q.tokens = refill(tokens, refilled_at, rate, burst, slack) end
-  return q
-end
-
--- A ready job of this claim was held back by quota q: when does q have tokens again?
-local function due(q, limit)
-  if not q.rate or q.free < 1 or q.tokens >= 1 then return false end
-  return now + (math.max(math.min(limit, q.burst) / 2, 1) - q.tokens) / q.rate
-end
-
--- How many ready jobs a flow claim looks at, at most, past the ones it holds back.
-local WINDOW_FACTOR, WINDOW_EXTRA, WINDOW_MAX = 4, 64, 2048
-
-flow_claim = function(limit, lease, worker, limits, slack)
-  local out, held, retry_at = {}, false, false
-  local function hold(q)
-    held = true
-    local at = due(q, limit)
-    if at and (not retry_at or at < retry_at) then retry_at = at end
+  -- Tokens in a bucket at now (a bucket never used is full).
+  local function refill(tokens, refilled_at, rate, burst, slack)
+    if not tokens or not refilled_at then return burst end
+    return math.min(burst, tonumber(tokens) + math.max(now - tonumber(refilled_at) + slack, 0) * rate)
   end
-  local s = redis.call('HMGET', Q.flow, 'paused', 'concurrency', 'rate_count', 'rate_per',
-    'rate_burst', 'tokens', 'refilled_at')
-  if s[1] == '1' then
-    return {out, redis.call('ZCARD', Q.ready) > 0 and 1 or 0, ''}
-  end
-  local qrate = s[3] and tonumber(s[3]) / tonumber(s[4])
-  local queue = new_quota(tonumber(s[2]), s[2] and redis.call('ZCARD', Q.leased) or 0,
-    qrate, tonumber(s[5]), s[6], s[7], slack)
-  local quotas = {}
-  local left = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
-  -- Pages of `limit` members in claim order (all scores are 0: lexicographic order is the
-  -- zset's), from after the last member seen, so claimed members leaving the zset shift nothing.
-  local from, members, i = '-', {}, 1
-  while #out < limit and left > 0 do
-    if i > #members then
-      members = redis.call('ZRANGE', Q.ready, from, '+', 'BYLEX', 'LIMIT', 0, math.min(limit, left))
-      i = 1
-      if #members == 0 then break end
-    end
-    local member = members[i]
-    i, left, from = i + 1, left - 1, '(' .. members[i]
-    if queue.free < 1 or queue.tokens < 1 then
-      hold(queue)
-      break
-    end
-    local id = ready_id(member)
-    local key = Q.job .. id
-    local f = redis.call('HMGET', key, 'status', 'task')
-    if f[1] ~= 'queued' then
-      redis.call('ZREM', Q.ready, member)
-      stray(Q, key, id, f[1])
-    elseif not sound(Q, key, id) then
-      redis.call('ZREM', Q.ready, member)
-    else
-      local lim, q = limits[f[2]], false
-      if lim then
-        q = quotas[f[2]]
-        if not q then
-          local b = lim.rate and redis.call('HMGET', task_key(f[2], 'bucket'), 'tokens', 'refilled_at') or {}
-          q = new_quota(lim.concurrency, lim.concurrency and task_running(f[2]) or 0,
-            lim.rate, lim.burst, b[1], b[2], slack)
-          quotas[f[2]] = q
-        end
-      end
-      if q and (q.free < 1 or q.tokens < 1) then
-        hold(q) -- held back: it keeps its place in ready
+
+  -- Running jobs of a task claimed under its limits; entries of jobs no longer running (with that
+  -- token) are dropped, so no finishing path has to know about them.
+  local function task_running(name)
+    local hkey = task_key(name, 'running')
+    local entries = redis.call('HGETALL', hkey)
+    local n = 0
+    for i = 1, #entries, 2 do
+      local f = redis.call('HMGET', entries[i], 'status', 'token')
+      if f[1] == 'running' and f[2] == entries[i + 1] then
+        n = n + 1
       else
+        redis.call('HDEL', hkey, entries[i])
+      end
+    end
+    return n
+  end
+
+  -- What one key (the queue, a task) allows in this claim: running slots and tokens.
+  local function new_quota(concurrency, running, rate, burst, tokens, refilled_at, slack)
+    local q = {free = math.huge, tokens = math.huge, rate = rate, burst = burst, taken = 0}
+    if concurrency then q.free = concurrency - running end
+    if rate then q.tokens = refill(tokens, refilled_at, rate, burst, slack) end
+    return q
+  end
+
+  -- A ready job of this claim was held back by quota q: when does q have tokens again?
+  local function due(q, limit)
+    if not q.rate or q.free < 1 or q.tokens >= 1 then return false end
+    return now + (math.max(math.min(limit, q.burst) / 2, 1) - q.tokens) / q.rate
+  end
+
+  -- How many ready jobs a flow claim looks at, at most, past the ones it holds back.
+  local WINDOW_FACTOR, WINDOW_EXTRA, WINDOW_MAX = 4, 64, 2048
+
+  flow_claim = function(limit, lease, worker, limits, slack)
+    local out, held, retry_at = {}, false, false
+    local function hold(q)
+      held = true
+      local at = due(q, limit)
+      if at and (not retry_at or at < retry_at) then retry_at = at end
+    end
+    local s = redis.call('HMGET', Q.flow, 'paused', 'concurrency', 'rate_count', 'rate_per',
+      'rate_burst', 'tokens', 'refilled_at')
+    if s[1] == '1' then
+      return {out, redis.call('ZCARD', Q.ready) > 0 and 1 or 0, ''}
+    end
+    local qrate = s[3] and tonumber(s[3]) / tonumber(s[4])
+    local queue = new_quota(tonumber(s[2]), s[2] and redis.call('ZCARD', Q.leased) or 0,
+      qrate, tonumber(s[5]), s[6], s[7], slack)
+    local quotas = {}
+    local left = math.min(limit * WINDOW_FACTOR + WINDOW_EXTRA, WINDOW_MAX)
+    -- Pages of `limit` members in claim order (all scores are 0: lexicographic order is the
+    -- zset's), from after the last member seen, so claimed members leaving the zset shift nothing.
+    local from, members, i = '-', {}, 1
+    while #out < limit and left > 0 do
+      if i > #members then
+        members = redis.call('ZRANGE', Q.ready, from, '+', 'BYLEX', 'LIMIT', 0, math.min(limit, left))
+        i = 1
+        if #members == 0 then break end
+      end
+      local member = members[i]
+      i, left, from = i + 1, left - 1, '(' .. members[i]
+      if queue.free < 1 or queue.tokens < 1 then
+        hold(queue)
+        break
+      end
+      local id = ready_id(member)
+      local key = Q.job .. id
+      local f = redis.call('HMGET', key, 'status', 'task')
+      if f[1] ~= 'queued' then
         redis.call('ZREM', Q.ready, member)
-        lease_job(key, id, lease, worker)
-        out[#out + 1] = redis.call('HGETALL', key)
-        queue.free, queue.tokens = queue.free - 1, queue.tokens - 1
-        if q then
-          q.free, q.tokens, q.taken = q.free - 1, q.tokens - 1, q.taken + 1
-          if lim.concurrency then
-            redis.call('HSET', task_key(f[2], 'running'), key, redis.call('HGET', key, 'token'))
+        stray(Q, key, id, f[1])
+      elseif not sound(Q, key, id) then
+        redis.call('ZREM', Q.ready, member)
+      else
+        local lim, q = limits[f[2]], false
+        if lim then
+          q = quotas[f[2]]
+          if not q then
+            local b = lim.rate and redis.call('HMGET', task_key(f[2], 'bucket'), 'tokens', 'refilled_at') or {}
+            q = new_quota(lim.concurrency, lim.concurrency and task_running(f[2]) or 0,
+              lim.rate, lim.burst, b[1], b[2], slack)
+            quotas[f[2]] = q
+          end
+        end
+        if q and (q.free < 1 or q.tokens < 1) then
+          hold(q) -- held back: it keeps its place in ready
+        else
+          redis.call('ZREM', Q.ready, member)
+          lease_job(key, id, lease, worker)
+          out[#out + 1] = redis.call('HGETALL', key)
+          queue.free, queue.tokens = queue.free - 1, queue.tokens - 1
+          if q then
+            q.free, q.tokens, q.taken = q.free - 1, q.tokens - 1, q.taken + 1
+            if lim.concurrency then
+              redis.call('HSET', task_key(f[2], 'running'), key, redis.call('HGET', key, 'token'))
+            end
           end
         end
       end
     end
-  end
-  if qrate and #out > 0 then
-    redis.call('HSET', Q.flow, 'tokens', string.format('%.17g', queue.tokens), 'refilled_at', NOW)
-  end
-  for name, q in pairs(quotas) do
-    if q.rate and q.taken > 0 then
-      redis.call('HSET', task_key(name, 'bucket'), 'tokens', string.format('%.17g', q.tokens),
-        'refilled_at', NOW)
+    if qrate and #out > 0 then
+      redis.call('HSET', Q.flow, 'tokens', string.format('%.17g', queue.tokens), 'refilled_at', NOW)
     end
-  end
-  return {out, held and 1 or 0, retry_at and string.format('%.17g', retry_at) or ''}
-end
-
--- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
--- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
--- defaults, and wakes the queue's idle workers. Returns the flow hash.
-function commands.set_flow()
-  local what = take()
-  if what == 'paused' then
-    if take() == '1' then
-      redis.call('HSET', Q.flow, 'paused', '1')
-    else
-      redis.call('HDEL', Q.flow, 'paused')
-    end
-  else
-    local concurrency, count, per, burst = take(), take(), take(), take()
-    local old = redis.call('HMGET', Q.flow, 'rate_count', 'rate_per', 'rate_burst')
-    if old[1] ~= (count ~= '' and count or false) or old[2] ~= (per ~= '' and per or false)
-        or old[3] ~= (burst ~= '' and burst or false) then
-      redis.call('HDEL', Q.flow, 'tokens', 'refilled_at')
-    end
-    local fields = {concurrency = concurrency, rate_count = count, rate_per = per, rate_burst = burst}
-    for field, value in pairs(fields) do
-      if value == '' then
-        redis.call('HDEL', Q.flow, field)
-      else
-        redis.call('HSET', Q.flow, field, value)
+    for name, q in pairs(quotas) do
+      if q.rate and q.taken > 0 then
+        redis.call('HSET', task_key(name, 'bucket'), 'tokens', string.format('%.17g', q.tokens),
+          'refilled_at', NOW)
       end
     end
+    return {out, held and 1 or 0, retry_at and string.format('%.17g', retry_at) or ''}
   end
-  if redis.call('HEXISTS', Q.flow, 'paused') == 0 and redis.call('HEXISTS', Q.flow, 'concurrency') == 0
-      and redis.call('HEXISTS', Q.flow, 'rate_count') == 0 then
-    redis.call('DEL', Q.flow)
+end
+
+if COLD then
+  -- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
+  -- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
+  -- defaults, and wakes the queue's idle workers. Returns the flow hash.
+  commands.set_flow = CMD == 'set_flow' and function()
+    local what = take()
+    if what == 'paused' then
+      if take() == '1' then
+        redis.call('HSET', Q.flow, 'paused', '1')
+      else
+        redis.call('HDEL', Q.flow, 'paused')
+      end
+    else
+      local concurrency, count, per, burst = take(), take(), take(), take()
+      local old = redis.call('HMGET', Q.flow, 'rate_count', 'rate_per', 'rate_burst')
+      if old[1] ~= (count ~= '' and count or false) or old[2] ~= (per ~= '' and per or false)
+          or old[3] ~= (burst ~= '' and burst or false) then
+        redis.call('HDEL', Q.flow, 'tokens', 'refilled_at')
+      end
+      local fields = {concurrency = concurrency, rate_count = count, rate_per = per, rate_burst = burst}
+      for field, value in pairs(fields) do
+        if value == '' then
+          redis.call('HDEL', Q.flow, field)
+        else
+          redis.call('HSET', Q.flow, field, value)
+        end
+      end
+    end
+    if redis.call('HEXISTS', Q.flow, 'paused') == 0 and redis.call('HEXISTS', Q.flow, 'concurrency') == 0
+        and redis.call('HEXISTS', Q.flow, 'rate_count') == 0 then
+      redis.call('DEL', Q.flow)
+    end
+    redis.call('SADD', QUEUES, Q.name)
+    wake(Q, WAKE_MAX)
+    return redis.call('HGETALL', Q.flow)
   end
-  redis.call('SADD', QUEUES, Q.name)
-  wake(Q, WAKE_MAX)
-  return redis.call('HGETALL', Q.flow)
 end
 
 local command = commands[ARGV[1]]

@@ -197,8 +197,9 @@ class RedisBroker:
             return created
         by_queue: dict[str, list[int]] = {}
         for i in first.values():
-            self.keys.queue(jobs[i].queue)  # validate the name before anything is written
             by_queue.setdefault(jobs[i].queue, []).append(i)
+        for queue in by_queue:
+            self.keys.queue(queue)  # validate the names before anything is written
         now = self.clock()
         with translate(self._where):
             if len(by_queue) == 1:

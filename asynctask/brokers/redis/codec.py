@@ -28,7 +28,9 @@ from asynctask.models import Job, JobStatus, NewJob
 __all__ = [
     "decode_job",
     "decode_record",
-    "encode_new_job",
+    "new_job_row",
+    "pack",
+    "packed",
     "fmt",
     "initial_status",
     "pairs",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 _HEADERS = msgspec.json.Decoder(dict[str, str])
+_STATUS_OF = {status.value.encode(): status for status in JobStatus}
 logger = logging.getLogger("asynctask.brokers.redis")
 _I64 = 1 << 63
 _U64_MASK = (1 << 64) - 1
@@ -69,37 +72,62 @@ def initial_status(job: NewJob, now: float) -> JobStatus:
     return JobStatus.SCHEDULED if job.run_at > now else JobStatus.QUEUED
 
 
-def encode_new_job(job: NewJob, status: JobStatus, now: float) -> list[str | bytes]:
-    """The hash fields of a freshly enqueued job, flattened as ``field, value, ...``."""
-    fields: list[str | bytes] = [
-        "id", job.id,
-        "task", job.task,
-        "queue", job.queue,
-        "payload", job.payload,
-        "status", status.value,
-        "priority", str(job.priority),
-        "attempts", "0",
-        "max_retries", str(job.max_retries),
-        "run_at", fmt(job.run_at),
-        "created_at", fmt(now),
-        "token", "0",
-        # Kept so the scripts can rebuild the ready member without float formatting in Lua.
-        "pkey", priority_key(job.priority),
-        "tkey", time_key(job.run_at),
-    ]  # fmt: skip
-    if job.timeout is not None:
-        fields += ["timeout", fmt(job.timeout)]
-    if job.parent_id is not None:
-        fields += ["parent_id", job.parent_id]
-    if job.pending:
-        fields += ["pending", str(job.pending)]
-    if job.meta is not None:
-        fields += ["meta", job.meta]
-    if job.headers:
-        fields += ["headers", msgspec.json.encode(job.headers)]
-    if job.unique_key is not None:
-        fields += ["unique_key", job.unique_key]
-    return fields
+def _str_header(n: int) -> bytes:
+    if n < 32:
+        return bytes((0xA0 | n,))
+    if n < 0x100:
+        return b"\xd9" + bytes((n,))
+    if n < 0x10000:
+        return b"\xda" + struct.pack(">H", n)
+    return b"\xdb" + struct.pack(">I", n)
+
+
+_SHORT_HEADERS = [_str_header(n) for n in range(0x100)]
+
+
+def packed(value: bytes) -> msgspec.Raw:
+    """``value`` as a msgpack *str*, to embed in :data:`pack`'s output.
+
+    Redis's Lua ``cmsgpack`` reads no msgpack ``bin`` type (what msgspec makes of bytes); it
+    reads a ``str`` byte for byte without checking UTF-8, so arbitrary bytes go as one.
+    """
+    n = len(value)
+    return msgspec.Raw((_SHORT_HEADERS[n] if n < 0x100 else _str_header(n)) + value)
+
+
+#: Packs the compact arguments of the scripts (read in Lua with ``cmsgpack.unpack``).
+pack = msgspec.msgpack.Encoder().encode
+
+
+def new_job_row(job: NewJob, status: JobStatus) -> tuple[Any, ...]:
+    """A freshly enqueued job as the Lua ``take_job`` reads it (one msgpack array, ``None`` for
+    an absent optional field); the script writes the hash fields from it, adding ``attempts``,
+    ``token`` (``0``) and ``created_at`` (now)::
+
+        id, status, run_at, task, queue, payload, priority, max_retries, pkey, tkey,
+        timeout, parent_id, pending, meta, headers, unique_key
+
+    ``pkey``/``tkey`` are kept in the hash so the scripts can rebuild the ready member without
+    float formatting in Lua.
+    """
+    return (
+        job.id,
+        status.value,
+        fmt(job.run_at),
+        job.task,
+        job.queue,
+        packed(job.payload),
+        str(job.priority),
+        str(job.max_retries),
+        priority_key(job.priority),
+        time_key(job.run_at),
+        None if job.timeout is None else fmt(job.timeout),
+        job.parent_id,
+        str(job.pending) if job.pending else None,
+        None if job.meta is None else packed(job.meta),
+        msgspec.json.encode(job.headers).decode() if job.headers else None,
+        job.unique_key,
+    )
 
 
 # The forms the Lua checks accept (`integer` and `number` in asynctask.lua): an integer that
@@ -215,7 +243,7 @@ def _decode(raw: Mapping[bytes, bytes]) -> Job:
         task=raw[b"task"].decode(),
         queue=raw[b"queue"].decode(),
         payload=raw[b"payload"],
-        status=JobStatus(raw[b"status"].decode()),
+        status=_STATUS_OF[raw[b"status"]],
         priority=int(raw[b"priority"]),
         attempts=int(raw[b"attempts"]),
         max_retries=int(raw[b"max_retries"]),

@@ -6,7 +6,11 @@ content-addressed script, rather than a Redis Functions library, means two async
 sharing a server during a rolling upgrade each run their own code instead of replacing the
 other's.
 
-Each wrapper knows the argument layout of its Lua command; nothing else does.
+Each wrapper knows the argument layout of its Lua command; nothing else does (but
+:func:`~asynctask.brokers.redis.codec.new_job_row`, the layout of a new job). The batch commands
+(``enqueue``, ``complete``) take their jobs and outcomes as one msgpack argument, which the Lua
+reads with ``cmsgpack.unpack``: packing ~15-30 separate arguments per job was most of a
+publish's client time. The stored records are hashes either way.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from asynctask.brokers.redis.codec import encode_new_job, fmt, initial_status, pairs, time_key
+from asynctask.brokers.redis.codec import fmt, initial_status, new_job_row, pack, packed, pairs, time_key
 from asynctask.brokers.redis.keys import Keys
 from asynctask.flow import CLOCK_SLACK, RateLimit, TaskLimit
 from asynctask.models import LeaseState, NewJob, Outcome, OutcomeKind
@@ -38,6 +42,9 @@ TTL_MARGIN = 3600.0
 
 _Client = Redis | Pipeline
 
+#: How many queues' keys a :class:`Scripts` keeps ready-made.
+_SLOT_KEYS_CACHED = 1024
+
 
 def ttl_ms(expires_at: float | None, now: float) -> int:
     """Milliseconds for ``PEXPIRE`` of a record expiring at ``expires_at`` (0: none)."""
@@ -51,11 +58,27 @@ def _flag(value: bytes | str | None) -> list[bytes | str]:
     return ["0", b""] if value is None else ["1", value]
 
 
-def _new_job(job: NewJob, now: float) -> list[Any]:
-    """``id, status, run_at, field count, fields...`` as the Lua ``take_job`` reads it."""
-    status = initial_status(job, now)
-    fields = encode_new_job(job, status, now)
-    return [job.id, status.value, fmt(job.run_at), len(fields), *fields]
+def _new_job(job: NewJob, now: float) -> tuple[Any, ...]:
+    return new_job_row(job, initial_status(job, now))
+
+
+def _outcome(o: Outcome, now: float) -> tuple[Any, ...]:
+    """One outcome as the Lua ``complete`` reads it (see there), ``None`` for absent values."""
+    retry = o.kind is OutcomeKind.RETRY
+    run_at = (now if o.run_at is None else o.run_at) if retry else None
+    return (
+        o.job_id,
+        str(o.token),
+        o.kind.value,
+        None if o.result is None else packed(o.result),
+        o.error,
+        None if run_at is None else fmt(run_at),
+        None if run_at is None else time_key(run_at),
+        None if o.expires_at is None else fmt(o.expires_at),
+        str(ttl_ms(o.expires_at, now)),
+        None if o.meta is None else packed(o.meta),
+        [(c.queue, c.parent_id or "", _new_job(c, now)) for c in o.spawn] if o.spawn else None,
+    )
 
 
 class Scripts:
@@ -64,21 +87,26 @@ class Scripts:
     def __init__(self, client: Redis, keys: Keys) -> None:
         self._script = client.register_script(SOURCE)
         self._keys = keys
+        # queue -> [its ready key] (KEYS of a call; the name validated once).
+        self._slot_keys: dict[str, list[str]] = {}
 
     async def _call(
         self, queue: str, command: str, now: float, *args: Any, client: _Client | None = None
     ) -> Any:
+        keys = self._slot_keys.get(queue)
+        if keys is None:
+            if len(self._slot_keys) >= _SLOT_KEYS_CACHED:
+                self._slot_keys.clear()
+            keys = self._slot_keys[queue] = [self._keys.queue(queue).ready]
         head = [command, self._keys.prefix, fmt(now), time_key(now), queue]
-        return await self._script(keys=list(self._keys.queue(queue)), args=[*head, *args], client=client)
+        return await self._script(keys=keys, args=[*head, *args], client=client)
 
     async def enqueue(
         self, queue: str, now: float, jobs: Sequence[NewJob], *, client: _Client | None = None
     ) -> Any:
         """Create jobs whose id has no live job in the queue; ``[1|0, ...]`` (later, if pipelined)."""
-        args: list[Any] = [len(jobs)]
-        for job in jobs:
-            args += _new_job(job, now)
-        return await self._call(queue, "enqueue", now, *args, client=client)
+        rows = pack([_new_job(job, now) for job in jobs])
+        return await self._call(queue, "enqueue", now, rows, client=client)
 
     async def claim(
         self,
@@ -121,16 +149,8 @@ class Scripts:
         for o in outcomes:
             for child in o.spawn:
                 self._keys.queue(child.queue)  # validate names before anything is written
-        args: list[Any] = [len(outcomes)]
-        for o in outcomes:
-            run_at = o.run_at if o.kind is OutcomeKind.RETRY and o.run_at is not None else now
-            expires_at = "" if o.expires_at is None else fmt(o.expires_at)
-            args += [o.job_id, str(o.token), o.kind.value, *_flag(o.result), *_flag(o.error)]
-            args += [fmt(run_at), time_key(run_at), expires_at, ttl_ms(o.expires_at, now), *_flag(o.meta)]
-            args.append(len(o.spawn))
-            for child in o.spawn:
-                args += [child.queue, child.parent_id or "", *_new_job(child, now)]
-        return [bool(x) for x in await self._call(queue, "complete", now, *args)]
+        rows = pack([_outcome(o, now) for o in outcomes])
+        return [bool(x) for x in await self._call(queue, "complete", now, rows)]
 
     async def extend(
         self, queue: str, now: float, lease_expires_at: float, leases: Sequence[tuple[str, int]]
