@@ -242,9 +242,9 @@ local NUMBER = {run_at = true, created_at = true, timeout = true, started_at = t
   finished_at = true, lease_expires_at = true, expires_at = true}
 local SORT_KEY = {pkey = true, tkey = true}
 
--- An integer HINCRBY can add 1 to, written the way Python's int() reads it.
+-- An integer HINCRBY can add 1 to, written the way Python's int() reads it (18 digits at most).
 local function integer(v)
-  return string.find(v, '^%-?%d+$') ~= nil and #string.gsub(v, '^%-', '') <= 18
+  return string.find(v, '^%-?%d+$') ~= nil and (#v <= 18 or #v == 19 and string.byte(v) == 45)
 end
 
 -- A float Lua and Python read alike (Lua reads hex, Python does not).
@@ -253,6 +253,7 @@ local function number(v)
 end
 
 local function headers(v)
+  if v == '{}' then return true end
   if string.sub(v, 1, 1) ~= '{' then return false end
   local ok, decoded = pcall(cjson.decode, v)
   if not ok or type(decoded) ~= 'table' then return false end
@@ -262,24 +263,35 @@ local function headers(v)
   return true
 end
 
+-- What each CHECKED field must be, by position (one lookup per field in `check`).
+local KIND = {}
+for i, name in ipairs(CHECKED) do
+  KIND[i] = COUNT[name] and 'count' or INTEGER[name] and 'integer' or NUMBER[name] and 'number'
+    or SORT_KEY[name] and 'sort' or name
+end
+
 -- What is wrong with a record, given its CHECKED fields (HMGET order), or false.
 local function check(f)
-  for i, name in ipairs(CHECKED) do
+  for i = 1, #CHECKED do
     local v = f[i]
     if not v then
-      if i <= REQUIRED then return 'field ' .. name .. ' is missing' end
-    elseif INTEGER[name] and not integer(v) then
-      return 'field ' .. name .. ' is not an integer'
-    elseif COUNT[name] and string.sub(v, 1, 1) == '-' then
-      return 'field ' .. name .. ' is negative'
-    elseif NUMBER[name] and not number(v) then
-      return 'field ' .. name .. ' is not a number'
-    elseif SORT_KEY[name] and not string.find(v, '^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$') then
-      return 'field ' .. name .. ' is not a 16-digit sort key'
-    elseif name == 'status' and not STATUSES[v] then
-      return 'field status is not a job status'
-    elseif name == 'headers' and not headers(v) then
-      return 'field headers is not a JSON object of strings'
+      if i <= REQUIRED then return 'field ' .. CHECKED[i] .. ' is missing' end
+    else
+      local kind = KIND[i]
+      if kind == 'count' or kind == 'integer' then
+        if not integer(v) then return 'field ' .. CHECKED[i] .. ' is not an integer' end
+        if kind == 'count' and string.byte(v) == 45 then return 'field ' .. CHECKED[i] .. ' is negative' end
+      elseif kind == 'number' then
+        if not number(v) then return 'field ' .. CHECKED[i] .. ' is not a number' end
+      elseif kind == 'sort' then
+        if #v ~= 16 or string.find(v, '%X') then
+          return 'field ' .. CHECKED[i] .. ' is not a 16-digit sort key'
+        end
+      elseif kind == 'status' then
+        if not STATUSES[v] then return 'field status is not a job status' end
+      elseif kind == 'headers' then
+        if not headers(v) then return 'field headers is not a JSON object of strings' end
+      end
     end
   end
   if f[5] == 'running' and not f[19] then return 'a running job without lease_expires_at' end
