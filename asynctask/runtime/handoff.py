@@ -37,9 +37,6 @@ class Handoff(Generic[T]):
         self._senders = 0
         self._closed = False
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def sender(self) -> Sender[T]:
         """A new producer's end; the hand-off ends once every sender is closed."""
         if self._closed:

@@ -100,7 +100,7 @@ pack = msgspec.msgpack.Encoder().encode
 
 
 def new_job_row(job: NewJob, status: JobStatus) -> tuple[Any, ...]:
-    """A freshly enqueued job as the Lua ``take_job`` reads it (one msgpack array, ``None`` for
+    """A freshly enqueued job as the Lua ``job_fields`` reads it (one msgpack array, ``None`` for
     an absent optional field); the script writes the hash fields from it, adding ``attempts``,
     ``token`` (``0``) and ``created_at`` (now)::
 
