@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from asynctask.models import Job, JobStatus
+from tests.workerprocs import wait_for
 
 APP_MODULE = textwrap.dedent(
     """
@@ -72,14 +72,6 @@ def run(project: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 def log_lines(project: Path) -> list[str]:
     path = project / "jobs.log"
     return path.read_text().splitlines() if path.exists() else []
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)
 
 
 def snapshot(path: Path) -> dict[str, Job]:

@@ -10,9 +10,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -23,6 +22,7 @@ from asynctask import App, JobStatus
 from asynctask.models import Job
 from tests.backend_postgres import URL as POSTGRES_URL
 from tests.backend_postgres import drop_schema
+from tests.workerprocs import wait_for
 
 APP_MODULE = textwrap.dedent(
     """
@@ -102,14 +102,6 @@ def run(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     finally:
         proc.kill()  # never leave a hung CLI behind; a no-op once it exited
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)
 
 
 def snapshot(path: Path) -> dict[str, Job]:

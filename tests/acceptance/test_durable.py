@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import anyio
 import pytest
@@ -29,6 +25,7 @@ from tests.backend_mongo import drop_prefix
 from tests.backend_postgres import URL as POSTGRES_URL
 from tests.backend_postgres import drop_schema
 from tests.mongo import server as mongo_server
+from tests.workerprocs import WorkerProcesses, wait_for
 
 REDIS_URL = os.environ.get("ASYNCTASK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -91,77 +88,14 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-class Workers:
-    def __init__(self, project: Path, url: str) -> None:
-        self.project, self.url = project, url
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.files: list[IO[bytes]] = []
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        full_env = {
-            **os.environ,
-            "ASYNCTASK_BROKER_URL": self.url,
-            "JOB_LOG": str(self.project / "jobs.log"),
-            **env,
-        }
-        err = (self.project / f"worker{len(self.procs)}.err").open("wb")
-        self.files.append(err)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "asynctask",
-                "worker",
-                "durableapp:app",
-                "--lease",
-                "1",
-                "--maintenance-interval",
-                "0.2",
-                "--poll-interval",
-                "0.1",
-                *args,
-            ],
-            cwd=self.project,
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def lines(self) -> list[str]:
-        path = self.project / "jobs.log"
-        return path.read_text().splitlines() if path.exists() else []
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for file in self.files:
-            file.close()
-
-
 @pytest.fixture
-def workers(project: Path, broker_url: str) -> Iterator[Workers]:
-    group = Workers(project, broker_url)
+def workers(project: Path, broker_url: str) -> Iterator[WorkerProcesses]:
+    options = ["--lease", "1", "--maintenance-interval", "0.2", "--poll-interval", "0.1"]
+    group = WorkerProcesses(project, "durableapp:app", broker_url, options=options)
     try:
         yield group
     finally:
         group.stop_all()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)
 
 
 def with_app(url: str, fn: Callable[[App], object]) -> object:
@@ -183,7 +117,7 @@ def with_app(url: str, fn: Callable[[App], object]) -> object:
     return anyio.run(go)
 
 
-def test_sigkill_mid_job_loses_nothing(workers: Workers, broker_url: str) -> None:
+def test_sigkill_mid_job_loses_nothing(workers: WorkerProcesses, broker_url: str) -> None:
     async def publish(app: App) -> list[str]:
         handles = await app.publish_many([app.tasks["slow"].spec(n) for n in range(6)])
         return [h.id for h in handles]
@@ -215,7 +149,7 @@ def test_sigkill_mid_job_loses_nothing(workers: Workers, broker_url: str) -> Non
     assert len(ends) == 6, "no job completed twice"
 
 
-def test_incremental_task_resumes_after_sigkill(workers: Workers, broker_url: str) -> None:
+def test_incremental_task_resumes_after_sigkill(workers: WorkerProcesses, broker_url: str) -> None:
     async def publish(app: App) -> str:
         return (await app.publish("walk", 0)).id
 
@@ -238,7 +172,7 @@ def test_incremental_task_resumes_after_sigkill(workers: Workers, broker_url: st
     assert len(steps) - 41 <= 1, "at most the one step in flight at the kill ran twice"
 
 
-def test_three_processes_run_each_periodic_tick_once(workers: Workers) -> None:
+def test_three_processes_run_each_periodic_tick_once(workers: WorkerProcesses) -> None:
     for _ in range(3):
         workers.start("-c", "4", PERIODIC="1")
 

@@ -14,15 +14,11 @@ the workers did is measured outside the queue under test:
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import anyio
 import pytest
@@ -33,6 +29,7 @@ from tests.backend_mongo import drop_prefix
 from tests.backend_postgres import URL as POSTGRES_URL
 from tests.backend_postgres import drop_schema
 from tests.mongo import server as mongo_server
+from tests.workerprocs import WorkerProcesses, wait_for
 
 REDIS_URL = os.environ.get("ASYNCTASK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -114,61 +111,19 @@ async def _drop_nats_bucket(url: str) -> None:
         await broker.close()
 
 
-class Cluster:
+class Cluster(WorkerProcesses):
     """Worker processes (and CLI commands) of the test app on one broker."""
 
     def __init__(self, project: Path, url: str) -> None:
-        self.project, self.url = project, url
-        self.log = project / "jobs.log"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.files: list[IO[bytes]] = []
+        super().__init__(project, "flowapp:app", url, options=["--poll-interval", "0.2"])
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "ASYNCTASK_BROKER_URL": self.url, "JOB_LOG": str(self.log), **extra}
-
-    def start(self, count: int, *args: str, **env: str) -> None:
+    def start_many(self, count: int, *args: str, **env: str) -> None:
         for _ in range(count):
-            err = (self.project / f"worker{len(self.procs)}.err").open("wb")
-            self.files.append(err)
-            command = [sys.executable, "-m", "asynctask", "worker", "flowapp:app", "--poll-interval", "0.2"]
-            self.procs.append(
-                subprocess.Popen(
-                    [*command, *args],
-                    cwd=self.project,
-                    env=self.env(**env),
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                )
-            )
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "asynctask", *args],
-            cwd=self.project,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+            self.start(*args, **env)
 
     def events(self, kind: str) -> list[tuple[str, float]]:
-        lines = self.log.read_text().splitlines() if self.log.exists() else []
-        return [(words[1], float(words[2])) for words in (line.split() for line in lines) if words[0] == kind]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for file in self.files:
-            file.close()
+        rows = (line.split() for line in self.lines())
+        return [(words[1], float(words[2])) for words in rows if words[0] == kind]
 
 
 @pytest.fixture
@@ -178,7 +133,7 @@ def cluster(tmp_path: Path, broker_url: str) -> Iterator[Cluster]:
     try:
         yield group
     finally:
-        group.stop()
+        group.stop_all()
 
 
 def publish(url: str, task: str, count: int, queue: str = "default") -> None:
@@ -196,14 +151,6 @@ def publish(url: str, task: str, count: int, queue: str = "default") -> None:
     anyio.run(go)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
-
-
 def peak_concurrency(starts: list[tuple[str, float]], ends: list[tuple[str, float]]) -> int:
     """The most runs in progress at once, from start and end times (an end before a start at the
     same instant: touching runs do not overlap)."""
@@ -217,7 +164,7 @@ def peak_concurrency(starts: list[tuple[str, float]], ends: list[tuple[str, floa
 
 def test_global_concurrency_holds_across_four_workers(cluster: Cluster) -> None:
     publish(cluster.url, "scarce", 60)
-    cluster.start(4, "-c", "4")
+    cluster.start_many(4, "-c", "4")
     wait_for(lambda: len(cluster.events("end")) == 60)
     starts, ends = cluster.events("start"), cluster.events("end")
     assert sorted(n for n, _ in starts) == sorted(str(i) for i in range(60)), "each job ran once"
@@ -236,7 +183,7 @@ def test_rate_limit_holds_across_four_workers(cluster: Cluster) -> None:
         pytest.skip("mongoeco cannot sustain a measurable rate; set ASYNCTASK_TEST_MONGO_URL")
     limit = 50
     publish(cluster.url, "metered", 15 * limit)
-    cluster.start(4, "-c", "8", RATE=f"{limit}/s")
+    cluster.start_many(4, "-c", "8", RATE=f"{limit}/s")
     wait_for(lambda: len(cluster.events("start")) >= 14 * limit, timeout=90)
     times = sorted(t for _, t in cluster.events("start"))
     # Past the first second (the bucket starts full), a 10 s window of the steady rate.
@@ -248,9 +195,9 @@ def test_rate_limit_holds_across_four_workers(cluster: Cluster) -> None:
 
 
 def test_overlapping_ticks_run_one_at_a_time(cluster: Cluster) -> None:
-    cluster.start(2, "-c", "4", PERIODIC="1")
+    cluster.start_many(2, "-c", "4", PERIODIC="1")
     wait_for(lambda: len(cluster.events("end")) >= 3, timeout=30)
-    cluster.stop()
+    cluster.stop_all()
     starts, ends = cluster.events("start"), cluster.events("end")
     assert peak_concurrency(starts, ends) == 1, f"ticks overlapped: {starts} {ends}"
     assert len({n for n, _ in starts}) == len(starts), "no tick ran twice"
@@ -264,7 +211,7 @@ def test_overlapping_ticks_run_one_at_a_time(cluster: Cluster) -> None:
 
 def test_queues_pause_and_resume_from_the_cli(cluster: Cluster) -> None:
     assert cluster.cli("queues", "flowapp:app", "pause", "billing") == "billing paused"
-    cluster.start(2, "-q", "billing")
+    cluster.start_many(2, "-q", "billing")
     publish(cluster.url, "bill", 5, queue="billing")
     assert cluster.cli("queues", "flowapp:app", "show", "billing") == "billing paused"
 

@@ -26,6 +26,7 @@ import anyio
 from asynctask import App, JobStatus
 from asynctask.errors import BrokerError
 from asynctask.models import Job
+from tests.workerprocs import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.chaosapp:app"
@@ -37,15 +38,6 @@ PAGE = 1000
 def long_run() -> bool:
     """``ASYNCTASK_CHAOS_LONG=1``: the long, on-demand version (tests/chaos/README.md)."""
     return os.environ.get("ASYNCTASK_CHAOS_LONG", "") not in ("", "0")
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``predicate`` until it is true; ``TimeoutError`` naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
 
 
 # --- workers ------------------------------------------------------------------------------------

@@ -1,24 +1,18 @@
-"""CLI worker processes on a NATS broker, with a ledger of every handler run kept outside NATS."""
+"""CLI worker processes on a NATS broker (tests.workerprocs), with a ledger of handler runs outside NATS."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections import Counter
-from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import IO
 
 import anyio
 
 from asynctask import App, JobCtx, JobStatus
 from asynctask.errors import BrokerUnavailable
 from asynctask.testing import wait_until
+from tests.workerprocs import WorkerProcesses
 
 APP_MODULE = textwrap.dedent(
     """
@@ -67,55 +61,13 @@ class Ledger:
         return first
 
 
-class Workers:
+class Workers(WorkerProcesses):
     """CLI workers (``asynctask worker``) of the app above; all stopped at the end."""
 
     def __init__(self, project: Path, url: str) -> None:
-        self.project, self.url = project, url
+        super().__init__(project, "natsapp:app", url, options=["--log-level", "INFO"])
         (project / "natsapp.py").write_text(APP_MODULE)
-        self.ledger = Ledger(project / "jobs.log")
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.files: list[IO[bytes]] = []
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        full_env = {**os.environ, "ASYNCTASK_BROKER_URL": self.url, "JOB_LOG": str(self.ledger.path), **env}
-        err = (self.project / f"worker{len(self.procs)}.err").open("wb")
-        self.files.append(err)
-        command = [sys.executable, "-m", "asynctask", "worker", "natsapp:app", "--log-level", "INFO", *args]
-        proc = subprocess.Popen(
-            command, cwd=self.project, env=full_env, stdout=subprocess.DEVNULL, stderr=err
-        )
-        self.procs.append(proc)
-        return proc
-
-    def started(self) -> bool:
-        """Whether every worker started so far is up (connected, claiming)."""
-        logs = [p.read_text() for p in sorted(self.project.glob("worker*.err"))]
-        return len(logs) == len(self.procs) and all("action=worker_started" in log for log in logs)
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.project.glob("worker*.err")))
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for file in self.files:
-            file.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)
+        self.ledger = Ledger(self.log)
 
 
 def client_app(url: str) -> App:

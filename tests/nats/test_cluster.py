@@ -17,8 +17,9 @@ import pytest
 
 from asynctask import JobStatus
 from asynctask.brokers.nats import NatsBroker
-from tests.nats.procs import Workers, final_statuses, publish, wait_for
+from tests.nats.procs import Workers, final_statuses, publish
 from tests.nats.server import Cluster
+from tests.workerprocs import wait_for
 
 pytestmark = pytest.mark.slow
 

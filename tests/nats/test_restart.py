@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from asynctask import JobStatus
-from tests.nats.procs import Workers, final_statuses, publish, wait_for
+from tests.nats.procs import Workers, final_statuses, publish
 from tests.nats.server import NatsServer
+from tests.workerprocs import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,12 +86,3 @@ def worker(broker: str) -> Iterator[Process]:
         yield proc
     finally:
         proc.stop()
-
-
-def wait_for(predicate: object, timeout: float = 20.0) -> None:
-    """A bounded poll of a condition in another process (no event crosses the boundary)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)

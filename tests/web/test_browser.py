@@ -24,7 +24,8 @@ from asynctask import App
 from asynctask.brokers.postgres import PostgresBroker
 from asynctask.models import Job, JobStatus
 from tests.backend_postgres import URL, drop_schema, fresh_schema
-from tests.web.servers import dashboard, wait_for, worker
+from tests.web.servers import dashboard, worker
+from tests.workerprocs import wait_for
 
 CHROMIUM = shutil.which("chromium")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra)")
