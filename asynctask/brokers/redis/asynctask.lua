@@ -834,29 +834,33 @@ end
 -- an EVALSHA runs this whole file, and every function it defines costs time on every call
 -- (about 1 us per dozen lines on the benchmark machine), so the hot commands above skip them.
 if COLD then
-  -- id, expires_at or '', ttl_ms. Returns the job after, or false.
-  commands.cancel = CMD == 'cancel' and function()
-    local id, expires_at, ttl_ms = take(), take(), take()
-    local key = Q.job .. id
-    if not live(key) then return false end
-    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-    local status = redis.call('HGET', key, 'status')
+  -- A command on one live job (cancel, pause, resume, retry): takes the job's id, then
+  -- returns false if there is no live job, the record as it is if it is corrupt (quarantined
+  -- by `sound`), or else the record after apply(key, id, status), which may take() more.
+  local function on_live_job(apply)
+    return function()
+      local id = take()
+      local key = Q.job .. id
+      if not live(key) then return false end
+      if not sound(Q, key, id) then return redis.call('HGETALL', key) end
+      apply(key, id, redis.call('HGET', key, 'status'))
+      return redis.call('HGETALL', key)
+    end
+  end
+
+  -- id, expires_at or '', ttl_ms.
+  commands.cancel = CMD == 'cancel' and on_live_job(function(key, id, status)
+    local expires_at, ttl_ms = take(), take()
     if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
       unqueue(Q, key, id)
       finish(Q, key, id, 'cancelled', expires_at, ttl_ms)
     elseif status == 'running' then
       redis.call('HSET', key, 'cancel_requested', '1')
     end
-    return redis.call('HGETALL', key)
-  end
+  end)
 
-  -- id. Parks a scheduled or queued job; asks a running one to pause. Returns the job after.
-  commands.pause = CMD == 'pause' and function()
-    local id = take()
-    local key = Q.job .. id
-    if not live(key) then return false end
-    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-    local status = redis.call('HGET', key, 'status')
+  -- id. Parks a scheduled or queued job; asks a running one to pause.
+  commands.pause = CMD == 'pause' and on_live_job(function(key, id, status)
     if status == 'scheduled' or status == 'queued' then
       unqueue(Q, key, id)
       redis.call('HSET', key, 'status', 'paused')
@@ -864,64 +868,50 @@ if COLD then
     elseif status == 'running' then
       redis.call('HSET', key, 'pause_requested', '1')
     end
-    return redis.call('HGETALL', key)
-  end
+  end)
 
-  -- id. Queues a paused job again (scheduled, if its run_at is still ahead). Returns the job after.
-  commands.resume = CMD == 'resume' and function()
-    local id = take()
-    local key = Q.job .. id
-    if not live(key) then return false end
-    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-    if redis.call('HGET', key, 'status') == 'paused' then
-      -- A delayed job keeps its time: resumed before it, it is scheduled again.
-      redis.call('HDEL', key, 'pause_requested')
-      local run_at = tonumber(redis.call('HGET', key, 'run_at'))
-      if run_at > now then
-        track(Q, key, id, 'paused', 'scheduled')
-        redis.call('HSET', key, 'status', 'scheduled')
-        redis.call('ZADD', Q.scheduled, run_at, id)
-      else
-        track(Q, key, id, 'paused', 'queued')
-        make_ready(Q, key, id)
-      end
-      wake(Q, 1)
+  -- id. Queues a paused job again (scheduled, if its run_at is still ahead).
+  commands.resume = CMD == 'resume' and on_live_job(function(key, id, status)
+    if status ~= 'paused' then return end
+    -- A delayed job keeps its time: resumed before it, it is scheduled again.
+    redis.call('HDEL', key, 'pause_requested')
+    local run_at = tonumber(redis.call('HGET', key, 'run_at'))
+    if run_at > now then
+      track(Q, key, id, 'paused', 'scheduled')
+      redis.call('HSET', key, 'status', 'scheduled')
+      redis.call('ZADD', Q.scheduled, run_at, id)
+    else
+      track(Q, key, id, 'paused', 'queued')
+      make_ready(Q, key, id)
     end
-    return redis.call('HGETALL', key)
-  end
+    wake(Q, 1)
+  end)
 
   -- id. Queues a failed or cancelled job again with a fresh attempt count.
-  commands.retry = CMD == 'retry' and function()
-    local id = take()
-    local key = Q.job .. id
-    if not live(key) then return false end
-    if not sound(Q, key, id) then return redis.call('HGETALL', key) end
-    local status = redis.call('HGET', key, 'status')
-    if status == 'failed' or status == 'cancelled' then
-      local ukey = redis.call('HGET', key, 'unique_key')
-      if ukey then
-        local holder = unique_holder(ukey)
-        -- Its key, taken meanwhile by another unfinished job, leaves it finished.
-        if holder and holder ~= key then return redis.call('HGETALL', key) end
-        redis.call('HSET', UNIQUE, ukey, id)
-      end
-      local parent_id = redis.call('HGET', key, 'parent_id')
-      if parent_id then
-        local pq = redis.call('HGET', IDS, parent_id)
-        if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
-          add_pending(parent_id, 1)
-        end
-      end
-      redis.call('ZREM', Q.finished, all_member(key, id))
-      track(Q, key, id, status, 'queued')
-      redis.call('PERSIST', key)
-      redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
-      redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
-      make_ready(Q, key, id)
-      wake(Q, 1)
+  commands.retry = CMD == 'retry' and on_live_job(function(key, id, status)
+    if status ~= 'failed' and status ~= 'cancelled' then return end
+    local ukey = redis.call('HGET', key, 'unique_key')
+    if ukey then
+      local holder = unique_holder(ukey)
+      -- Its key, taken meanwhile by another unfinished job, leaves it finished.
+      if holder and holder ~= key then return end
+      redis.call('HSET', UNIQUE, ukey, id)
     end
-    return redis.call('HGETALL', key)
-  end
+    local parent_id = redis.call('HGET', key, 'parent_id')
+    if parent_id then
+      local pq = redis.call('HGET', IDS, parent_id)
+      if pq and redis.call('HGET', queue_keys(pq).job .. parent_id, 'status') == 'waiting' then
+        add_pending(parent_id, 1)
+      end
+    end
+    redis.call('ZREM', Q.finished, all_member(key, id))
+    track(Q, key, id, status, 'queued')
+    redis.call('PERSIST', key)
+    redis.call('HSET', key, 'attempts', 0, 'run_at', NOW, 'tkey', NOW_KEY)
+    redis.call('HDEL', key, 'finished_at', 'expires_at', 'cancel_requested')
+    make_ready(Q, key, id)
+    wake(Q, 1)
+  end)
 
   -- id. Returns 1 if a record was deleted.
   commands.delete = CMD == 'delete' and function()
