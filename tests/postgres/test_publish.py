@@ -153,3 +153,27 @@ async def test_app_publish_joins_the_callers_transaction(
             await publish_then_fail()
         assert await app.get_job(kept.id) is not None
         assert await app.get_job(dropped[0]) is None
+
+
+async def test_columns_left_at_their_defaults_and_mixed_columns_both_round_trip(
+    pg: PostgresBroker, clock: FakeClock
+) -> None:
+    # A column that holds nothing in a batch travels as one NULL (rows.enqueue_columns); a
+    # column set on some jobs only travels whole. Each job reads back as it was published.
+    plain = [new_job(clock, f"plain-{i}") for i in range(3)]
+    mixed = [
+        new_job(clock, "m0"),
+        new_job(
+            clock, "m1", priority=-2, max_retries=4, timeout=1.5, meta=b"", unique_key="k", headers={"h": "v"}
+        ),
+        new_job(clock, "m2", parent_id="plain-0", pending=2, meta=b"x", priority=3),
+    ]
+    assert await pg.enqueue(plain) == [True] * 3
+    assert await pg.enqueue(mixed) == [True] * 3
+    fields = ("priority", "max_retries", "timeout", "parent_id", "pending", "meta", "unique_key", "headers")
+    for sent in [*plain, *mixed]:
+        got = await pg.get(sent.id)
+        assert got is not None
+        assert {f: getattr(got, f) for f in fields} == {f: getattr(sent, f) for f in fields}
+    waiting = await pg.get("m2")
+    assert waiting is not None and waiting.status is JobStatus.WAITING

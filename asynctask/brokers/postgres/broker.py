@@ -278,8 +278,10 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         cols = enqueue_columns(unique)
         args = (*cols[:8], self.clock(), self._channel, self.notify, *cols[8:])
         row = await insert_jobs(runner, self._q["enqueue"], args, unique=bool(keys))
+        parents: list[str] = row["parent_ids"] or []
+        if row["ids"] is None:  # every job of ``unique`` was created
+            return [first.get(job.id) == i for i, job in enumerate(jobs)], parents
         created = set(row["ids"])
-        parents = [parent for parent in row["parent_ids"] if parent is not None]
         return [first.get(job.id) == i and job.id in created for i, job in enumerate(jobs)], parents
 
     async def claim(

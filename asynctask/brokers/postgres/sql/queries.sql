@@ -40,11 +40,17 @@ END AS version;
 -- A job whose unique_key an unfinished job holds is left out (flow control, issue #13); two
 -- publishes racing for one key meet at jobs_unique_idx, and the loser runs again.
 -- An existing id is kept (ON CONFLICT) unless its record has expired, in which case the new
--- job replaces it. Returns the ids written; the caller maps them back to input order.
+-- job replaces it. Returns the ids written, or NULL when every row sent was written (the common
+-- case: no array of every id to send back); the caller maps them back to input order. Only the
+-- non-NULL parent ids of the jobs written come back.
+-- Columns a batch leaves empty come as NULL arrays (unnest pads them with NULLs): priority,
+-- max_retries and pending then read as 0.
 -- Publish order (seq) follows the input, but rows are inserted in id order: two batches that
 -- share ids then wait for each other in the same order instead of deadlocking.
 WITH new AS (
-    SELECT *
+    SELECT id, task, queue, payload, coalesce(priority, 0) AS priority,
+           coalesce(max_retries, 0) AS max_retries, timeout, run_at, parent_id,
+           coalesce(pending, 0) AS pending, meta, unique_key, headers, ord
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::bytea[], $5::integer[], $6::integer[],
         $7::double precision[], $8::double precision[], $12::text[], $13::integer[], $14::bytea[],
@@ -109,8 +115,8 @@ created AS (
     RETURNING j.id, j.queue, j.parent_id
 )
 SELECT
-    coalesce(array_agg(id), '{}') AS ids,
-    coalesce(array_agg(parent_id), '{}') AS parent_ids,
+    CASE WHEN count(*) < cardinality($1::text[]) THEN coalesce(array_agg(id), '{}') END AS ids,
+    array_agg(parent_id) FILTER (WHERE parent_id IS NOT NULL) AS parent_ids,
     (SELECT count(pg_notify($10::text, queue))
      FROM (SELECT DISTINCT queue FROM created) AS q
      WHERE $11::boolean) AS woken
