@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
 from asynctask.brokers.rules import corrupt
-from asynctask.models import Job, JobStatus, LeaseState, NewJob, QueueStats, WorkerInfo, zero_counts
+from asynctask.models import Job, JobStatus, LeaseState, QueueStats, WorkerInfo, zero_counts
 
 __all__ = [
-    "enqueue_columns",
     "lease_state",
     "queue_stats_from_rows",
     "to_job",
@@ -24,7 +23,6 @@ __all__ = [
 _HEADERS = msgspec.json.Decoder(dict[str, str])
 logger = logging.getLogger("asynctask.brokers.postgres")
 _COUNTS = msgspec.json.Decoder(dict[str, int])
-_JSON = msgspec.json.Encoder()
 
 
 def to_job(row: Any) -> Job:
@@ -87,39 +85,6 @@ def to_job(row: Any) -> Job:
 def to_jobs(rows: Iterable[Any]) -> list[Job]:
     """``Job`` values from rows, in order."""
     return [to_job(row) for row in rows]
-
-
-def enqueue_columns(jobs: Sequence[NewJob]) -> tuple[list[Any] | None, ...]:
-    """The ``enqueue`` query's array parameters, one list per column.
-
-    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$16``. A column
-    that holds nothing (all ``None``, or all ``0`` for the integer columns the query defaults)
-    goes as ``None``: ``unnest`` pads a NULL array with NULLs, and every array sent costs a type
-    check per element in asyncpg and a detoast and walk on the server.
-    """
-    return (
-        [job.id for job in jobs],
-        [job.task for job in jobs],
-        [job.queue for job in jobs],
-        [job.payload for job in jobs],
-        _unless_zero([job.priority for job in jobs]),
-        _unless_zero([job.max_retries for job in jobs]),
-        _unless_null([job.timeout for job in jobs]),
-        [job.run_at for job in jobs],
-        _unless_null([job.parent_id for job in jobs]),
-        _unless_zero([job.pending for job in jobs]),
-        _unless_null([job.meta for job in jobs]),
-        _unless_null([job.unique_key for job in jobs]),
-        _unless_null([_JSON.encode(job.headers).decode() if job.headers else None for job in jobs]),
-    )
-
-
-def _unless_zero(column: list[int]) -> list[int] | None:
-    return column if any(column) else None
-
-
-def _unless_null(column: list[Any]) -> list[Any] | None:
-    return None if column.count(None) == len(column) else column
 
 
 def queue_stats_from_rows(rows: Iterable[Any]) -> list[QueueStats]:

@@ -122,6 +122,60 @@ SELECT
      WHERE $11::boolean) AS woken
 FROM created;
 
+-- name: enqueue_one
+-- enqueue for a batch of one job (the common publish), its columns as scalars, with the same
+-- parameter numbers, rules and ON CONFLICT clause (tests/postgres/test_publish.py keeps the two
+-- clauses identical). The batch statement's unnest, numbering, sort and aggregates cost the
+-- server more than the row itself. seq comes from the column's default, in the INSERT.
+-- One row (the job's parent_id) when the job was written, none when it was not.
+WITH created AS (
+    INSERT INTO __schema__.jobs AS j
+        (id, task, queue, payload, status, priority, max_retries, timeout, run_at, created_at,
+         parent_id, pending, meta, unique_key, headers)
+    SELECT $1::text, $2::text, $3::text, $4::bytea,
+           CASE WHEN $13::integer > 0 THEN 'waiting'
+                WHEN $8::double precision > $9::double precision THEN 'scheduled'
+                ELSE 'queued' END,
+           $5::integer, $6::integer, $7::double precision, $8::double precision,
+           $9::double precision, $12::text, $13::integer, $14::bytea, $15::text, $16::jsonb
+    WHERE $15::text IS NULL OR NOT EXISTS (
+        SELECT 1 FROM __schema__.jobs AS a
+        WHERE a.unique_key = $15::text
+          AND a.status IN ('scheduled', 'queued', 'running', 'waiting', 'paused')
+    )
+    ON CONFLICT (id) DO UPDATE SET
+        seq = EXCLUDED.seq,
+        task = EXCLUDED.task,
+        queue = EXCLUDED.queue,
+        payload = EXCLUDED.payload,
+        status = EXCLUDED.status,
+        priority = EXCLUDED.priority,
+        attempts = 0,
+        max_retries = EXCLUDED.max_retries,
+        timeout = EXCLUDED.timeout,
+        run_at = EXCLUDED.run_at,
+        created_at = EXCLUDED.created_at,
+        started_at = NULL,
+        finished_at = NULL,
+        lease_expires_at = NULL,
+        worker = NULL,
+        cancel_requested = false,
+        pause_requested = false,
+        expires_at = NULL,
+        error = NULL,
+        state = NULL,
+        result = NULL,
+        parent_id = EXCLUDED.parent_id,
+        pending = EXCLUDED.pending,
+        meta = EXCLUDED.meta,
+        unique_key = EXCLUDED.unique_key,
+        headers = EXCLUDED.headers
+    WHERE j.expires_at <= $9::double precision
+    RETURNING j.queue, j.parent_id
+)
+SELECT parent_id, CASE WHEN $11::boolean THEN pg_notify($10::text, queue) IS NOT NULL END AS woken
+FROM created;
+
 -- name: claim
 -- $1: queue, $2: limit, $3: now, $4: lease seconds, $5: worker, $6: the tasks with limits.
 -- Flow control (issue #13): a queue with settings (a row in queues), or a picked job of a
