@@ -158,7 +158,7 @@ async def test_app_publish_joins_the_callers_transaction(
 async def test_columns_left_at_their_defaults_and_mixed_columns_both_round_trip(
     pg: PostgresBroker, clock: FakeClock
 ) -> None:
-    # A column that holds nothing in a batch travels as one NULL (rows.enqueue_columns); a
+    # A column that holds nothing in a batch travels as one NULL (publishing.enqueue_columns); a
     # column set on some jobs only travels whole. Each job reads back as it was published.
     plain = [new_job(clock, f"plain-{i}") for i in range(3)]
     mixed = [
