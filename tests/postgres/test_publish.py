@@ -153,3 +153,75 @@ async def test_app_publish_joins_the_callers_transaction(
             await publish_then_fail()
         assert await app.get_job(kept.id) is not None
         assert await app.get_job(dropped[0]) is None
+
+
+async def test_columns_left_at_their_defaults_and_mixed_columns_both_round_trip(
+    pg: PostgresBroker, clock: FakeClock
+) -> None:
+    # A column that holds nothing in a batch travels as one NULL (publishing.enqueue_columns); a
+    # column set on some jobs only travels whole. Each job reads back as it was published.
+    plain = [new_job(clock, f"plain-{i}") for i in range(3)]
+    mixed = [
+        new_job(clock, "m0"),
+        new_job(
+            clock, "m1", priority=-2, max_retries=4, timeout=1.5, meta=b"", unique_key="k", headers={"h": "v"}
+        ),
+        new_job(clock, "m2", parent_id="plain-0", pending=2, meta=b"x", priority=3),
+    ]
+    assert await pg.enqueue(plain) == [True] * 3
+    assert await pg.enqueue(mixed) == [True] * 3
+    fields = ("priority", "max_retries", "timeout", "parent_id", "pending", "meta", "unique_key", "headers")
+    for sent in [*plain, *mixed]:
+        got = await pg.get(sent.id)
+        assert got is not None
+        assert {f: getattr(got, f) for f in fields} == {f: getattr(sent, f) for f in fields}
+    waiting = await pg.get("m2")
+    assert waiting is not None and waiting.status is JobStatus.WAITING
+
+
+def test_the_single_and_the_batch_statement_share_one_conflict_rule() -> None:
+    from asynctask.brokers.postgres.sql import queries
+
+    q = queries("asynctask")
+
+    def clause(text: str) -> str:
+        return text[text.index("ON CONFLICT (id)") : text.index("RETURNING")]
+
+    assert "WHERE j.expires_at <=" in clause(q["enqueue"])
+    assert clause(q["enqueue_one"]) == clause(q["enqueue"])
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["enqueue_one", "enqueue"])
+async def test_one_job_alone_or_in_a_batch_is_published_alike(
+    pg: PostgresBroker, clock: FakeClock, batch: bool
+) -> None:
+    async def publish(job: Any) -> bool:
+        # In a batch the job comes second, after a filler job that is always new.
+        if not batch:
+            [created] = await pg.enqueue([job])
+            return created
+        filler = new_job(clock, f"filler-{job.id}-{clock()}")
+        return (await pg.enqueue([filler, job]))[1]
+
+    assert await publish(new_job(clock, "a", headers={"k": "v"}, timeout=2.0, max_retries=1))
+    assert not await publish(new_job(clock, "a")), "a live id is not created again"
+    assert await publish(new_job(clock, "later", run_at=clock() + 60))
+    assert await publish(new_job(clock, "parent", pending=1))
+    assert await publish(new_job(clock, "u1", unique_key="key"))
+    assert not await publish(new_job(clock, "u2", unique_key="key")), "a live unique key keeps it out"
+    statuses = {i: (await pg.get(i)) for i in ("a", "later", "parent", "u1", "u2")}
+    assert {i: j.status if j else None for i, j in statuses.items()} == {
+        "a": JobStatus.QUEUED,
+        "later": JobStatus.SCHEDULED,
+        "parent": JobStatus.WAITING,
+        "u1": JobStatus.QUEUED,
+        "u2": None,
+    }
+    a = statuses["a"]
+    assert a is not None and (a.headers, a.timeout, a.max_retries) == ({"k": "v"}, 2.0, 1)
+    [claimed, *_] = await pg.claim("q", 10, lease=30, worker="w")
+    await pg.complete(
+        [Outcome(job_id=claimed.id, token=claimed.token, kind=OutcomeKind.SUCCEEDED, expires_at=clock() + 1)]
+    )
+    clock.advance(2)
+    assert await publish(new_job(clock, claimed.id)), "an expired record is replaced"

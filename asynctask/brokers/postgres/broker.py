@@ -21,17 +21,12 @@ from asynctask.brokers.base import Capabilities, Clock, Migration
 from asynctask.brokers.postgres import migrate, sql
 from asynctask.brokers.postgres.config import PostgresOptions, parse_url, pick
 from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated, translate_errors
-from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow, insert_jobs
+from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
 from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database, pool_options_for
-from asynctask.brokers.postgres.rows import (
-    enqueue_columns,
-    lease_state,
-    queue_stats_from_rows,
-    to_job,
-    to_jobs,
-)
+from asynctask.brokers.postgres.publishing import insert
+from asynctask.brokers.postgres.rows import lease_state, queue_stats_from_rows, to_job, to_jobs
 from asynctask.brokers.postgres.workers import WorkerCalls
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
@@ -264,23 +259,9 @@ class PostgresBroker(FlowCalls, WorkerCalls):
 
     async def _insert(self, runner: Any, jobs: Sequence[NewJob]) -> tuple[list[bool], list[str]]:
         """Insert ``jobs``; returns which were created and the parent ids of those created."""
-        # Within one batch the first job with an id wins, and the first with a unique key;
-        # ON CONFLICT and NOT EXISTS cannot see the statement's own rows.
-        first: dict[str, int] = {}
-        keys: set[str] = set()
-        for i, job in enumerate(jobs):
-            if job.id in first or job.unique_key in keys:
-                continue
-            if job.unique_key is not None:
-                keys.add(job.unique_key)
-            first[job.id] = i
-        unique = [jobs[i] for i in first.values()]
-        cols = enqueue_columns(unique)
-        args = (*cols[:8], self.clock(), self._channel, self.notify, *cols[8:])
-        row = await insert_jobs(runner, self._q["enqueue"], args, unique=bool(keys))
-        created = set(row["ids"])
-        parents = [parent for parent in row["parent_ids"] if parent is not None]
-        return [first.get(job.id) == i and job.id in created for i, job in enumerate(jobs)], parents
+        return await insert(
+            runner, self._q, jobs, now=self.clock(), channel=self._channel, notify=self.notify
+        )
 
     async def claim(
         self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None

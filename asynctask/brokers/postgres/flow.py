@@ -19,37 +19,16 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-import asyncpg
-
 from asynctask.brokers.postgres.pool import Database
 from asynctask.brokers.postgres.rows import to_job, to_jobs
 from asynctask.flow import CLOCK_SLACK, Claimed, QueueSettings, RateLimit, TaskLimits, normalize_limits
 from asynctask.models import Job
 
-__all__ = ["FlowCalls", "PostgresFlow", "insert_jobs", "to_settings"]
+__all__ = ["FlowCalls", "PostgresFlow", "to_settings"]
 
 #: How many ready jobs a flow claim looks at, at most, for ``limit`` jobs: it skips jobs of tasks
 #: over their limit, so it looks further than a plain claim.
 _WINDOW_FACTOR, _WINDOW_EXTRA, _WINDOW_MAX = 4, 64, 2048
-_UNIQUE_ATTEMPTS = 3
-
-
-async def insert_jobs(runner: Any, query: str, args: tuple[Any, ...], *, unique: bool) -> Any:
-    """Run the ``enqueue`` statement on ``runner``. With unique keys in the batch, two publishes
-    racing for one key meet at ``jobs_unique_idx``: the loser runs again and then sees the holder
-    (inside a transaction, a savepoint keeps that failure from aborting it)."""
-    if not unique:
-        return await runner.fetchrow(query, *args)
-    for attempt in range(1, _UNIQUE_ATTEMPTS + 1):
-        try:
-            if runner.is_in_transaction():
-                async with runner.transaction():
-                    return await runner.fetchrow(query, *args)
-            return await runner.fetchrow(query, *args)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name != "jobs_unique_idx" or attempt == _UNIQUE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
 
 
 def to_settings(row: Any) -> QueueSettings:

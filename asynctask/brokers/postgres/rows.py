@@ -9,10 +9,9 @@ from typing import Any
 import msgspec
 
 from asynctask.brokers.rules import corrupt
-from asynctask.models import Job, JobStatus, LeaseState, NewJob, QueueStats, WorkerInfo, zero_counts
+from asynctask.models import Job, JobStatus, LeaseState, QueueStats, WorkerInfo, zero_counts
 
 __all__ = [
-    "enqueue_columns",
     "lease_state",
     "queue_stats_from_rows",
     "to_job",
@@ -86,44 +85,6 @@ def to_job(row: Any) -> Job:
 def to_jobs(rows: Iterable[Any]) -> list[Job]:
     """``Job`` values from rows, in order."""
     return [to_job(row) for row in rows]
-
-
-def enqueue_columns(jobs: Iterable[NewJob]) -> tuple[list[Any], ...]:
-    """The ``enqueue`` query's array parameters, one list per column.
-
-    In parameter order: ``$1..$8`` then (after now, channel and notify) ``$12..$16``.
-    """
-    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [], [], [], [], [])
-    (
-        ids,
-        tasks,
-        queues,
-        payloads,
-        priorities,
-        retries,
-        timeouts,
-        run_ats,
-        parents,
-        pendings,
-        metas,
-        uniques,
-        headers,
-    ) = cols
-    for job in jobs:
-        ids.append(job.id)
-        tasks.append(job.task)
-        queues.append(job.queue)
-        payloads.append(job.payload)
-        priorities.append(job.priority)
-        retries.append(job.max_retries)
-        timeouts.append(job.timeout)
-        run_ats.append(job.run_at)
-        parents.append(job.parent_id)
-        pendings.append(job.pending)
-        metas.append(job.meta)
-        uniques.append(job.unique_key)
-        headers.append(msgspec.json.encode(job.headers).decode() if job.headers else None)
-    return cols
 
 
 def queue_stats_from_rows(rows: Iterable[Any]) -> list[QueueStats]:

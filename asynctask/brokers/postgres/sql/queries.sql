@@ -40,11 +40,17 @@ END AS version;
 -- A job whose unique_key an unfinished job holds is left out (flow control, issue #13); two
 -- publishes racing for one key meet at jobs_unique_idx, and the loser runs again.
 -- An existing id is kept (ON CONFLICT) unless its record has expired, in which case the new
--- job replaces it. Returns the ids written; the caller maps them back to input order.
+-- job replaces it. Returns the ids written, or NULL when every row sent was written (the common
+-- case: no array of every id to send back); the caller maps them back to input order. Only the
+-- non-NULL parent ids of the jobs written come back.
+-- Columns a batch leaves empty come as NULL arrays (unnest pads them with NULLs): priority,
+-- max_retries and pending then read as 0.
 -- Publish order (seq) follows the input, but rows are inserted in id order: two batches that
 -- share ids then wait for each other in the same order instead of deadlocking.
 WITH new AS (
-    SELECT *
+    SELECT id, task, queue, payload, coalesce(priority, 0) AS priority,
+           coalesce(max_retries, 0) AS max_retries, timeout, run_at, parent_id,
+           coalesce(pending, 0) AS pending, meta, unique_key, headers, ord
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::bytea[], $5::integer[], $6::integer[],
         $7::double precision[], $8::double precision[], $12::text[], $13::integer[], $14::bytea[],
@@ -109,11 +115,65 @@ created AS (
     RETURNING j.id, j.queue, j.parent_id
 )
 SELECT
-    coalesce(array_agg(id), '{}') AS ids,
-    coalesce(array_agg(parent_id), '{}') AS parent_ids,
+    CASE WHEN count(*) < cardinality($1::text[]) THEN coalesce(array_agg(id), '{}') END AS ids,
+    array_agg(parent_id) FILTER (WHERE parent_id IS NOT NULL) AS parent_ids,
     (SELECT count(pg_notify($10::text, queue))
      FROM (SELECT DISTINCT queue FROM created) AS q
      WHERE $11::boolean) AS woken
+FROM created;
+
+-- name: enqueue_one
+-- enqueue for a batch of one job (the common publish), its columns as scalars, with the same
+-- parameter numbers, rules and ON CONFLICT clause (tests/postgres/test_publish.py keeps the two
+-- clauses identical). The batch statement's unnest, numbering, sort and aggregates cost the
+-- server more than the row itself. seq comes from the column's default, in the INSERT.
+-- One row (the job's parent_id) when the job was written, none when it was not.
+WITH created AS (
+    INSERT INTO __schema__.jobs AS j
+        (id, task, queue, payload, status, priority, max_retries, timeout, run_at, created_at,
+         parent_id, pending, meta, unique_key, headers)
+    SELECT $1::text, $2::text, $3::text, $4::bytea,
+           CASE WHEN $13::integer > 0 THEN 'waiting'
+                WHEN $8::double precision > $9::double precision THEN 'scheduled'
+                ELSE 'queued' END,
+           $5::integer, $6::integer, $7::double precision, $8::double precision,
+           $9::double precision, $12::text, $13::integer, $14::bytea, $15::text, $16::jsonb
+    WHERE $15::text IS NULL OR NOT EXISTS (
+        SELECT 1 FROM __schema__.jobs AS a
+        WHERE a.unique_key = $15::text
+          AND a.status IN ('scheduled', 'queued', 'running', 'waiting', 'paused')
+    )
+    ON CONFLICT (id) DO UPDATE SET
+        seq = EXCLUDED.seq,
+        task = EXCLUDED.task,
+        queue = EXCLUDED.queue,
+        payload = EXCLUDED.payload,
+        status = EXCLUDED.status,
+        priority = EXCLUDED.priority,
+        attempts = 0,
+        max_retries = EXCLUDED.max_retries,
+        timeout = EXCLUDED.timeout,
+        run_at = EXCLUDED.run_at,
+        created_at = EXCLUDED.created_at,
+        started_at = NULL,
+        finished_at = NULL,
+        lease_expires_at = NULL,
+        worker = NULL,
+        cancel_requested = false,
+        pause_requested = false,
+        expires_at = NULL,
+        error = NULL,
+        state = NULL,
+        result = NULL,
+        parent_id = EXCLUDED.parent_id,
+        pending = EXCLUDED.pending,
+        meta = EXCLUDED.meta,
+        unique_key = EXCLUDED.unique_key,
+        headers = EXCLUDED.headers
+    WHERE j.expires_at <= $9::double precision
+    RETURNING j.queue, j.parent_id
+)
+SELECT parent_id, CASE WHEN $11::boolean THEN pg_notify($10::text, queue) IS NOT NULL END AS woken
 FROM created;
 
 -- name: claim
