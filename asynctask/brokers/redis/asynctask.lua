@@ -372,23 +372,31 @@ end
 --   16 unique_key.
 local OPTIONAL = {'timeout', 'parent_id', 'pending', 'meta', 'headers', 'unique_key'}
 
--- The hash fields of new job j (created now, with sequence cseq; rmember if queued).
-local function job_fields(j, cseq, rmember)
-  local fields = {'id', j[1], 'status', j[2], 'run_at', j[3], 'task', j[4], 'queue', j[5],
-    'payload', j[6], 'priority', j[7], 'max_retries', j[8], 'pkey', j[9], 'tkey', j[10],
-    'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', cseq}
-  for i, name in ipairs(OPTIONAL) do
+-- The hash fields of new job j (created now, with sequence cseq; rmember if queued), written
+-- into `fields` (a table from new_fields, reused job after job: no table per job), and how many
+-- of its entries to write.
+local function new_fields()
+  return {'id', 0, 'status', 0, 'run_at', 0, 'task', 0, 'queue', 0, 'payload', 0, 'priority', 0,
+    'max_retries', 0, 'pkey', 0, 'tkey', 0, 'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', 0}
+end
+
+local function job_fields(fields, j, cseq, rmember)
+  fields[2], fields[4], fields[6], fields[8], fields[10] = j[1], j[2], j[3], j[4], j[5]
+  fields[12], fields[14], fields[16], fields[18], fields[20] = j[6], j[7], j[8], j[9], j[10]
+  fields[28] = cseq
+  local n = 28
+  for i = 1, 6 do
     local v = j[10 + i]
     if v then
-      fields[#fields + 1] = name
-      fields[#fields + 1] = v
+      fields[n + 1], fields[n + 2] = OPTIONAL[i], v
+      n = n + 2
     end
   end
   if rmember then
-    fields[#fields + 1] = 'rmember'
-    fields[#fields + 1] = rmember
+    fields[n + 1], fields[n + 2] = 'rmember', rmember
+    n = n + 2
   end
-  return fields
+  return n
 end
 
 -- The index writes of a batch of new jobs in queue K (enqueue), made by a few commands at
@@ -398,21 +406,26 @@ local BULK = 2000 -- arguments per deferred command (Lua's unpack has a limit)
 
 local function new_batch(K, n)
   local top = redis.call('INCRBY', K.seq, n)
-  return {K = K, seq = top - n, all = {}, created = {}, ready = {}, ids = {}}
+  -- n: how many jobs the lists hold (all and created hold 2 entries per job, ids too; ready
+  -- holds nr entries).
+  return {K = K, seq = top - n, fields = new_fields(), n = 0, nr = 0,
+    all = {}, created = {}, ready = {}, ids = {}}
 end
 
-local function bulk(command, key, args)
-  for i = 1, #args, BULK do
-    redis.call(command, key, unpack(args, i, math.min(i + BULK - 1, #args)))
+-- `command key args...` in chunks; n: how many of args (default #args).
+local function bulk(command, key, args, n)
+  n = n or #args
+  for i = 1, n, BULK do
+    redis.call(command, key, unpack(args, i, math.min(i + BULK - 1, n)))
   end
 end
 
 local function flush(b)
-  bulk('ZADD', b.K.all, b.all)
-  bulk('ZADD', created_key(b.K), b.created)
-  bulk('ZADD', b.K.ready, b.ready)
-  bulk('HSET', IDS, b.ids)
-  b.all, b.created, b.ready, b.ids = {}, {}, {}, {}
+  bulk('ZADD', b.K.all, b.all, 2 * b.n)
+  bulk('ZADD', created_key(b.K), b.created, 2 * b.n)
+  bulk('ZADD', b.K.ready, b.ready, b.nr)
+  bulk('HSET', IDS, b.ids, 2 * b.n)
+  b.all, b.created, b.ready, b.ids, b.n, b.nr = {}, {}, {}, {}, 0, 0
 end
 
 local function push(list, a, b)
@@ -421,8 +434,8 @@ local function push(list, a, b)
 end
 
 -- Store new job j in queue K unless a live job has its id there. Returns true if created.
--- With a batch (of queue K), its index writes are deferred to flush(batch); the caller writes
--- the ids index (itself, or in the batch). The caller wakes the queue (once per batch).
+-- With a batch (of queue K), its index writes are deferred to flush(batch), the ids index's
+-- too; without one, the caller writes the ids index. The caller wakes the queue (once per batch).
 local function create(K, j, batch)
   local id, status, ukey = j[1], j[2], j[16]
   local key = K.job .. id
@@ -440,31 +453,41 @@ local function create(K, j, batch)
     unlink(K, key, id)
     redis.call('DEL', key)
   end
-  local cseq
+  local cseq, fields
   if batch then
-    batch.seq = batch.seq + 1
-    cseq = batch.seq
+    cseq = batch.seq + 1
+    batch.seq, fields = cseq, batch.fields
   else
-    cseq = redis.call('INCR', K.seq)
+    cseq, fields = redis.call('INCR', K.seq), new_fields()
   end
+  local member = hex(cseq) .. id
   -- A queued job goes straight to ready (as make_ready would put it, its creation sequence
   -- standing for the ready sequence: both come from K.seq).
-  local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
-  redis.call('HSET', key, unpack(job_fields(j, cseq, rmember)))
-  if old_token then
-    redis.call('HSET', key, 'token', old_token)
-  end
+  local rmember = status == 'queued' and j[9] .. j[10] .. member
+  local n = job_fields(fields, j, cseq, rmember)
+  fields[24] = old_token or '0'
+  redis.call('HSET', key, unpack(fields, 1, n))
   if batch then
-    push(batch.all, NOW, hex(cseq) .. id)
-    push(batch.created, NOW, id)
-    if rmember then push(batch.ready, 0, rmember) end
+    local i = 2 * batch.n
+    batch.n = batch.n + 1
+    local all, created, ids = batch.all, batch.created, batch.ids
+    all[i + 1], all[i + 2] = NOW, member
+    created[i + 1], created[i + 2] = NOW, id
+    ids[i + 1], ids[i + 2] = id, K.name
+    if rmember then
+      local r = batch.nr
+      batch.ready[r + 1], batch.ready[r + 2] = 0, rmember
+      batch.nr = r + 2
+    end
   else
-    redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
+    redis.call('ZADD', K.all, NOW, member)
     redis.call('ZADD', created_key(K), NOW, id)
     if rmember then redis.call('ZADD', K.ready, 0, rmember) end
   end
-  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
-  if status == 'scheduled' then redis.call('ZADD', K.scheduled, j[3], id) end
+  if status ~= 'queued' then
+    if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
+    if status == 'scheduled' then redis.call('ZADD', K.scheduled, j[3], id) end
+  end
   if ukey then redis.call('HSET', UNIQUE, ukey, id) end
   return true
 end
@@ -595,7 +618,6 @@ commands.enqueue = CMD == 'enqueue' and function()
       if not taken then drop_expired(O, id) end
     end
     if not taken and create(Q, j, batch) then
-      push(batch.ids, id, Q.name)
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
     end
