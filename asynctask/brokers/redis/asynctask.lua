@@ -1,11 +1,15 @@
--- asynctask's Redis broker: every script in one file, loaded once (EVALSHA) and dispatched
--- by name in ARGV[1]. Python calls it only through the typed wrappers in scripts.py.
+-- asynctask's Redis broker: every command in one file, dispatched by name in argv[1]. Python
+-- calls it only through the typed wrappers in scripts.py, which loads it as a Redis Functions
+-- library (FCALL; the file's top level runs once, at load) or, where Functions are not
+-- available, as a script (EVALSHA; the top level runs at every call). scripts.py adds a
+-- header setting ONLY (the command of this call under EVAL, false in a library) and the line
+-- that calls or registers `main` below.
 --
--- ARGV[1] = command, [2] = key prefix, [3] = now, [4] = sortable key of now, [5] = queue;
+-- argv[1] = command, [2] = key prefix, [3] = now, [4] = sortable key of now, [5] = queue;
 -- the command's own arguments follow (read in order with `take()`). `now` comes from the
 -- app's injected clock, never Redis TIME, so tests can drive time.
 --
--- KEYS[1] is the queue's ready key (keys.py): it declares the queue's slot. Every key of the
+-- keys[1] is the queue's ready key (keys.py): it declares the queue's slot. Every key of the
 -- queue and its job hashes share the queue's {hash tag}, so a command on one queue stays in one
 -- Cluster slot.
 -- The exceptions are workflow links (a child's parent, spawned children), which may live in
@@ -15,11 +19,12 @@
 -- finished), matching its status. Nothing is popped destructively: a claim moves a job from
 -- ready to leased in the same script that sets its lease.
 
-local ROOT, NOW, NOW_KEY = ARGV[2], ARGV[3], ARGV[4]
-local now = tonumber(NOW)
-local IDS, QUEUES = ROOT .. ':ids', ROOT .. ':queues'
+-- Per-call state, set by `main` at the start of every call. A library keeps its upvalues from
+-- one call to the next, so every value that depends on a call lives here and is reset there;
+-- everything else at the top level is constant.
+local KEYS, ARGV, CMD, ROOT, NOW, NOW_KEY, now, IDS, QUEUES, UNIQUE, Q
+local pos
 
-local pos = 6
 local function take()
   pos = pos + 1
   return ARGV[pos - 1]
@@ -39,17 +44,15 @@ local function queue_keys(queue)
   }
 end
 
-local Q = queue_keys(ARGV[5])
--- Whether this call is one of the rarely called commands (see COLD below). Each command is
--- defined only when it is the one called (`commands.x = CMD == 'x' and function() ... end`).
+-- Under EVAL each command is defined only when it is the one called
+-- (`commands.x = want('x') and function() ... end`), and the rarely called ones (COLD) are
+-- not even compiled into closures otherwise; a library defines them all, once.
 local HOT = {enqueue = true, claim = true, complete = true, extend = true, save = true,
   promote = true, rescue = true, prune = true, peek = true, quarantine = true}
-local CMD = ARGV[1]
-local COLD = not HOT[CMD]
-if ARGV[5] ~= '' and KEYS[1] ~= Q.ready then -- (global commands have no queue)
-  -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
-  return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
+local function want(name)
+  return not ONLY or ONLY == name
 end
+local COLD = not ONLY or not HOT[ONLY]
 
 local function hex(n)
   return string.format('%016x', n)
@@ -265,7 +268,8 @@ end
 
 -- What each CHECKED field must be, by position (one lookup per field in `check`).
 local KIND = {}
-for i, name in ipairs(CHECKED) do
+for i = 1, #CHECKED do -- (a library's load sees no ipairs)
+  local name = CHECKED[i]
   KIND[i] = COUNT[name] and 'count' or INTEGER[name] and 'integer' or NUMBER[name] and 'number'
     or SORT_KEY[name] and 'sort' or name
 end
@@ -319,7 +323,7 @@ local function quarantine(K, key, id, reason)
 end
 
 -- id, reason: quarantine a claimed record the broker could not decode. Returns 1 if done.
-commands.quarantine = CMD == 'quarantine' and function()
+commands.quarantine = want('quarantine') and function()
   local id, reason = take(), take()
   local key = Q.job .. id
   if redis.call('EXISTS', key) == 0 then return 0 end
@@ -346,7 +350,6 @@ end
 -- --- unique jobs (flow control, issue #13) ----------------------------------------------------
 -- P:unique maps a key to the job that took it last; the job holds it while it is unfinished.
 -- Entries are checked when read, so no finishing path has to release them.
-local UNIQUE = ROOT .. ':unique'
 local UNFINISHED = {scheduled = true, queued = true, running = true, waiting = true, paused = true}
 
 -- The hash key of the unfinished job holding unique key `ukey`, or false.
@@ -434,12 +437,12 @@ local function push(list, a, b)
 end
 
 -- Store new job j in queue K unless a live job has its id there. Returns true if created.
--- With a batch (of queue K), its index writes are deferred to flush(batch), the ids index's
+-- `absent`: the caller knows no record has this id in K (skips the EXISTS). With a batch (of queue K), its index writes are deferred to flush(batch), the ids index's
 -- too; without one, the caller writes the ids index. The caller wakes the queue (once per batch).
-local function create(K, j, batch)
+local function create(K, j, batch, absent)
   local id, status, ukey = j[1], j[2], j[16]
   local key = K.job .. id
-  local exists = redis.call('EXISTS', key) == 1
+  local exists = not absent and redis.call('EXISTS', key) == 1
   if exists and live(key) then return false end
   if ukey then
     if batch then flush(batch) end
@@ -540,7 +543,7 @@ local flow_claim -- defined with the flow-control commands below
 -- per task name, concurrency, tokens per second, burst ('' for none). Returns {the claimed jobs
 -- as HGETALL arrays, held back (1/0), retry_at or ''}. A queue without a flow hash and a claim
 -- without task limits take the plain loop.
-commands.claim = CMD == 'claim' and function()
+commands.claim = want('claim') and function()
   local limit, lease, worker, cap = tonumber(take()), take(), take(), tonumber(take())
   local slack, limits, limited = tonumber(take()), {}, false
   for _ = 1, tonumber(take()) do
@@ -596,19 +599,29 @@ end
 -- The jobs, as one msgpack array of new jobs (see job_fields). One round trip for a whole
 -- publish: the ids index is checked and written here, so an id live in another queue is
 -- refused atomically too. Returns 1 (created) or 0 (a live job with this id exists) per job.
-commands.enqueue = CMD == 'enqueue' and function()
+-- The ids index and the job keys are read BULK jobs at a time: when none of a slice's keys
+-- exists (fresh ids, the common case) and its ids are distinct, its jobs skip their own EXISTS.
+commands.enqueue = want('enqueue') and function()
   local out, woken = {}, 0
   redis.call('SADD', QUEUES, Q.name)
   local jobs = cmsgpack.unpack(take())
   local batch = new_batch(Q, #jobs)
-  local owners = {}
+  local owners, fresh, seen = {}, {}, {}
   for i = 1, #jobs, BULK do
-    local ids = {}
-    for k = i, math.min(i + BULK - 1, #jobs) do ids[#ids + 1] = jobs[k][1] end
+    local ids, keys, distinct = {}, {}, true
+    for k = i, math.min(i + BULK - 1, #jobs) do
+      local id = jobs[k][1]
+      ids[k - i + 1], keys[k - i + 1] = id, Q.job .. id
+      if seen[id] then distinct = false end
+      seen[id] = true
+    end
     for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[i + k - 1] = owner end
+    fresh[i] = distinct and redis.call('EXISTS', unpack(keys)) == 0
   end
+  local absent = false
   for n, j in ipairs(jobs) do
     local id, status = j[1], j[2]
+    if n % BULK == 1 then absent = fresh[n] end
     out[n] = 0
     local owner = owners[n]
     local taken = false
@@ -617,7 +630,7 @@ commands.enqueue = CMD == 'enqueue' and function()
       taken = live(O.job .. id)
       if not taken then drop_expired(O, id) end
     end
-    if not taken and create(Q, j, batch) then
+    if not taken and create(Q, j, batch, absent) then
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
     end
@@ -647,7 +660,7 @@ end
 -- run_at and its tkey (retry), expires_at, ttl_ms, meta, spawned jobs (an array of queue,
 -- parent_id ('' for none), new job: see job_fields).
 -- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
-commands.complete = CMD == 'complete' and function()
+commands.complete = want('complete') and function()
   local out, woken = {}, 0
   -- The zset writes of jobs finished by this call, made at the end (see finish_running).
   local later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
@@ -748,7 +761,7 @@ commands.complete = CMD == 'complete' and function()
 end
 
 -- lease_expires_at, count, then id, token pairs. Returns ok/cancel/pause/lost for each.
-commands.extend = CMD == 'extend' and function()
+commands.extend = want('extend') and function()
   local lease = take()
   local out = {}
   for n = 1, tonumber(take()) do
@@ -773,7 +786,7 @@ commands.extend = CMD == 'extend' and function()
 end
 
 -- id, token, has_state, state, has_result, result. Returns 1 if written.
-commands.save = CMD == 'save' and function()
+commands.save = want('save') and function()
   local key = Q.job .. take()
   if not held(key, take()) then return 0 end
   local has_state, state, has_result, result = take(), take(), take(), take()
@@ -783,12 +796,12 @@ commands.save = CMD == 'save' and function()
 end
 
 -- limit. Returns how many scheduled jobs became queued.
-commands.promote = CMD == 'promote' and function()
+commands.promote = want('promote') and function()
   return promote(tonumber(take()))
 end
 
 -- limit. Re-queues (or fails, with no retries left) jobs whose lease expired.
-commands.rescue = CMD == 'rescue' and function()
+commands.rescue = want('rescue') and function()
   local expired = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local rescued, woken = 0, 0
   for _, id in ipairs(expired) do
@@ -822,7 +835,7 @@ commands.rescue = CMD == 'rescue' and function()
 end
 
 -- limit. Deletes finished jobs past expires_at; returns their ids.
-commands.prune = CMD == 'prune' and function()
+commands.prune = want('prune') and function()
   local members = redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local out = {}
   for _, member in ipairs(members) do
@@ -844,7 +857,7 @@ end
 
 -- promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
 -- With nothing ready, stale wake signals are dropped so the next BLPOP really blocks.
-commands.peek = CMD == 'peek' and function()
+commands.peek = want('peek') and function()
   promote(tonumber(take()))
   if redis.call('ZCARD', Q.ready) > 0 then return {1, ''} end
   redis.call('DEL', Q.wake)
@@ -871,7 +884,7 @@ if COLD then
   end
 
   -- id, expires_at or '', ttl_ms.
-  commands.cancel = CMD == 'cancel' and on_live_job(function(key, id, status)
+  commands.cancel = want('cancel') and on_live_job(function(key, id, status)
     local expires_at, ttl_ms = take(), take()
     if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
       unqueue(Q, key, id)
@@ -882,7 +895,7 @@ if COLD then
   end)
 
   -- id. Parks a scheduled or queued job; asks a running one to pause.
-  commands.pause = CMD == 'pause' and on_live_job(function(key, id, status)
+  commands.pause = want('pause') and on_live_job(function(key, id, status)
     if status == 'scheduled' or status == 'queued' then
       unqueue(Q, key, id)
       redis.call('HSET', key, 'status', 'paused')
@@ -893,7 +906,7 @@ if COLD then
   end)
 
   -- id. Queues a paused job again (scheduled, if its run_at is still ahead).
-  commands.resume = CMD == 'resume' and on_live_job(function(key, id, status)
+  commands.resume = want('resume') and on_live_job(function(key, id, status)
     if status ~= 'paused' then return end
     -- A delayed job keeps its time: resumed before it, it is scheduled again.
     redis.call('HDEL', key, 'pause_requested')
@@ -910,7 +923,7 @@ if COLD then
   end)
 
   -- id. Queues a failed or cancelled job again with a fresh attempt count.
-  commands.retry = CMD == 'retry' and on_live_job(function(key, id, status)
+  commands.retry = want('retry') and on_live_job(function(key, id, status)
     if status ~= 'failed' and status ~= 'cancelled' then return end
     local ukey = redis.call('HGET', key, 'unique_key')
     if ukey then
@@ -936,7 +949,7 @@ if COLD then
   end)
 
   -- id. Returns 1 if a record was deleted.
-  commands.delete = CMD == 'delete' and function()
+  commands.delete = want('delete') and function()
     local id = take()
     local key = Q.job .. id
     if redis.call('EXISTS', key) == 0 then return 0 end
@@ -948,7 +961,7 @@ if COLD then
 
   -- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
   -- still names that queue (the id may have been published again elsewhere).
-  commands.unindex = CMD == 'unindex' and function()
+  commands.unindex = want('unindex') and function()
     local removed = 0
     for i = 6, #ARGV, 2 do
       if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
@@ -1002,7 +1015,7 @@ if COLD then
   -- Walks the source index newest first from the cursor, reading at most `budget` entries, and
   -- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
   -- stopped: {matches, last score or '' when the index is exhausted, last id}.
-  commands.list_page = CMD == 'list_page' and function()
+  commands.list_page = want('list_page') and function()
     local source, score, id = take(), take(), take()
     local limit, budget = tonumber(take()), tonumber(take())
     local want_status, want_task, want_parent = take(), take(), take()
@@ -1035,7 +1048,7 @@ if COLD then
   -- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
   -- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
   -- the scheduled zset if due, or the earliest head of each priority in the ready zset.
-  commands.stats = CMD == 'stats' and function()
+  commands.stats = want('stats') and function()
     local counts = {
       queued = redis.call('ZCARD', Q.ready),
       scheduled = redis.call('ZCARD', Q.scheduled),
@@ -1077,10 +1090,13 @@ if COLD then
   -- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
   -- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
   -- the next worker_record.
-  local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
+  local function workers_keys()
+    return ROOT .. ':workers', ROOT .. ':workers:expiry'
+  end
 
   -- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
-  commands.worker_record = CMD == 'worker_record' and function()
+  commands.worker_record = want('worker_record') and function()
+    local WORKERS, WORKERS_EXPIRY = workers_keys()
     local id, expires_at, record = take(), take(), take()
     local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
     for _, gone in ipairs(dead) do
@@ -1093,14 +1109,16 @@ if COLD then
   end
 
   -- id. Deletes the worker's record.
-  commands.worker_remove = CMD == 'worker_remove' and function()
+  commands.worker_remove = want('worker_remove') and function()
+    local WORKERS, WORKERS_EXPIRY = workers_keys()
     local id = take()
     redis.call('ZREM', WORKERS_EXPIRY, id)
     return redis.call('HDEL', WORKERS, id)
   end
 
   -- Returns the records of the live workers, in id order.
-  commands.workers_list = CMD == 'workers_list' and function()
+  commands.workers_list = want('workers_list') and function()
+    local WORKERS, WORKERS_EXPIRY = workers_keys()
     local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
     table.sort(ids)
     local out = {}
@@ -1118,7 +1136,7 @@ end -- COLD
 -- default. A task's bucket and the jobs claimed under its concurrency limit live under
 -- ROOT:task:<name>: (outside the queue's slot, like the workflow links).
 
-if ARGV[1] == 'claim' then -- (flow_claim and its helpers)
+if want('claim') then -- (flow_claim and its helpers)
   local function task_key(name, what)
     return ROOT .. ':task:' .. name .. ':' .. what
   end
@@ -1247,7 +1265,7 @@ if COLD then
   -- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
   -- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
   -- defaults, and wakes the queue's idle workers. Returns the flow hash.
-  commands.set_flow = CMD == 'set_flow' and function()
+  commands.set_flow = want('set_flow') and function()
     local what = take()
     if what == 'paused' then
       if take() == '1' then
@@ -1281,8 +1299,21 @@ if COLD then
   end
 end
 
-local command = commands[ARGV[1]]
-if not command then
-  return redis.error_reply('asynctask: unknown script command ' .. tostring(ARGV[1]))
+-- One call: reset the per-call state (see the top), check the key layout, run the command.
+local function main(keys, argv)
+  KEYS, ARGV, CMD = keys, argv, argv[1]
+  ROOT, NOW, NOW_KEY = argv[2], argv[3], argv[4]
+  now = tonumber(NOW)
+  IDS, QUEUES, UNIQUE = ROOT .. ':ids', ROOT .. ':queues', ROOT .. ':unique'
+  pos = 6
+  Q = queue_keys(argv[5])
+  if argv[5] ~= '' and keys[1] ~= Q.ready then -- (global commands have no queue)
+    -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
+    return redis.error_reply('asynctask: key layout mismatch: ' .. keys[1] .. ' ~= ' .. Q.ready)
+  end
+  local command = commands[CMD]
+  if not command then
+    return redis.error_reply('asynctask: unknown script command ' .. tostring(CMD))
+  end
+  return command()
 end
-return command()
