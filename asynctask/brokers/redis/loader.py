@@ -51,7 +51,8 @@ def library_source(source: str) -> tuple[str, str]:
 def script_source(source: str) -> str:
     """The ``EVAL`` text of ``source`` (its top level run at every call, defining only ARGV[1])."""
     # The file declares locals named KEYS and ARGV; the call's globals are captured first.
-    return f"local ONLY, CALL_KEYS, CALL_ARGV = ARGV[1], KEYS, ARGV\n{source}\nreturn main(CALL_KEYS, CALL_ARGV)\n"
+    header = "local ONLY, CALL_KEYS, CALL_ARGV = ARGV[1], KEYS, ARGV\n"
+    return f"{header}{source}\nreturn main(CALL_KEYS, CALL_ARGV)\n"
 
 
 def _missing(exc: ResponseError) -> bool:
@@ -84,7 +85,9 @@ class Runner:
         self.functions = True
         return True
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[Any], *, client: Redis | Pipeline | None = None) -> Any:
+    async def __call__(
+        self, keys: Sequence[str], args: Sequence[Any], *, client: Redis | Pipeline | None = None
+    ) -> Any:
         """The reply of one call (or, on a pipeline, the call queued in it)."""
         if client is not None and client is not self._client:
             return await self._script(keys=keys, args=args, client=client)
