@@ -72,8 +72,9 @@ local function wake(K, n)
   if n > WAKE_MAX then n = WAKE_MAX end
   local ones = {}
   for i = 1, n do ones[i] = '1' end
-  redis.call('LPUSH', K.wake, unpack(ones))
-  redis.call('LTRIM', K.wake, 0, WAKE_MAX - 1)
+  if redis.call('LPUSH', K.wake, unpack(ones)) > WAKE_MAX then
+    redis.call('LTRIM', K.wake, 0, WAKE_MAX - 1)
+  end
 end
 
 -- The member of the `all` and `finished` zsets: creation sequence, then id.
