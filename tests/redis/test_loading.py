@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from asynctask.brokers.redis import RedisBroker
 from asynctask.brokers.redis.scripts import SOURCE
-from asynctask.models import JobStatus, Outcome, OutcomeKind
+from asynctask.models import JobStatus, Lease, Outcome, OutcomeKind, WorkerInfo
 from asynctask.testing import FakeClock
 from tests.backend_redis import delete_prefix
 from tests.redis.helpers import broker_for, job
@@ -154,3 +154,50 @@ async def test_a_large_batch_reports_existing_and_duplicate_ids_in_order(prefix:
         assert [j.id for j in claimed] == expected
     finally:
         await broker.close()
+
+
+async def every_command(broker: RedisBroker, clock: FakeClock) -> list[object]:
+    """One pass through the broker's commands (hot and cold), as comparable values."""
+    seen: list[object] = []
+    now = clock()
+    seen.append(await broker.enqueue([job(f"e{i}", now) for i in range(4)] + [job("later", now + 5)]))
+    claimed = await broker.claim("q", 2, lease=1, worker="w")
+    seen.append([j.id for j in claimed])
+    seen.append(await broker.extend_leases([Lease(claimed[0].id, claimed[0].token)], lease=1))
+    seen.append(await broker.save(claimed[0].id, claimed[0].token, state=b"s", result=None))
+    ok = Outcome(job_id=claimed[0].id, token=claimed[0].token, kind=OutcomeKind.SUCCEEDED, expires_at=now + 1)
+    seen.append(await broker.complete([ok]))
+    seen.append([(j.id, j.status) for j in filter(None, [await broker.cancel("e2", expires_at=None)])])
+    seen.append(
+        [(j.id, j.status) for j in filter(None, [await broker.pause("e3"), await broker.resume("e3")])]
+    )
+    seen.append([(j.id, j.status) for j in filter(None, [await broker.retry("e2")])])
+    seen.append((await broker.set_queue_paused("q", True)).paused)
+    seen.append((await broker.set_queue_paused("q", False)).paused)
+    clock.advance(10)
+    seen.append((await broker.promote_due(10), await broker.rescue_expired(10), await broker.prune(10)))
+    seen.append(sorted((s.queue, sorted(s.counts.items())) for s in await broker.queue_stats()))
+    seen.append([j.id for j in await broker.list_jobs(queue="q")])
+    info = WorkerInfo(id="w1", host="h", pid=1, queues=["q"], concurrency=1, version="x", started_at=now)
+    await broker.record_worker(info, ttl=30)
+    seen.append([w.id for w in await broker.list_workers()])
+    await broker.remove_worker("w1")
+    seen.append(await broker.delete("e3"))
+    return seen
+
+
+async def test_every_command_answers_alike_as_function_and_as_script(prefix: str) -> None:
+    answers = []
+    for functions, name in ((True, prefix), (False, prefix + "s")):
+        clock = FakeClock()
+        broker = broker_for(name, clock=clock)
+        broker._scripts._run.functions = None if functions else False
+        await broker.open()
+        try:
+            answers.append(await every_command(broker, clock))
+            assert broker._scripts._run.functions is functions
+        finally:
+            if not functions:
+                await delete_prefix(broker._client, broker)
+            await broker.close()
+    assert answers[0] == answers[1]
