@@ -619,10 +619,8 @@ commands.enqueue = want('enqueue') and function()
     for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[i + k - 1] = owner end
     fresh[i] = distinct and redis.call('EXISTS', unpack(keys)) == 0
   end
-  local absent = false
   for n, j in ipairs(jobs) do
     local id, status = j[1], j[2]
-    if n % BULK == 1 then absent = fresh[n] end
     out[n] = 0
     local owner = owners[n]
     local taken = false
@@ -631,7 +629,7 @@ commands.enqueue = want('enqueue') and function()
       taken = live(O.job .. id)
       if not taken then drop_expired(O, id) end
     end
-    if not taken and create(Q, j, batch, absent) then
+    if not taken and create(Q, j, batch, fresh[n - (n - 1) % BULK]) then
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
     end
