@@ -1,11 +1,15 @@
--- asynctask's Redis broker: every script in one file, loaded once (EVALSHA) and dispatched
--- by name in ARGV[1]. Python calls it only through the typed wrappers in scripts.py.
+-- asynctask's Redis broker: every command in one file, dispatched by name in argv[1]. Python
+-- calls it only through the typed wrappers in scripts.py, which loads it as a Redis Functions
+-- library (FCALL; the file's top level runs once, at load) or, where Functions are not
+-- available, as a script (EVALSHA; the top level runs at every call). scripts.py adds a
+-- header setting ONLY (the command of this call under EVAL, false in a library) and the line
+-- that calls or registers `main` below.
 --
--- ARGV[1] = command, [2] = key prefix, [3] = now, [4] = sortable key of now, [5] = queue;
+-- argv[1] = command, [2] = key prefix, [3] = now, [4] = sortable key of now, [5] = queue;
 -- the command's own arguments follow (read in order with `take()`). `now` comes from the
 -- app's injected clock, never Redis TIME, so tests can drive time.
 --
--- KEYS[1] is the queue's ready key (keys.py): it declares the queue's slot. Every key of the
+-- keys[1] is the queue's ready key (keys.py): it declares the queue's slot. Every key of the
 -- queue and its job hashes share the queue's {hash tag}, so a command on one queue stays in one
 -- Cluster slot.
 -- The exceptions are workflow links (a child's parent, spawned children), which may live in
@@ -15,11 +19,12 @@
 -- finished), matching its status. Nothing is popped destructively: a claim moves a job from
 -- ready to leased in the same script that sets its lease.
 
-local ROOT, NOW, NOW_KEY = ARGV[2], ARGV[3], ARGV[4]
-local now = tonumber(NOW)
-local IDS, QUEUES = ROOT .. ':ids', ROOT .. ':queues'
+-- Per-call state, set by `main` at the start of every call. A library keeps its upvalues from
+-- one call to the next, so every value that depends on a call lives here and is reset there;
+-- everything else at the top level is constant.
+local KEYS, ARGV, CMD, ROOT, NOW, NOW_KEY, now, IDS, QUEUES, UNIQUE, Q
+local pos
 
-local pos = 6
 local function take()
   pos = pos + 1
   return ARGV[pos - 1]
@@ -39,17 +44,15 @@ local function queue_keys(queue)
   }
 end
 
-local Q = queue_keys(ARGV[5])
--- Whether this call is one of the rarely called commands (see COLD below). Each command is
--- defined only when it is the one called (`commands.x = CMD == 'x' and function() ... end`).
+-- Under EVAL each command is defined only when it is the one called
+-- (`commands.x = want('x') and function() ... end`), and the rarely called ones (COLD) are
+-- not even compiled into closures otherwise; a library defines them all, once.
 local HOT = {enqueue = true, claim = true, complete = true, extend = true, save = true,
   promote = true, rescue = true, prune = true, peek = true, quarantine = true}
-local CMD = ARGV[1]
-local COLD = not HOT[CMD]
-if ARGV[5] ~= '' and KEYS[1] ~= Q.ready then -- (global commands have no queue)
-  -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
-  return redis.error_reply('asynctask: key layout mismatch: ' .. KEYS[1] .. ' ~= ' .. Q.ready)
+local function want(name)
+  return not ONLY or ONLY == name
 end
+local COLD = not ONLY or not HOT[ONLY]
 
 local function hex(n)
   return string.format('%016x', n)
@@ -69,8 +72,9 @@ local function wake(K, n)
   if n > WAKE_MAX then n = WAKE_MAX end
   local ones = {}
   for i = 1, n do ones[i] = '1' end
-  redis.call('LPUSH', K.wake, unpack(ones))
-  redis.call('LTRIM', K.wake, 0, WAKE_MAX - 1)
+  if redis.call('LPUSH', K.wake, unpack(ones)) > WAKE_MAX then
+    redis.call('LTRIM', K.wake, 0, WAKE_MAX - 1)
+  end
 end
 
 -- The member of the `all` and `finished` zsets: creation sequence, then id.
@@ -265,7 +269,8 @@ end
 
 -- What each CHECKED field must be, by position (one lookup per field in `check`).
 local KIND = {}
-for i, name in ipairs(CHECKED) do
+for i = 1, #CHECKED do -- (a library's load sees no ipairs)
+  local name = CHECKED[i]
   KIND[i] = COUNT[name] and 'count' or INTEGER[name] and 'integer' or NUMBER[name] and 'number'
     or SORT_KEY[name] and 'sort' or name
 end
@@ -319,7 +324,7 @@ local function quarantine(K, key, id, reason)
 end
 
 -- id, reason: quarantine a claimed record the broker could not decode. Returns 1 if done.
-commands.quarantine = CMD == 'quarantine' and function()
+commands.quarantine = want('quarantine') and function()
   local id, reason = take(), take()
   local key = Q.job .. id
   if redis.call('EXISTS', key) == 0 then return 0 end
@@ -346,7 +351,6 @@ end
 -- --- unique jobs (flow control, issue #13) ----------------------------------------------------
 -- P:unique maps a key to the job that took it last; the job holds it while it is unfinished.
 -- Entries are checked when read, so no finishing path has to release them.
-local UNIQUE = ROOT .. ':unique'
 local UNFINISHED = {scheduled = true, queued = true, running = true, waiting = true, paused = true}
 
 -- The hash key of the unfinished job holding unique key `ukey`, or false.
@@ -372,23 +376,31 @@ end
 --   16 unique_key.
 local OPTIONAL = {'timeout', 'parent_id', 'pending', 'meta', 'headers', 'unique_key'}
 
--- The hash fields of new job j (created now, with sequence cseq; rmember if queued).
-local function job_fields(j, cseq, rmember)
-  local fields = {'id', j[1], 'status', j[2], 'run_at', j[3], 'task', j[4], 'queue', j[5],
-    'payload', j[6], 'priority', j[7], 'max_retries', j[8], 'pkey', j[9], 'tkey', j[10],
-    'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', cseq}
-  for i, name in ipairs(OPTIONAL) do
+-- The hash fields of new job j (created now, with sequence cseq; rmember if queued), written
+-- into `fields` (a table from new_fields, reused job after job: no table per job), and how many
+-- of its entries to write.
+local function new_fields()
+  return {'id', 0, 'status', 0, 'run_at', 0, 'task', 0, 'queue', 0, 'payload', 0, 'priority', 0,
+    'max_retries', 0, 'pkey', 0, 'tkey', 0, 'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', 0}
+end
+
+local function job_fields(fields, j, cseq, rmember)
+  fields[2], fields[4], fields[6], fields[8], fields[10] = j[1], j[2], j[3], j[4], j[5]
+  fields[12], fields[14], fields[16], fields[18], fields[20] = j[6], j[7], j[8], j[9], j[10]
+  fields[28] = cseq
+  local n = 28
+  for i = 1, 6 do
     local v = j[10 + i]
     if v then
-      fields[#fields + 1] = name
-      fields[#fields + 1] = v
+      fields[n + 1], fields[n + 2] = OPTIONAL[i], v
+      n = n + 2
     end
   end
   if rmember then
-    fields[#fields + 1] = 'rmember'
-    fields[#fields + 1] = rmember
+    fields[n + 1], fields[n + 2] = 'rmember', rmember
+    n = n + 2
   end
-  return fields
+  return n
 end
 
 -- The index writes of a batch of new jobs in queue K (enqueue), made by a few commands at
@@ -398,21 +410,26 @@ local BULK = 2000 -- arguments per deferred command (Lua's unpack has a limit)
 
 local function new_batch(K, n)
   local top = redis.call('INCRBY', K.seq, n)
-  return {K = K, seq = top - n, all = {}, created = {}, ready = {}, ids = {}}
+  -- n: how many jobs the lists hold (all and created hold 2 entries per job, ids too; ready
+  -- holds nr entries).
+  return {K = K, seq = top - n, fields = new_fields(), n = 0, nr = 0,
+    all = {}, created = {}, ready = {}, ids = {}}
 end
 
-local function bulk(command, key, args)
-  for i = 1, #args, BULK do
-    redis.call(command, key, unpack(args, i, math.min(i + BULK - 1, #args)))
+-- `command key args...` in chunks; n: how many of args (default #args).
+local function bulk(command, key, args, n)
+  n = n or #args
+  for i = 1, n, BULK do
+    redis.call(command, key, unpack(args, i, math.min(i + BULK - 1, n)))
   end
 end
 
 local function flush(b)
-  bulk('ZADD', b.K.all, b.all)
-  bulk('ZADD', created_key(b.K), b.created)
-  bulk('ZADD', b.K.ready, b.ready)
-  bulk('HSET', IDS, b.ids)
-  b.all, b.created, b.ready, b.ids = {}, {}, {}, {}
+  bulk('ZADD', b.K.all, b.all, 2 * b.n)
+  bulk('ZADD', created_key(b.K), b.created, 2 * b.n)
+  bulk('ZADD', b.K.ready, b.ready, b.nr)
+  bulk('HSET', IDS, b.ids, 2 * b.n)
+  b.all, b.created, b.ready, b.ids, b.n, b.nr = {}, {}, {}, {}, 0, 0
 end
 
 local function push(list, a, b)
@@ -421,12 +438,12 @@ local function push(list, a, b)
 end
 
 -- Store new job j in queue K unless a live job has its id there. Returns true if created.
--- With a batch (of queue K), its index writes are deferred to flush(batch); the caller writes
--- the ids index (itself, or in the batch). The caller wakes the queue (once per batch).
-local function create(K, j, batch)
+-- `absent`: the caller knows no record has this id in K (skips the EXISTS). With a batch (of queue K), its index writes are deferred to flush(batch), the ids index's
+-- too; without one, the caller writes the ids index. The caller wakes the queue (once per batch).
+local function create(K, j, batch, absent)
   local id, status, ukey = j[1], j[2], j[16]
   local key = K.job .. id
-  local exists = redis.call('EXISTS', key) == 1
+  local exists = not absent and redis.call('EXISTS', key) == 1
   if exists and live(key) then return false end
   if ukey then
     if batch then flush(batch) end
@@ -440,31 +457,41 @@ local function create(K, j, batch)
     unlink(K, key, id)
     redis.call('DEL', key)
   end
-  local cseq
+  local cseq, fields
   if batch then
-    batch.seq = batch.seq + 1
-    cseq = batch.seq
+    cseq = batch.seq + 1
+    batch.seq, fields = cseq, batch.fields
   else
-    cseq = redis.call('INCR', K.seq)
+    cseq, fields = redis.call('INCR', K.seq), new_fields()
   end
+  local member = hex(cseq) .. id
   -- A queued job goes straight to ready (as make_ready would put it, its creation sequence
   -- standing for the ready sequence: both come from K.seq).
-  local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
-  redis.call('HSET', key, unpack(job_fields(j, cseq, rmember)))
-  if old_token then
-    redis.call('HSET', key, 'token', old_token)
-  end
+  local rmember = status == 'queued' and j[9] .. j[10] .. member
+  local n = job_fields(fields, j, cseq, rmember)
+  fields[24] = old_token or '0'
+  redis.call('HSET', key, unpack(fields, 1, n))
   if batch then
-    push(batch.all, NOW, hex(cseq) .. id)
-    push(batch.created, NOW, id)
-    if rmember then push(batch.ready, 0, rmember) end
+    local i = 2 * batch.n
+    batch.n = batch.n + 1
+    local all, created, ids = batch.all, batch.created, batch.ids
+    all[i + 1], all[i + 2] = NOW, member
+    created[i + 1], created[i + 2] = NOW, id
+    ids[i + 1], ids[i + 2] = id, K.name
+    if rmember then
+      local r = batch.nr
+      batch.ready[r + 1], batch.ready[r + 2] = 0, rmember
+      batch.nr = r + 2
+    end
   else
-    redis.call('ZADD', K.all, NOW, hex(cseq) .. id)
+    redis.call('ZADD', K.all, NOW, member)
     redis.call('ZADD', created_key(K), NOW, id)
     if rmember then redis.call('ZADD', K.ready, 0, rmember) end
   end
-  if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
-  if status == 'scheduled' then redis.call('ZADD', K.scheduled, j[3], id) end
+  if status ~= 'queued' then
+    if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
+    if status == 'scheduled' then redis.call('ZADD', K.scheduled, j[3], id) end
+  end
   if ukey then redis.call('HSET', UNIQUE, ukey, id) end
   return true
 end
@@ -517,7 +544,7 @@ local flow_claim -- defined with the flow-control commands below
 -- per task name, concurrency, tokens per second, burst ('' for none). Returns {the claimed jobs
 -- as HGETALL arrays, held back (1/0), retry_at or ''}. A queue without a flow hash and a claim
 -- without task limits take the plain loop.
-commands.claim = CMD == 'claim' and function()
+commands.claim = want('claim') and function()
   local limit, lease, worker, cap = tonumber(take()), take(), take(), tonumber(take())
   local slack, limits, limited = tonumber(take()), {}, false
   for _ = 1, tonumber(take()) do
@@ -573,16 +600,24 @@ end
 -- The jobs, as one msgpack array of new jobs (see job_fields). One round trip for a whole
 -- publish: the ids index is checked and written here, so an id live in another queue is
 -- refused atomically too. Returns 1 (created) or 0 (a live job with this id exists) per job.
-commands.enqueue = CMD == 'enqueue' and function()
+-- The ids index and the job keys are read BULK jobs at a time: when none of a slice's keys
+-- exists (fresh ids, the common case) and its ids are distinct, its jobs skip their own EXISTS.
+commands.enqueue = want('enqueue') and function()
   local out, woken = {}, 0
   redis.call('SADD', QUEUES, Q.name)
   local jobs = cmsgpack.unpack(take())
   local batch = new_batch(Q, #jobs)
-  local owners = {}
+  local owners, fresh, seen = {}, {}, {}
   for i = 1, #jobs, BULK do
-    local ids = {}
-    for k = i, math.min(i + BULK - 1, #jobs) do ids[#ids + 1] = jobs[k][1] end
+    local ids, keys, distinct = {}, {}, true
+    for k = i, math.min(i + BULK - 1, #jobs) do
+      local id = jobs[k][1]
+      ids[k - i + 1], keys[k - i + 1] = id, Q.job .. id
+      if seen[id] then distinct = false end
+      seen[id] = true
+    end
     for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[i + k - 1] = owner end
+    fresh[i] = distinct and redis.call('EXISTS', unpack(keys)) == 0
   end
   for n, j in ipairs(jobs) do
     local id, status = j[1], j[2]
@@ -594,8 +629,7 @@ commands.enqueue = CMD == 'enqueue' and function()
       taken = live(O.job .. id)
       if not taken then drop_expired(O, id) end
     end
-    if not taken and create(Q, j, batch) then
-      push(batch.ids, id, Q.name)
+    if not taken and create(Q, j, batch, fresh[n - (n - 1) % BULK]) then
       out[n] = 1
       if status ~= 'waiting' then woken = woken + 1 end
     end
@@ -625,7 +659,7 @@ end
 -- run_at and its tkey (retry), expires_at, ttl_ms, meta, spawned jobs (an array of queue,
 -- parent_id ('' for none), new job: see job_fields).
 -- Returns 1 (applied) or 0 (stale token: nothing written, nothing spawned) per outcome.
-commands.complete = CMD == 'complete' and function()
+commands.complete = want('complete') and function()
   local out, woken = {}, 0
   -- The zset writes of jobs finished by this call, made at the end (see finish_running).
   local later = {leased = {}, finished = {}, status = {succeeded = {}, failed = {}, cancelled = {}}}
@@ -726,7 +760,7 @@ commands.complete = CMD == 'complete' and function()
 end
 
 -- lease_expires_at, count, then id, token pairs. Returns ok/cancel/pause/lost for each.
-commands.extend = CMD == 'extend' and function()
+commands.extend = want('extend') and function()
   local lease = take()
   local out = {}
   for n = 1, tonumber(take()) do
@@ -751,7 +785,7 @@ commands.extend = CMD == 'extend' and function()
 end
 
 -- id, token, has_state, state, has_result, result. Returns 1 if written.
-commands.save = CMD == 'save' and function()
+commands.save = want('save') and function()
   local key = Q.job .. take()
   if not held(key, take()) then return 0 end
   local has_state, state, has_result, result = take(), take(), take(), take()
@@ -761,12 +795,12 @@ commands.save = CMD == 'save' and function()
 end
 
 -- limit. Returns how many scheduled jobs became queued.
-commands.promote = CMD == 'promote' and function()
+commands.promote = want('promote') and function()
   return promote(tonumber(take()))
 end
 
 -- limit. Re-queues (or fails, with no retries left) jobs whose lease expired.
-commands.rescue = CMD == 'rescue' and function()
+commands.rescue = want('rescue') and function()
   local expired = redis.call('ZRANGEBYSCORE', Q.leased, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local rescued, woken = 0, 0
   for _, id in ipairs(expired) do
@@ -800,7 +834,7 @@ commands.rescue = CMD == 'rescue' and function()
 end
 
 -- limit. Deletes finished jobs past expires_at; returns their ids.
-commands.prune = CMD == 'prune' and function()
+commands.prune = want('prune') and function()
   local members = redis.call('ZRANGEBYSCORE', Q.finished, '-inf', NOW, 'LIMIT', 0, tonumber(take()))
   local out = {}
   for _, member in ipairs(members) do
@@ -822,7 +856,7 @@ end
 
 -- promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
 -- With nothing ready, stale wake signals are dropped so the next BLPOP really blocks.
-commands.peek = CMD == 'peek' and function()
+commands.peek = want('peek') and function()
   promote(tonumber(take()))
   if redis.call('ZCARD', Q.ready) > 0 then return {1, ''} end
   redis.call('DEL', Q.wake)
@@ -849,7 +883,7 @@ if COLD then
   end
 
   -- id, expires_at or '', ttl_ms.
-  commands.cancel = CMD == 'cancel' and on_live_job(function(key, id, status)
+  commands.cancel = want('cancel') and on_live_job(function(key, id, status)
     local expires_at, ttl_ms = take(), take()
     if status == 'scheduled' or status == 'queued' or status == 'paused' or status == 'waiting' then
       unqueue(Q, key, id)
@@ -860,7 +894,7 @@ if COLD then
   end)
 
   -- id. Parks a scheduled or queued job; asks a running one to pause.
-  commands.pause = CMD == 'pause' and on_live_job(function(key, id, status)
+  commands.pause = want('pause') and on_live_job(function(key, id, status)
     if status == 'scheduled' or status == 'queued' then
       unqueue(Q, key, id)
       redis.call('HSET', key, 'status', 'paused')
@@ -871,7 +905,7 @@ if COLD then
   end)
 
   -- id. Queues a paused job again (scheduled, if its run_at is still ahead).
-  commands.resume = CMD == 'resume' and on_live_job(function(key, id, status)
+  commands.resume = want('resume') and on_live_job(function(key, id, status)
     if status ~= 'paused' then return end
     -- A delayed job keeps its time: resumed before it, it is scheduled again.
     redis.call('HDEL', key, 'pause_requested')
@@ -888,7 +922,7 @@ if COLD then
   end)
 
   -- id. Queues a failed or cancelled job again with a fresh attempt count.
-  commands.retry = CMD == 'retry' and on_live_job(function(key, id, status)
+  commands.retry = want('retry') and on_live_job(function(key, id, status)
     if status ~= 'failed' and status ~= 'cancelled' then return end
     local ukey = redis.call('HGET', key, 'unique_key')
     if ukey then
@@ -914,7 +948,7 @@ if COLD then
   end)
 
   -- id. Returns 1 if a record was deleted.
-  commands.delete = CMD == 'delete' and function()
+  commands.delete = want('delete') and function()
     local id = take()
     local key = Q.job .. id
     if redis.call('EXISTS', key) == 0 then return 0 end
@@ -926,7 +960,7 @@ if COLD then
 
   -- Global command (KEYS[1] = the ids hash): id, queue pairs. Drops each mapping only if it
   -- still names that queue (the id may have been published again elsewhere).
-  commands.unindex = CMD == 'unindex' and function()
+  commands.unindex = want('unindex') and function()
     local removed = 0
     for i = 6, #ARGV, 2 do
       if redis.call('HGET', IDS, ARGV[i]) == ARGV[i + 1] then
@@ -980,7 +1014,7 @@ if COLD then
   -- Walks the source index newest first from the cursor, reading at most `budget` entries, and
   -- returns {score, id, score, id, ...} of up to `limit` live matching jobs, then where the walk
   -- stopped: {matches, last score or '' when the index is exhausted, last id}.
-  commands.list_page = CMD == 'list_page' and function()
+  commands.list_page = want('list_page') and function()
     local source, score, id = take(), take(), take()
     local limit, budget = tonumber(take()), tonumber(take())
     local want_status, want_task, want_parent = take(), take(), take()
@@ -1013,7 +1047,7 @@ if COLD then
   -- Every count is a ZCARD, less the finished jobs past expires_at that no prune has removed
   -- yet (normally few: the workers' maintainers prune them); the oldest ready job is the head of
   -- the scheduled zset if due, or the earliest head of each priority in the ready zset.
-  commands.stats = CMD == 'stats' and function()
+  commands.stats = want('stats') and function()
     local counts = {
       queued = redis.call('ZCARD', Q.ready),
       scheduled = redis.call('ZCARD', Q.scheduled),
@@ -1055,10 +1089,13 @@ if COLD then
   -- Global commands (KEYS[1] = the workers hash): a hash of records by worker id and a zset of
   -- the ids by expiry. A record past its expiry is a worker that died: never listed, deleted by
   -- the next worker_record.
-  local WORKERS, WORKERS_EXPIRY = ROOT .. ':workers', ROOT .. ':workers:expiry'
+  local function workers_keys()
+    return ROOT .. ':workers', ROOT .. ':workers:expiry'
+  end
 
   -- id, expires_at, record. Replaces the worker's record; drops the records of dead workers.
-  commands.worker_record = CMD == 'worker_record' and function()
+  commands.worker_record = want('worker_record') and function()
+    local WORKERS, WORKERS_EXPIRY = workers_keys()
     local id, expires_at, record = take(), take(), take()
     local dead = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '-inf', NOW)
     for _, gone in ipairs(dead) do
@@ -1071,14 +1108,16 @@ if COLD then
   end
 
   -- id. Deletes the worker's record.
-  commands.worker_remove = CMD == 'worker_remove' and function()
+  commands.worker_remove = want('worker_remove') and function()
+    local WORKERS, WORKERS_EXPIRY = workers_keys()
     local id = take()
     redis.call('ZREM', WORKERS_EXPIRY, id)
     return redis.call('HDEL', WORKERS, id)
   end
 
   -- Returns the records of the live workers, in id order.
-  commands.workers_list = CMD == 'workers_list' and function()
+  commands.workers_list = want('workers_list') and function()
+    local WORKERS, WORKERS_EXPIRY = workers_keys()
     local ids = redis.call('ZRANGEBYSCORE', WORKERS_EXPIRY, '(' .. NOW, '+inf')
     table.sort(ids)
     local out = {}
@@ -1096,7 +1135,7 @@ end -- COLD
 -- default. A task's bucket and the jobs claimed under its concurrency limit live under
 -- ROOT:task:<name>: (outside the queue's slot, like the workflow links).
 
-if ARGV[1] == 'claim' then -- (flow_claim and its helpers)
+if want('claim') then -- (flow_claim and its helpers)
   local function task_key(name, what)
     return ROOT .. ':task:' .. name .. ':' .. what
   end
@@ -1225,7 +1264,7 @@ if COLD then
   -- 'paused', 1|0 or 'limits', concurrency, rate count, period, burst ('' for none). Changes the
   -- queue's settings (a changed rate starts with a full bucket), drops a flow hash left at the
   -- defaults, and wakes the queue's idle workers. Returns the flow hash.
-  commands.set_flow = CMD == 'set_flow' and function()
+  commands.set_flow = want('set_flow') and function()
     local what = take()
     if what == 'paused' then
       if take() == '1' then
@@ -1259,8 +1298,21 @@ if COLD then
   end
 end
 
-local command = commands[ARGV[1]]
-if not command then
-  return redis.error_reply('asynctask: unknown script command ' .. tostring(ARGV[1]))
+-- One call: reset the per-call state (see the top), check the key layout, run the command.
+local function main(keys, argv)
+  KEYS, ARGV, CMD = keys, argv, argv[1]
+  ROOT, NOW, NOW_KEY = argv[2], argv[3], argv[4]
+  now = tonumber(NOW)
+  IDS, QUEUES, UNIQUE = ROOT .. ':ids', ROOT .. ':queues', ROOT .. ':unique'
+  pos = 6
+  Q = queue_keys(argv[5])
+  if argv[5] ~= '' and keys[1] ~= Q.ready then -- (global commands have no queue)
+    -- keys.py and queue_keys disagree: refuse rather than write keys nobody reads.
+    return redis.error_reply('asynctask: key layout mismatch: ' .. keys[1] .. ' ~= ' .. Q.ready)
+  end
+  local command = commands[CMD]
+  if not command then
+    return redis.error_reply('asynctask: unknown script command ' .. tostring(CMD))
+  end
+  return command()
 end
-return command()

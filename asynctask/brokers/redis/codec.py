@@ -52,14 +52,26 @@ def fmt(value: float) -> str:
 
 def priority_key(priority: int) -> str:
     """16 hex digits that sort *descending* by priority."""
-    if not -_I64 < priority < _I64:
-        raise ConfigurationError(f"priority must fit in a signed 64-bit integer, got {priority}")
-    return f"{_I64 - 1 - priority:016x}"
+    key = _PRIORITY_KEYS.get(priority)
+    if key is None:
+        if not -_I64 < priority < _I64:
+            raise ConfigurationError(f"priority must fit in a signed 64-bit integer, got {priority}")
+        key = f"{_I64 - 1 - priority:016x}"
+        if -_CACHED_PRIORITIES <= priority <= _CACHED_PRIORITIES:
+            _PRIORITY_KEYS[priority] = key
+    return key
+
+
+#: Priorities whose keys are kept once made (a bulk publish mostly repeats one or two).
+_CACHED_PRIORITIES = 1000
+_PRIORITY_KEYS: dict[int, str] = {}
+_DOUBLE = struct.Struct(">d")
+_U64 = struct.Struct(">Q")
 
 
 def time_key(when: float) -> str:
     """16 hex digits that sort ascending by ``when`` (IEEE-754 bits made order-preserving)."""
-    (bits,) = struct.unpack(">Q", struct.pack(">d", when))
+    (bits,) = _U64.unpack(_DOUBLE.pack(when))
     # Positive floats sort like their bits once the sign bit is set; negative ones reversed.
     bits = bits ^ _U64_MASK if bits >> 63 else bits | _I64
     return f"{bits:016x}"
@@ -112,7 +124,7 @@ def new_job_row(job: NewJob, status: JobStatus) -> tuple[Any, ...]:
     """
     return (
         job.id,
-        status.value,
+        status,  # (msgspec writes a JobStatus as its value)
         fmt(job.run_at),
         job.task,
         job.queue,

@@ -1,10 +1,9 @@
 """Typed wrappers around the commands of ``asynctask.lua``.
 
-The whole file is one script, registered once per client and called with ``EVALSHA``;
-redis-py reloads it on ``NOSCRIPT`` (after a server restart or ``SCRIPT FLUSH``). A single
-content-addressed script, rather than a Redis Functions library, means two asynctask versions
-sharing a server during a rolling upgrade each run their own code instead of replacing the
-other's.
+The whole file is one Redis Functions library named after its content, called with ``FCALL``,
+or one script called with ``EVALSHA`` where the server refuses Functions; :mod:`.loader` decides,
+and reloads either when the server lost it. Named by content, two asynctask versions sharing a
+server during a rolling upgrade each run their own code instead of replacing the other's.
 
 Each wrapper knows the argument layout of its Lua command; nothing else does (but
 :func:`~asynctask.brokers.redis.codec.new_job_row`, the layout of a new job). The batch commands
@@ -24,6 +23,7 @@ from redis.asyncio.client import Pipeline
 
 from asynctask.brokers.redis.codec import fmt, initial_status, new_job_row, pack, packed, pairs, time_key
 from asynctask.brokers.redis.keys import Keys
+from asynctask.brokers.redis.loader import Runner
 from asynctask.flow import CLOCK_SLACK, RateLimit, TaskLimit
 from asynctask.models import LeaseState, NewJob, Outcome, OutcomeKind
 
@@ -85,7 +85,7 @@ class Scripts:
     """The Lua commands, bound to one client and key prefix."""
 
     def __init__(self, client: Redis, keys: Keys) -> None:
-        self._script = client.register_script(SOURCE)
+        self._run = Runner(client, SOURCE)
         self._keys = keys
         # queue -> [its ready key] (KEYS of a call; the name validated once).
         self._slot_keys: dict[str, list[str]] = {}
@@ -99,7 +99,7 @@ class Scripts:
                 self._slot_keys.clear()
             keys = self._slot_keys[queue] = [self._keys.queue(queue).ready]
         head = [command, self._keys.prefix, fmt(now), time_key(now), queue]
-        return await self._script(keys=keys, args=[*head, *args], client=client)
+        return await self._run(keys, [*head, *args], client=client)
 
     async def enqueue(
         self, queue: str, now: float, jobs: Sequence[NewJob], *, client: _Client | None = None
@@ -239,13 +239,13 @@ class Scripts:
         args: list[str] = ["unindex", self._keys.prefix, "0", "", ""]
         for job_id, queue in entries:
             args += [job_id, queue]
-        return int(await self._script(keys=[self._keys.ids], args=args))
+        return int(await self._run([self._keys.ids], args))
 
     # --- the worker registry (global commands, KEYS[1] = the workers hash) -------------------------
 
     async def _workers(self, command: str, now: float, *args: Any) -> Any:
         head = [command, self._keys.prefix, fmt(now), time_key(now), ""]
-        return await self._script(keys=[self._keys.workers], args=[*head, *args])
+        return await self._run([self._keys.workers], [*head, *args])
 
     async def worker_record(self, now: float, worker_id: str, expires_at: float, record: bytes) -> None:
         await self._workers("worker_record", now, worker_id, fmt(expires_at), record)
