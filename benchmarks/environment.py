@@ -66,13 +66,36 @@ def servers() -> str:
     return ", ".join(parts)
 
 
+def checkout() -> str:
+    """The commit the run measured (``git describe``-like: short hash, ``+changes`` if dirty)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "this checkout"
+    return f"commit {head}{' +changes' if dirty else ''}"
+
+
 def versions(selected: list[str]) -> str:
     """asynctask's version and every selected peer's pinned requirements."""
     try:
         ours = metadata.version("asynctask")
     except metadata.PackageNotFoundError:
         ours = "?"
-    parts = [f"asynctask {ours} (this checkout)"]
+    parts = [f"asynctask {ours} ({checkout()})"]
     for name in selected:
         venv = SYSTEMS[name].venv
         if venv:
