@@ -328,7 +328,7 @@ class Registry:
         """
         task = self.get_task(spec.task)
         options = spec.options
-        unknown = set(options) - _PUBLISH_OPTIONS
+        unknown = set(options) - _PUBLISH_OPTIONS if options else None
         if unknown:
             raise ConfigurationError(
                 f"unknown publish option(s) {', '.join(sorted(unknown))}; "
@@ -341,6 +341,20 @@ class Registry:
             )
         if task.takes_payload:
             task.payload_codec.decode(payload)  # fail at publish, not three retries later
+        if not options:
+            # The common publish: every option from the task and the app.
+            return NewJob(
+                id=new_job_id(),
+                task=task.name,
+                queue=task.queue,
+                payload=payload,
+                priority=task.priority,
+                max_retries=task.max_retries if task.max_retries is not None else self.max_retries,
+                timeout=task.timeout,
+                run_at=self.clock(),
+                headers={},
+                unique_key=unique_key(task.name, None, payload) if task.unique else None,
+            )
         delay, at = options.get("delay"), options.get("at")
         if at is not None and delay is not None:
             raise ConfigurationError("give either delay= or at=, not both")
