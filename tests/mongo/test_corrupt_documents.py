@@ -3,6 +3,7 @@ rules are in asynctask/brokers/rules.py)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from asynctask.brokers.mongo import MongoBroker
 from asynctask.models import JobStatus
 from asynctask.testing import FakeClock
+from tests.backend_mongo import mongo_broker
 from tests.corrupt_property import run_with_damage
 from tests.mongo.helpers import job
 
@@ -73,7 +75,9 @@ async def test_a_corrupt_document_first_in_line_does_not_stall_a_claim_of_one(
     await check_quarantined(broker, "bad", reason)
 
 
-@pytest.mark.parametrize(("field", "value", "reason"), [DAMAGE[0], DAMAGE[2], DAMAGE[6]], ids=[IDS[0], IDS[2], IDS[6]])
+@pytest.mark.parametrize(
+    ("field", "value", "reason"), [DAMAGE[0], DAMAGE[2], DAMAGE[6]], ids=[IDS[0], IDS[2], IDS[6]]
+)
 async def test_a_corrupt_document_reads_as_failed_before_anyone_meets_it(
     notx: MongoBroker, clock: FakeClock, field: str, value: Any, reason: str
 ) -> None:
@@ -88,20 +92,19 @@ async def test_a_corrupt_document_reads_as_failed_before_anyone_meets_it(
 async def test_a_corrupt_child_counts_out_of_its_parent(notx: MongoBroker, clock: FakeClock) -> None:
     await notx.enqueue([job("parent", clock(), pending=1), job("child", clock(), parent_id="parent")])
     await damage(notx, "child", "task", DELETE)
-    assert await notx.claim("q", 10, lease=30, worker="w") == []
+    # The child, quarantined, counts out of its parent, which is released and claimed at once.
+    assert [j.id for j in await notx.claim("q", 10, lease=30, worker="w")] == ["parent"]
     await check_quarantined(notx, "child", "field task is missing")
-    parent = await notx.get("parent")
-    assert parent is not None and parent.status is JobStatus.QUEUED, "the parent was released"
 
 
 @pytest.mark.parametrize(("field", "value", "reason"), DAMAGE[:7], ids=IDS[:7])
-async def test_a_worker_survives_a_corrupt_document(
-    notx: MongoBroker, field: str, value: Any, reason: str
-) -> None:
-    async def apply(queue: str, job_id: str) -> None:
-        await damage(notx, job_id, field, value)
+async def test_a_worker_survives_a_corrupt_document(field: str, value: Any, reason: str) -> None:
+    async with mongo_broker(time.time, transactions=False) as broker:
 
-    bad, runs = await run_with_damage(notx, 3, apply)
+        async def apply(queue: str, job_id: str) -> None:
+            await damage(broker, job_id, field, value)
+
+        bad, runs = await run_with_damage(broker, 3, apply)
     assert runs[0] == 0, "the damaged job never runs"
     assert bad.status is JobStatus.FAILED
     assert bad.error == f"corrupt job record: {reason}"

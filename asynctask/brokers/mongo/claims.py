@@ -31,7 +31,8 @@ from typing import Any, Literal
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, UpdateMany
 
-from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, to_job
+from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, problem, to_job
+from asynctask.brokers.mongo.quarantine import TAKEABLE, quarantine, quarantine_poison
 from asynctask.models import Job
 
 __all__ = [
@@ -128,10 +129,11 @@ async def claim(
     look that finds a job of a task in ``limited``, diverts the claim (see :class:`Diverted`)
     before anything is written. The check rides on the look, so it costs no round trip.
     """
+    lost = 0  # looks that lost nothing to others (they met damaged jobs)
     for attempt in range(_MAX_LOOKS):
         # After a lost race, look a random number of batches further down the line, so that
         # many claimers spread out instead of all fighting over the same first jobs.
-        skip = random.randrange(min(attempt, _SPREAD) + 1) * limit
+        skip = random.randrange(min(attempt - lost, _SPREAD) + 1) * limit
         pipeline = look_pipeline(queue, now, skip=skip, limit=limit, settings=settings, tasks=bool(limited))
         ids = []
         async for doc in await coll.aggregate(pipeline):
@@ -144,15 +146,26 @@ async def claim(
             if skip:
                 continue  # looked past the end of the line
             return []
-        jobs = await take(coll, queue, ids, now=now, lease=lease, worker=worker)
+        jobs, quarantined = await _take(coll, queue, ids, now=now, lease=lease, worker=worker)
         if jobs:
             return jobs
+        if quarantined:
+            lost += 1
+            continue  # the damaged jobs are out of the way: look again from the front
     return []
 
 
 async def take(coll: Any, queue: str, ids: list[str], *, now: float, lease: float, worker: str) -> list[Job]:
     """Move those of ``ids`` that are still ready to ``running`` (promoting the queue's due
-    scheduled jobs first); the jobs taken, in the order of ``ids``."""
+    scheduled jobs first); the jobs taken, in the order of ``ids``. Damaged jobs met on the way
+    are quarantined (:mod:`~asynctask.brokers.mongo.quarantine`), not returned."""
+    return (await _take(coll, queue, ids, now=now, lease=lease, worker=worker))[0]
+
+
+async def _take(
+    coll: Any, queue: str, ids: list[str], *, now: float, lease: float, worker: str
+) -> tuple[list[Job], int]:
+    """:func:`take`, and how many damaged jobs it quarantined."""
     mark = ObjectId()
     take = {
         "$set": {
@@ -168,14 +181,26 @@ async def take(coll: Any, queue: str, ids: list[str], *, now: float, lease: floa
     await coll.bulk_write(
         [
             UpdateMany(due(now, queue), promote("seq")),
-            UpdateMany({"_id": {"$in": ids}, "status": "queued"}, take),
+            UpdateMany({"_id": {"$in": ids}, **TAKEABLE}, take),
         ],
         ordered=True,
     )
     position = {job_id: i for i, job_id in enumerate(ids)}
     docs = [doc async for doc in coll.find({"_id": {"$in": ids}, "claim": mark})]
     docs.sort(key=lambda doc: position[doc["_id"]])
-    return [to_job(doc) for doc in docs]
+    jobs, quarantined = [], 0
+    for doc in docs:
+        reason = problem(doc)
+        if reason is None:
+            jobs.append(to_job(doc))
+        else:
+            query = {"_id": doc["_id"], "claim": mark, "status": "running"}
+            quarantined += await quarantine(coll, query, reason, now)
+    if len(docs) < len(ids):  # lost to other claimers, or damaged so that they cannot be taken
+        taken = {doc["_id"] for doc in docs}
+        untaken = [job_id for job_id in ids if job_id not in taken]
+        quarantined += await quarantine_poison(coll, untaken, ready(queue, now), now)
+    return jobs, quarantined
 
 
 async def promote_due(coll: Any, now: float, limit: int) -> int:

@@ -13,13 +13,16 @@ The field layout is described once, in :mod:`asynctask.brokers.mongo.indexes`. C
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from bson import ObjectId
 
+from asynctask.brokers.rules import corrupt
 from asynctask.errors import ConfigurationError
 from asynctask.models import Job, JobStatus, NewJob
 
@@ -31,6 +34,7 @@ __all__ = [
     "lit",
     "new_document",
     "phase_of",
+    "problem",
     "to_job",
 ]
 
@@ -40,6 +44,7 @@ PHASE_QUEUED = 0
 PHASE_SCHEDULED = 1
 
 _I64 = 1 << 63
+logger = logging.getLogger("asynctask.brokers.mongo")
 
 
 def lit(value: Any) -> dict[str, Any]:
@@ -118,34 +123,133 @@ def expire_on(expires_at: float, now: float, margin: float) -> datetime:
     return datetime.fromtimestamp(max(wall, 0.0), UTC)
 
 
+_STATUSES = {status.value: status for status in JobStatus}
+
+# What each stored field must be: a description for errors, and a test of the BSON value.
+_Kind = tuple[str, Callable[[Any], bool]]
+_TEXT: _Kind = ("a string", lambda v: isinstance(v, str))
+_INT: _Kind = ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
+_NUMBER: _Kind = ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+_BINARY: _Kind = ("binary", lambda v: isinstance(v, bytes))
+_STATUS: _Kind = ("a job status", lambda v: isinstance(v, str) and v in _STATUSES)
+_FLAG: _Kind = ("a boolean", lambda v: isinstance(v, bool))
+_PAIRS: _Kind = (
+    "a list of name-value pairs",
+    lambda v: (
+        isinstance(v, list)
+        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in v)
+    ),
+)
+_FIELDS: tuple[tuple[str, _Kind], ...] = (
+    ("task", _TEXT),
+    ("queue", _TEXT),
+    ("payload", _BINARY),
+    ("status", _STATUS),
+    ("priority", _INT),
+    ("attempts", _INT),
+    ("max_retries", _INT),
+    ("token", _INT),
+    ("run_at", _NUMBER),
+    ("created_at", _NUMBER),
+    ("pending", _INT),
+    ("timeout", _NUMBER),
+    ("started_at", _NUMBER),
+    ("finished_at", _NUMBER),
+    ("lease_expires_at", _NUMBER),
+    ("expires_at", _NUMBER),
+    ("error", _TEXT),
+    ("state", _BINARY),
+    ("result", _BINARY),
+    ("meta", _BINARY),
+    ("parent_id", _TEXT),
+    ("unique_key", _TEXT),
+    ("headers", _PAIRS),
+    ("cancel_requested", _FLAG),
+    ("pause_requested", _FLAG),
+)
+# Every document is written with the first ten (``new_document``); the others may be absent.
+_REQUIRED = frozenset(name for name, _ in _FIELDS[:10])
+_DEFAULTS: dict[str, Any] = {
+    "task": "?",
+    "queue": "?",
+    "payload": b"",
+    "status": JobStatus.FAILED.value,
+    "priority": 0,
+    "attempts": 0,
+    "max_retries": 0,
+    "token": 0,
+    "run_at": 0.0,
+    "created_at": 0.0,
+    "pending": 0,
+    "headers": [],
+    "cancel_requested": False,
+    "pause_requested": False,
+}
+
+
+def problem(doc: Mapping[str, Any]) -> str | None:
+    """What is wrong with a stored document (the first problem), or ``None`` if it reads whole."""
+    for name, (what, test) in _FIELDS:
+        value = doc.get(name)
+        if value is None:
+            if name in _REQUIRED:
+                return f"field {name} is missing"
+        elif not test(value):
+            return f"field {name} is not {what}"
+    return None
+
+
+def to_job(doc: Mapping[str, Any]) -> Job:
+    """The :class:`Job` a stored document describes.
+
+    A document that cannot be read whole (see :mod:`asynctask.brokers.rules`) reads as a
+    ``failed`` job carrying ``corrupt job record: <the first problem>`` (or the error it was
+    quarantined with), with every field that could be read and defaults for the others, and
+    is logged as a warning; claims quarantine such a job (see
+    :mod:`~asynctask.brokers.mongo.quarantine`).
+    """
+    reason = problem(doc)
+    if reason is None:
+        return _job(doc)
+    read = {name: doc[name] for name, (_, test) in _FIELDS if name in doc and test(doc[name])}
+    job = _job({**_DEFAULTS, **read, "_id": doc.get("_id")})
+    logger.warning(
+        "job %s has a corrupt record (%s); it reads as failed",
+        job.id,
+        reason,
+        extra={"action": "corrupt_job_record", "job_id": job.id},
+    )
+    error = job.error if job.error and job.error.startswith(corrupt("")) else corrupt(reason)
+    return msgspec.structs.replace(job, status=JobStatus.FAILED, error=error, lease_expires_at=None)
+
+
 def _bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def to_job(doc: Mapping[str, Any]) -> Job:
-    """The :class:`Job` a stored document describes."""
+def _job(doc: Mapping[str, Any]) -> Job:
     return Job(
         id=doc["_id"],
         task=doc["task"],
         queue=doc["queue"],
         payload=bytes(doc["payload"]),
-        status=JobStatus(doc["status"]),
-        priority=doc.get("priority", 0),
-        attempts=doc.get("attempts", 0),
-        max_retries=doc.get("max_retries", 0),
+        status=_STATUSES[doc["status"]],
+        priority=doc["priority"],
+        attempts=doc["attempts"],
+        max_retries=doc["max_retries"],
         timeout=doc.get("timeout"),
         run_at=doc["run_at"],
         created_at=doc["created_at"],
         started_at=doc.get("started_at"),
         finished_at=doc.get("finished_at"),
         lease_expires_at=doc.get("lease_expires_at"),
-        token=doc.get("token", 0),
+        token=doc["token"],
         error=doc.get("error"),
         state=_bytes(doc.get("state")),
         result=_bytes(doc.get("result")),
         expires_at=doc.get("expires_at"),
-        cancel_requested=bool(doc.get("cancel_requested", False)),
-        pause_requested=bool(doc.get("pause_requested", False)),
+        cancel_requested=doc.get("cancel_requested", False),
+        pause_requested=doc.get("pause_requested", False),
         parent_id=doc.get("parent_id"),
         pending=doc.get("pending", 0),
         meta=_bytes(doc.get("meta")),
