@@ -108,3 +108,32 @@ async def test_a_worker_survives_a_corrupt_document(field: str, value: Any, reas
     assert runs[0] == 0, "the damaged job never runs"
     assert bad.status is JobStatus.FAILED
     assert bad.error == f"corrupt job record: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("max_retries", DELETE, "field max_retries is missing"),
+        ("attempts", "abc", "field attempts is not an integer"),
+        ("token", DELETE, "field token is missing"),
+    ],
+)
+async def test_a_running_document_damaged_is_rescued_into_quarantine(
+    notx: MongoBroker, clock: FakeClock, field: str, value: Any, reason: str
+) -> None:
+    await notx.enqueue([job("bad", clock(), priority=9), job("good", clock())])
+    assert [j.id for j in await notx.claim("q", 1, lease=30, worker="w")] == ["bad"]
+    await damage(notx, "bad", field, value)
+    clock.advance(31)
+    assert await notx.rescue_expired(100) == 1
+    assert [j.id for j in await notx.claim("q", 10, lease=30, worker="w")] == ["good"]
+    await check_quarantined(notx, "bad", reason)
+
+
+async def test_a_quarantined_document_can_be_deleted(notx: MongoBroker, clock: FakeClock) -> None:
+    await notx.enqueue([job("bad", clock())])
+    await damage(notx, "bad", "attempts", "abc")
+    assert await notx.claim("q", 10, lease=30, worker="w") == []
+    await check_quarantined(notx, "bad", "field attempts is not an integer")
+    assert await notx.delete("bad")
+    assert await notx.get("bad") is None

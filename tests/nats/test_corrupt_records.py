@@ -12,7 +12,7 @@ import nats
 import pytest
 
 from asynctask.brokers.nats import NatsBroker
-from asynctask.models import JobStatus, NewJob
+from asynctask.models import JobStatus, NewJob, Outcome, OutcomeKind
 from asynctask.testing import FakeClock
 from tests.backend_nats import factory, server_url
 from tests.corrupt_property import run_with_damage
@@ -127,3 +127,21 @@ async def test_a_worker_survives_a_corrupt_record(
     assert runs[0] == 0, "the damaged job never runs"
     assert bad.status is JobStatus.FAILED
     assert bad.error == f"corrupt job record: {reason}"
+
+
+async def test_a_record_damaged_while_running_refuses_its_outcome_and_can_be_deleted(
+    brokers: BrokerMaker, clock: FakeClock
+) -> None:
+    async with brokers(clock) as broker:
+        await broker.enqueue([new(clock, "bad"), new(clock, "good")])
+        held = await broker.claim("q", 10, lease=30, worker="w")
+        rev = await damage(broker, "bad", lambda data: b"\xc1")
+        assert await broker._index.caught_up(rev, 10)  # type: ignore[union-attr]
+        outcomes = [Outcome(job_id=j.id, token=j.token, kind=OutcomeKind.SUCCEEDED) for j in held]
+        done = dict(zip([j.id for j in held], await broker.complete(outcomes), strict=True))
+        assert done == {"bad": False, "good": True}
+        clock.advance(31)
+        assert await broker.rescue_expired(100) == 0, "a quarantined job has no lease"
+        await check_quarantined(broker, "bad", "the record is not MessagePack")
+        assert await broker.delete("bad")
+        assert await broker.get("bad") is None
