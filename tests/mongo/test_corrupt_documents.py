@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from asynctask.brokers.mongo import MongoBroker
+from asynctask.flow import TaskLimit
 from asynctask.models import JobStatus
 from asynctask.testing import FakeClock
 from tests.backend_mongo import mongo_broker
@@ -137,3 +138,15 @@ async def test_a_quarantined_document_can_be_deleted(notx: MongoBroker, clock: F
     await check_quarantined(notx, "bad", "field attempts is not an integer")
     assert await notx.delete("bad")
     assert await notx.get("bad") is None
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), DAMAGE, ids=IDS)
+async def test_a_claim_under_flow_limits_quarantines_a_corrupt_document(
+    notx: MongoBroker, clock: FakeClock, field: str, value: Any, reason: str
+) -> None:
+    await notx.enqueue([job(i, clock(), priority=9 if i == "bad" else 0) for i in ("bad", "g1", "g2")])
+    await damage(notx, "bad", field, value)
+    await notx.set_queue_limits("q", concurrency=10, rate=None)  # claims take the flow path
+    claimed = await notx.claim("q", 10, lease=30, worker="w", limits={"t": TaskLimit(concurrency=10)})
+    assert sorted(j.id for j in claimed) == ["g1", "g2"]
+    await check_quarantined(notx, "bad", reason)
