@@ -32,7 +32,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, UpdateMany
 
 from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, problem, to_job
-from asynctask.brokers.mongo.quarantine import TAKEABLE, quarantine, quarantine_poison
+from asynctask.brokers.mongo.quarantine import POISON, TAKEABLE, poison_reason, quarantine
 from asynctask.models import Job
 
 __all__ = [
@@ -182,6 +182,8 @@ async def _take(
         [
             UpdateMany(due(now, queue), promote("seq")),
             UpdateMany({"_id": {"$in": ids}, **TAKEABLE}, take),
+            # Ready but damaged so that the take cannot take them: marked, for the read below.
+            UpdateMany({"_id": {"$in": ids}, "$and": [ready(queue, now), POISON]}, {"$set": {"claim": mark}}),
         ],
         ordered=True,
     )
@@ -190,16 +192,12 @@ async def _take(
     docs.sort(key=lambda doc: position[doc["_id"]])
     jobs, quarantined = [], 0
     for doc in docs:
-        reason = problem(doc)
+        # A taken job has no phase any more; a marked damaged one still has it.
+        reason = poison_reason(doc) if "phase" in doc else problem(doc)
         if reason is None:
             jobs.append(to_job(doc))
         else:
-            query = {"_id": doc["_id"], "claim": mark, "status": "running"}
-            quarantined += await quarantine(coll, query, reason, now)
-    if len(docs) < len(ids):  # lost to other claimers, or damaged so that they cannot be taken
-        taken = {doc["_id"] for doc in docs}
-        untaken = [job_id for job_id in ids if job_id not in taken]
-        quarantined += await quarantine_poison(coll, untaken, ready(queue, now), now)
+            quarantined += await quarantine(coll, {"_id": doc["_id"], "claim": mark}, reason, now)
     return jobs, quarantined
 
 

@@ -5,10 +5,14 @@ A document edited by hand or half written must not stall its queue. Two kinds me
 
 * documents the claim's own update cannot take: ``attempts`` or ``token`` that ``$inc`` cannot
   add to, or a ``status`` other than the ``queued`` its ``phase`` says. The take's filter leaves
-  them out (:data:`TAKEABLE`), so they never fail the update for the rest of the batch; a take
-  that got fewer jobs than it looked at finds them (:data:`POISON`) and quarantines them;
+  them out (:data:`TAKEABLE`), so they never fail the update for the rest of the batch; a third
+  statement of the same bulk write marks them (:data:`POISON`) with the claim's mark;
 * documents taken but unreadable (a missing ``task``, a ``payload`` that is not binary: see
-  :func:`~asynctask.brokers.mongo.documents.problem`): quarantined under the claim's mark.
+  :func:`~asynctask.brokers.mongo.documents.problem`).
+
+Both come back from the claim's read of its mark, and each is quarantined under that mark (a
+later claim's mark supersedes it, and that claim quarantines it). No round trip is added to a
+claim that meets no damaged job.
 
 Quarantine is one update: ``failed`` with ``corrupt job record: <reason>``, out of the claim
 index, lease and unique key released, no expiry; a child is counted out of its parent through
@@ -18,7 +22,6 @@ the journal (:mod:`~asynctask.brokers.mongo.journal`), as a failure is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -29,7 +32,7 @@ from asynctask.brokers.mongo.expressions import REMOVE, has_parent
 from asynctask.brokers.mongo.journal import flush, record
 from asynctask.brokers.rules import corrupt
 
-__all__ = ["POISON", "TAKEABLE", "quarantine", "quarantine_poison"]
+__all__ = ["POISON", "TAKEABLE", "poison_reason", "quarantine", "update"]
 
 logger = logging.getLogger("asynctask.brokers.mongo")
 
@@ -50,7 +53,8 @@ POISON: dict[str, Any] = {
 }
 
 
-def _reason(doc: Any) -> str:
+def poison_reason(doc: Any) -> str:
+    """Why a ready document the take could not take is damaged."""
     found = problem(doc)
     if found is not None:
         return found
@@ -98,12 +102,3 @@ async def quarantine(coll: Any, query: dict[str, Any], reason: str, now: float) 
             extra={"action": "corrupt_job_record", "job_id": query["_id"]},
         )
     return doc is not None
-
-
-async def quarantine_poison(coll: Any, ids: Sequence[str], ready: dict[str, Any], now: float) -> int:
-    """Quarantine those of ``ids`` that are ``ready`` but cannot be taken; returns how many."""
-    query = {"_id": {"$in": list(ids)}, "$and": [ready, POISON]}
-    done = 0
-    async for doc in coll.find(query):
-        done += await quarantine(coll, {**query, "_id": doc["_id"]}, _reason(doc), now)
-    return done
