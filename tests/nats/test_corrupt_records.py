@@ -49,6 +49,7 @@ DAMAGE: list[tuple[str, Callable[[bytes], bytes], str]] = [
     ("attempts-text", setting("attempts", "abc"), "field attempts is not an integer"),
     ("status-bogus", setting("status", "bogus"), "field status is not a job status"),
     ("payload-text", setting("payload", "text"), "field payload is not bytes"),
+    ("running-no-lease", setting("status", "running"), "a running job without lease_expires_at"),
 ]
 IDS = [name for name, _, _ in DAMAGE]
 

@@ -92,14 +92,19 @@ def problem(data: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def read(data: bytes, job_id: str) -> Job:
-    """A record as a :class:`Job`; one that cannot be decoded reads as a failed job (see above),
-    logged as a warning. ``job_id`` names it when its own ``id`` cannot."""
+    """A record as a :class:`Job`; one that cannot be decoded, or a running job without a lease,
+    reads as a failed job (see above), logged as a warning. ``job_id`` names it when its own
+    ``id`` cannot."""
     try:
-        return _decoder.decode(data)
+        job = _decoder.decode(data)
     except msgspec.DecodeError:
-        pass
-    reason, good = problem(data)
-    job = msgspec.convert({**_DEFAULTS, **good, "id": job_id}, Job)
+        reason, good = problem(data)
+        job = msgspec.convert({**_DEFAULTS, **good, "id": job_id}, Job)
+    else:
+        if job.status is not JobStatus.RUNNING or job.lease_expires_at is not None:
+            return job
+        # Nothing would ever rescue it (the lease is what expires), so it would run nowhere.
+        reason = "a running job without lease_expires_at"
     logger.warning(
         "job %s has a corrupt record (%s); it reads as failed",
         job_id,
