@@ -6,12 +6,14 @@ the batch size:
 1. **look**: the ids of the first ``limit`` ready jobs, in claim order, from the partial
    ``claim_order`` index (queued jobs, and scheduled jobs that are due), and the queue's flow
    settings if it has any (``$unionWith``): then the claim takes the flow path instead;
-2. **take**: one ``update`` command with two statements: promote the queue's due scheduled jobs
-   to ``queued``, then move those of the looked-up ids that are still ``queued`` to ``running``,
-   bumping ``attempts`` and the fencing ``token`` and stamping the claim's own ``claim`` mark.
-   Each document update is atomic and requires ``status: queued``, so two claimers can never
-   both take a job: the second one's filter no longer matches;
-3. **read**: the documents carrying this claim's mark.
+2. **take**: one ``update`` command with three statements: promote the queue's due scheduled
+   jobs to ``queued``, then move those of the looked-up ids that are still ``queued`` to
+   ``running``, bumping ``attempts`` and the fencing ``token`` and stamping the claim's own
+   ``claim`` mark, then mark those still ready that the take could not take (damaged: see
+   :mod:`~asynctask.brokers.mongo.quarantine`). Each document update is atomic and requires
+   ``status: queued``, so two claimers can never both take a job: the second one's filter no
+   longer matches;
+3. **read**: the documents carrying this claim's mark; a damaged one is quarantined, not returned.
 
 A claimer that lost every job it looked at to others looks again (a random number of batches
 further down the line, so that many claimers spread out), so an empty answer means the queue
