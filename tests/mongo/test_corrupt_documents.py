@@ -150,3 +150,17 @@ async def test_a_claim_under_flow_limits_quarantines_a_corrupt_document(
     claimed = await notx.claim("q", 10, lease=30, worker="w", limits={"t": TaskLimit(concurrency=10)})
     assert sorted(j.id for j in claimed) == ["g1", "g2"]
     await check_quarantined(notx, "bad", reason)
+
+
+@pytest.mark.parametrize("command", ["cancel", "pause", "retry"])
+async def test_commands_on_a_corrupt_document_do_not_raise(
+    notx: MongoBroker, clock: FakeClock, command: str
+) -> None:
+    await notx.enqueue([job("bad", clock()), job("good", clock())])
+    await damage(notx, "bad", "attempts", "abc")
+    await damage(notx, "bad", "pending", "many")
+    call = getattr(notx, command)
+    after = await (call("bad", expires_at=None) if command == "cancel" else call("bad"))
+    assert after is not None and after.status is JobStatus.FAILED
+    assert after.error == "corrupt job record: field attempts is not an integer"
+    assert [j.id for j in await notx.claim("q", 10, lease=30, worker="w")] == ["good"]

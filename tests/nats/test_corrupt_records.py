@@ -146,3 +146,17 @@ async def test_a_record_damaged_while_running_refuses_its_outcome_and_can_be_del
         await check_quarantined(broker, "bad", "the record is not MessagePack")
         assert await broker.delete("bad")
         assert await broker.get("bad") is None
+
+
+@pytest.mark.parametrize("command", ["cancel", "pause", "resume"])
+async def test_commands_on_a_corrupt_record_do_not_raise(
+    brokers: BrokerMaker, clock: FakeClock, command: str
+) -> None:
+    async with brokers(clock) as broker:
+        await broker.enqueue([new(clock, "bad"), new(clock, "good")])
+        await damage(broker, "bad", without("task"))
+        call = getattr(broker, command)
+        after = await (call("bad", expires_at=None) if command == "cancel" else call("bad"))
+        assert after is not None and after.status is JobStatus.FAILED
+        assert after.error == "corrupt job record: field task is missing"
+        assert [j.id for j in await broker.claim("q", 10, lease=30, worker="w")] == ["good"]
