@@ -117,6 +117,8 @@ async def test_a_worker_survives_a_corrupt_document(field: str, value: Any, reas
         ("max_retries", DELETE, "field max_retries is missing"),
         ("attempts", "abc", "field attempts is not an integer"),
         ("token", DELETE, "field token is missing"),
+        ("lease_expires_at", DELETE, "a running job without lease_expires_at"),
+        ("lease_expires_at", "soon", "field lease_expires_at is not a number"),
     ],
 )
 async def test_a_running_document_damaged_is_rescued_into_quarantine(

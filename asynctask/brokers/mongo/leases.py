@@ -54,9 +54,11 @@ async def extend(
 
 
 def rescue_candidates(now: float, limit: int) -> dict[str, Any]:
-    """``find`` arguments for running jobs whose lease expired, oldest job first."""
+    """``find`` arguments for running jobs whose lease expired, oldest job first, and running
+    jobs whose lease is not a number (damaged: nothing else would ever end them)."""
+    expired = [{"lease_expires_at": {"$lte": now}}, {"lease_expires_at": {"$not": {"$type": "number"}}}]
     return {
-        "filter": {"status": "running", "lease_expires_at": {"$lte": now}},
+        "filter": {"status": "running", "$or": expired},
         "projection": {"token": 1, "attempts": 1, "max_retries": 1, "lease_expires_at": 1, "parent_id": 1},
         "sort": [("cseq", ASCENDING)],
         "limit": limit,
@@ -65,6 +67,11 @@ def rescue_candidates(now: float, limit: int) -> dict[str, Any]:
 
 def _problem(doc: Any) -> str | None:
     """What in a rescue candidate (as projected) the rescue cannot read."""
+    lease = doc.get("lease_expires_at")
+    if lease is None:
+        return "a running job without lease_expires_at"
+    if not isinstance(lease, (int, float)) or isinstance(lease, bool):
+        return "field lease_expires_at is not a number"
     for name in ("token", "attempts", "max_retries"):
         value = doc.get(name)
         if value is None:
@@ -84,7 +91,7 @@ async def rescue(
     async for doc in coll.find(**rescue_candidates(now, limit)):
         reason = _problem(doc)
         if reason is not None:
-            query = {**held(doc["_id"], doc.get("token")), "lease_expires_at": doc["lease_expires_at"]}
+            query = {**held(doc["_id"], doc.get("token")), "lease_expires_at": doc.get("lease_expires_at")}
             rescued += await quarantine(coll, query, reason, now)
             continue
         query, update = rescue_update(doc, now)
