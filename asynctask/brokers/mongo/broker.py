@@ -24,7 +24,7 @@ from asynctask.brokers.mongo.errors import translate
 from asynctask.brokers.mongo.flow import MongoFlow, locks_collection, queues_collection
 from asynctask.brokers.mongo.flowcalls import FlowCalls
 from asynctask.brokers.mongo.indexes import jobs_collection, migrate
-from asynctask.brokers.mongo.leases import extend, rescue_candidates, rescue_update
+from asynctask.brokers.mongo.leases import extend, rescue
 from asynctask.brokers.mongo.outcomes import held
 from asynctask.brokers.mongo.stats import queue_stats
 from asynctask.brokers.mongo.wakeups import Waiter
@@ -383,15 +383,8 @@ class MongoBroker(FlowCalls, WorkerCalls):
         if limit <= 0:
             return 0
         now = self.clock()
-        rescued = 0
         with self._translated():
-            async for doc in self.collection.find(**rescue_candidates(now, limit)):
-                query, update = rescue_update(doc, now)
-                if doc.get("parent_id") is not None and doc["attempts"] > doc["max_retries"]:
-                    changed = await self._wf.event(query, update, now) is not None
-                else:
-                    changed = bool((await self.collection.update_one(query, update)).modified_count)
-                rescued += changed
+            rescued = await rescue(self.collection, self._wf.event, now, limit)
             await self._wf.repair(now, older_than=self.repair_after)
         return rescued
 

@@ -6,12 +6,14 @@ the batch size:
 1. **look**: the ids of the first ``limit`` ready jobs, in claim order, from the partial
    ``claim_order`` index (queued jobs, and scheduled jobs that are due), and the queue's flow
    settings if it has any (``$unionWith``): then the claim takes the flow path instead;
-2. **take**: one ``update`` command with two statements: promote the queue's due scheduled jobs
-   to ``queued``, then move those of the looked-up ids that are still ``queued`` to ``running``,
-   bumping ``attempts`` and the fencing ``token`` and stamping the claim's own ``claim`` mark.
-   Each document update is atomic and requires ``status: queued``, so two claimers can never
-   both take a job: the second one's filter no longer matches;
-3. **read**: the documents carrying this claim's mark.
+2. **take**: one ``update`` command with three statements: promote the queue's due scheduled
+   jobs to ``queued``, then move those of the looked-up ids that are still ``queued`` to
+   ``running``, bumping ``attempts`` and the fencing ``token`` and stamping the claim's own
+   ``claim`` mark, then mark those still ready that the take could not take (damaged: see
+   :mod:`~asynctask.brokers.mongo.quarantine`). Each document update is atomic and requires
+   ``status: queued``, so two claimers can never both take a job: the second one's filter no
+   longer matches;
+3. **read**: the documents carrying this claim's mark; a damaged one is quarantined, not returned.
 
 A claimer that lost every job it looked at to others looks again (a random number of batches
 further down the line, so that many claimers spread out), so an empty answer means the queue
@@ -31,7 +33,8 @@ from typing import Any, Literal
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, UpdateMany
 
-from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, to_job
+from asynctask.brokers.mongo.documents import PHASE_QUEUED, PHASE_SCHEDULED, problem, to_job
+from asynctask.brokers.mongo.quarantine import POISON, TAKEABLE, poison_reason, quarantine
 from asynctask.models import Job
 
 __all__ = [
@@ -128,10 +131,11 @@ async def claim(
     look that finds a job of a task in ``limited``, diverts the claim (see :class:`Diverted`)
     before anything is written. The check rides on the look, so it costs no round trip.
     """
+    lost = 0  # looks that lost nothing to others (they met damaged jobs)
     for attempt in range(_MAX_LOOKS):
         # After a lost race, look a random number of batches further down the line, so that
         # many claimers spread out instead of all fighting over the same first jobs.
-        skip = random.randrange(min(attempt, _SPREAD) + 1) * limit
+        skip = random.randrange(min(attempt - lost, _SPREAD) + 1) * limit
         pipeline = look_pipeline(queue, now, skip=skip, limit=limit, settings=settings, tasks=bool(limited))
         ids = []
         async for doc in await coll.aggregate(pipeline):
@@ -144,15 +148,26 @@ async def claim(
             if skip:
                 continue  # looked past the end of the line
             return []
-        jobs = await take(coll, queue, ids, now=now, lease=lease, worker=worker)
+        jobs, quarantined = await _take(coll, queue, ids, now=now, lease=lease, worker=worker)
         if jobs:
             return jobs
+        if quarantined:
+            lost += 1
+            continue  # the damaged jobs are out of the way: look again from the front
     return []
 
 
 async def take(coll: Any, queue: str, ids: list[str], *, now: float, lease: float, worker: str) -> list[Job]:
     """Move those of ``ids`` that are still ready to ``running`` (promoting the queue's due
-    scheduled jobs first); the jobs taken, in the order of ``ids``."""
+    scheduled jobs first); the jobs taken, in the order of ``ids``. Damaged jobs met on the way
+    are quarantined (:mod:`~asynctask.brokers.mongo.quarantine`), not returned."""
+    return (await _take(coll, queue, ids, now=now, lease=lease, worker=worker))[0]
+
+
+async def _take(
+    coll: Any, queue: str, ids: list[str], *, now: float, lease: float, worker: str
+) -> tuple[list[Job], int]:
+    """:func:`take`, and how many damaged jobs it quarantined."""
     mark = ObjectId()
     take = {
         "$set": {
@@ -168,14 +183,24 @@ async def take(coll: Any, queue: str, ids: list[str], *, now: float, lease: floa
     await coll.bulk_write(
         [
             UpdateMany(due(now, queue), promote("seq")),
-            UpdateMany({"_id": {"$in": ids}, "status": "queued"}, take),
+            UpdateMany({"_id": {"$in": ids}, **TAKEABLE}, take),
+            # Ready but damaged so that the take cannot take them: marked, for the read below.
+            UpdateMany({"_id": {"$in": ids}, "$and": [ready(queue, now), POISON]}, {"$set": {"claim": mark}}),
         ],
         ordered=True,
     )
     position = {job_id: i for i, job_id in enumerate(ids)}
     docs = [doc async for doc in coll.find({"_id": {"$in": ids}, "claim": mark})]
     docs.sort(key=lambda doc: position[doc["_id"]])
-    return [to_job(doc) for doc in docs]
+    jobs, quarantined = [], 0
+    for doc in docs:
+        # A taken job has no phase any more; a marked damaged one still has it.
+        reason = poison_reason(doc) if "phase" in doc else problem(doc)
+        if reason is None:
+            jobs.append(to_job(doc))
+        else:
+            quarantined += await quarantine(coll, {"_id": doc["_id"], "claim": mark}, reason, now)
+    return jobs, quarantined
 
 
 async def promote_due(coll: Any, now: float, limit: int) -> int:

@@ -238,7 +238,7 @@ class MongoFlow:
                 skip=seen,
                 limit=page,
             )
-            looked = [(doc["_id"], doc["task"]) async for doc in cursor]
+            looked = [(doc["_id"], doc.get("task")) async for doc in cursor]  # damaged: see take
             seen, page, done = seen + page, min(page * 2, window - seen - page), len(looked) < page
             for job_id, task in looked:
                 if len(chosen) == limit:

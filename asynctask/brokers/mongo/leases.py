@@ -8,7 +8,7 @@ exactly the condition under which the write applied: a token never comes back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
@@ -18,10 +18,11 @@ from asynctask.brokers.mongo.documents import PHASE_QUEUED
 from asynctask.brokers.mongo.expressions import REMOVE, has_parent
 from asynctask.brokers.mongo.journal import record
 from asynctask.brokers.mongo.outcomes import held
+from asynctask.brokers.mongo.quarantine import quarantine
 from asynctask.brokers.rules import lease_expired
 from asynctask.models import Lease, LeaseState
 
-__all__ = ["extend", "rescue_candidates", "rescue_update"]
+__all__ = ["extend", "rescue", "rescue_candidates", "rescue_update"]
 
 
 async def extend(
@@ -53,13 +54,53 @@ async def extend(
 
 
 def rescue_candidates(now: float, limit: int) -> dict[str, Any]:
-    """``find`` arguments for running jobs whose lease expired, oldest job first."""
+    """``find`` arguments for running jobs whose lease expired, oldest job first, and running
+    jobs whose lease is not a number (damaged: nothing else would ever end them)."""
+    expired = [{"lease_expires_at": {"$lte": now}}, {"lease_expires_at": {"$not": {"$type": "number"}}}]
     return {
-        "filter": {"status": "running", "lease_expires_at": {"$lte": now}},
+        "filter": {"status": "running", "$or": expired},
         "projection": {"token": 1, "attempts": 1, "max_retries": 1, "lease_expires_at": 1, "parent_id": 1},
         "sort": [("cseq", ASCENDING)],
         "limit": limit,
     }
+
+
+def _problem(doc: Any) -> str | None:
+    """What in a rescue candidate (as projected) the rescue cannot read."""
+    lease = doc.get("lease_expires_at")
+    if lease is None:
+        return "a running job without lease_expires_at"
+    if not isinstance(lease, (int, float)) or isinstance(lease, bool):
+        return "field lease_expires_at is not a number"
+    for name in ("token", "attempts", "max_retries"):
+        value = doc.get(name)
+        if value is None:
+            return f"field {name} is missing"
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"field {name} is not an integer"
+    return None
+
+
+async def rescue(
+    coll: Any, event: Callable[[dict[str, Any], Any, float], Awaitable[Any]], now: float, limit: int
+) -> int:
+    """Rescue up to ``limit`` running jobs whose lease expired (see :func:`rescue_update`); one
+    whose counters cannot be read is quarantined instead. ``event`` applies a fenced update
+    with workflow effects (:meth:`~asynctask.brokers.mongo.workflows.Workflows.event`)."""
+    rescued = 0
+    async for doc in coll.find(**rescue_candidates(now, limit)):
+        reason = _problem(doc)
+        if reason is not None:
+            query = {**held(doc["_id"], doc.get("token")), "lease_expires_at": doc.get("lease_expires_at")}
+            rescued += await quarantine(coll, query, reason, now)
+            continue
+        query, update = rescue_update(doc, now)
+        if doc.get("parent_id") is not None and doc["attempts"] > doc["max_retries"]:
+            changed = await event(query, update, now) is not None
+        else:
+            changed = bool((await coll.update_one(query, update)).modified_count)
+        rescued += changed
+    return rescued
 
 
 def rescue_update(doc: Any, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -61,13 +61,11 @@ class Put(msgspec.Struct, frozen=True):
 
 
 def decode_message(job_id: str, message: StoredMessage) -> Versioned:
-    """A stored message as a record: a delete marker reads as no job."""
+    """A stored message as a record: a delete marker reads as no job, a record that cannot be
+    decoded as a failed job (see :func:`~asynctask.brokers.nats.records.read`)."""
     if message.headers.get(_KV_OPERATION) in ("DEL", "PURGE"):
         return Versioned(None, message.seq)
-    try:
-        return Versioned(records.decode(message.data), message.seq)
-    except msgspec.DecodeError as exc:
-        raise BrokerError(f"the record of job {job_id!r} cannot be decoded: {exc}") from None
+    return Versioned(records.read(message.data, job_id), message.seq)
 
 
 class Store:

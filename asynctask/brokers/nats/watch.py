@@ -21,7 +21,6 @@ from contextlib import suppress
 from typing import Any
 
 import anyio
-import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -220,15 +219,9 @@ class Watch:
             if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
                 self.index.apply(job_id, None, sseq)
             else:
-                try:
-                    self.index.apply(job_id, records.decode(msg.data), sseq)
-                except msgspec.DecodeError as exc:
-                    logger.warning(
-                        "the record of job %r cannot be decoded, ignored: %s",
-                        job_id,
-                        exc,
-                        extra={"action": "nats_bad_record", "job_id": job_id},
-                    )
+                # A record that cannot be decoded is indexed as a failed job (records.read):
+                # out of the claimable sets, shown by listings, never blocking its queue.
+                self.index.apply(job_id, records.read(msg.data, job_id), sseq)
         elif job_id is not None:
             self.index.seen(job_id)
         elif key is not None and flowrecords.indexed(key):
