@@ -166,6 +166,7 @@ def run_suite(
     started_at = datetime.now(UTC)
     started = time.monotonic()
     loadavg = environment.loadavg()
+    checked_out = environment.checkout()  # what this run measures, before anyone commits more
     expected = estimate_minutes(systems, args.workloads, sizes, args.quick)
     print(
         f"{len(systems)} systems x {args.workloads} (sweep C = {sizes.sweep}) x {sizes.reps} rep(s); "
@@ -195,7 +196,7 @@ def run_suite(
         "loadavg_end": environment.loadavg(),
         "cpus": os.cpu_count(),
         "command": command.strip(),
-        "versions": environment.versions(systems),
+        "versions": environment.versions(systems, checked_out),
         "sizes": asdict(sizes),
         "duration_s": time.monotonic() - started,
         "enqueue_budget": 5.0,

@@ -67,35 +67,33 @@ def servers() -> str:
 
 
 def checkout() -> str:
-    """The commit the run measured (``git describe``-like: short hash, ``+changes`` if dirty)."""
-    root = Path(__file__).resolve().parents[1]
+    """The commit the run measured (short hash, ``+changes`` if the tree has changes)."""
+    root = str(Path(__file__).resolve().parents[1])
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", root, *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        head, dirty = (
+            git("rev-parse", "--short=12", "HEAD"),
+            git("status", "--porcelain", "--untracked-files=no"),
+        )
     except (OSError, subprocess.SubprocessError):
         return "this checkout"
     return f"commit {head}{' +changes' if dirty else ''}"
 
 
-def versions(selected: list[str]) -> str:
-    """asynctask's version and every selected peer's pinned requirements."""
+def versions(selected: list[str], checked_out: str) -> str:
+    """asynctask's version (``checked_out``: :func:`checkout` when the run started) and every
+    selected peer's pinned requirements."""
     try:
         ours = metadata.version("asynctask")
     except metadata.PackageNotFoundError:
         ours = "?"
-    parts = [f"asynctask {ours} ({checkout()})"]
+    parts = [f"asynctask {ours} ({checked_out})"]
     for name in selected:
         venv = SYSTEMS[name].venv
         if venv:

@@ -58,3 +58,16 @@ async def run_with_damage(
             other = await broker.get(job_id)
             assert other is not None and other.status is JobStatus.SUCCEEDED
         return job, runs
+
+
+async def check_quarantined(broker: Broker, job_id: str, reason: str, queue: str = "q") -> None:
+    """Job ``job_id`` reads and lists as failed with ``corrupt job record: <reason>``, holds no
+    lease, and no claim of its queue hands it out."""
+    bad = await broker.get(job_id)
+    assert bad is not None, "the record is still there"
+    assert bad.status is JobStatus.FAILED
+    assert bad.error == f"corrupt job record: {reason}"
+    assert bad.lease_expires_at is None
+    assert job_id in [j.id for j in await broker.list_jobs(status=JobStatus.FAILED)]
+    assert job_id in [j.id for j in await broker.list_jobs()]
+    assert await broker.claim(queue, 10, lease=30, worker="w") == []

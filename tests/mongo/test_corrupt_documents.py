@@ -13,7 +13,7 @@ from asynctask.flow import TaskLimit
 from asynctask.models import JobStatus
 from asynctask.testing import FakeClock
 from tests.backend_mongo import mongo_broker
-from tests.corrupt_property import run_with_damage
+from tests.corrupt_property import check_quarantined, run_with_damage
 from tests.mongo.helpers import job
 
 pytestmark = pytest.mark.anyio
@@ -41,17 +41,6 @@ async def damage(broker: MongoBroker, job_id: str, field: str, value: Any) -> No
     update = {"$unset": {field: ""}} if value is DELETE else {"$set": {field: value}}
     result = await broker.collection.update_one({"_id": job_id}, update)
     assert result.matched_count == 1
-
-
-async def check_quarantined(broker: MongoBroker, job_id: str, reason: str) -> None:
-    bad = await broker.get(job_id)
-    assert bad is not None, "the document is still there"
-    assert bad.status is JobStatus.FAILED
-    assert bad.error == f"corrupt job record: {reason}"
-    assert bad.lease_expires_at is None
-    assert job_id in [j.id for j in await broker.list_jobs(status=JobStatus.FAILED)]
-    assert job_id in [j.id for j in await broker.list_jobs()]
-    assert await broker.claim("q", 10, lease=30, worker="w") == []
 
 
 @pytest.mark.parametrize(("field", "value", "reason"), DAMAGE, ids=IDS)

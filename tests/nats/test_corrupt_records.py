@@ -15,7 +15,7 @@ from asynctask.brokers.nats import NatsBroker
 from asynctask.models import JobStatus, NewJob, Outcome, OutcomeKind
 from asynctask.testing import FakeClock
 from tests.backend_nats import factory, server_url
-from tests.corrupt_property import run_with_damage
+from tests.corrupt_property import check_quarantined, run_with_damage
 from tests.nats.conftest import BrokerMaker
 
 pytestmark = pytest.mark.anyio
@@ -71,17 +71,6 @@ async def damage(broker: NatsBroker, job_id: str, change: Callable[[bytes], byte
     finally:
         await nc.close()
     return int(ack.seq)
-
-
-async def check_quarantined(broker: NatsBroker, job_id: str, reason: str) -> None:
-    bad = await broker.get(job_id)
-    assert bad is not None, "the record is still there"
-    assert bad.status is JobStatus.FAILED
-    assert bad.error == f"corrupt job record: {reason}"
-    assert bad.lease_expires_at is None
-    assert job_id in [j.id for j in await broker.list_jobs(status=JobStatus.FAILED)]
-    assert job_id in [j.id for j in await broker.list_jobs()]
-    assert await broker.claim("q", 10, lease=30, worker="w") == []
 
 
 @pytest.mark.parametrize(("name", "change", "reason"), DAMAGE, ids=IDS)
