@@ -35,6 +35,7 @@ async def check_worker_recovers(proxied: Broker, direct: Broker, proxy: Proxy, *
         worker.stop()
         with anyio.fail_after(GRACE + TIMEOUT + 5):
             await wait_until(lambda: "idle" in repr(worker), timeout=GRACE + TIMEOUT + 5)
+    release_stalled(proxy)
 
 
 async def check_worker_stops_while_stalled(proxied: Broker, direct: Broker, proxy: Proxy) -> float:
@@ -59,4 +60,13 @@ async def check_worker_stops_while_stalled(proxied: Broker, direct: Broker, prox
         begun = anyio.current_time()
         worker.stop()
         await wait_until(lambda: "idle" in repr(worker), timeout=60)
-    return anyio.current_time() - begun  # closing the worker's broker included
+    took = anyio.current_time() - begun  # closing the worker's broker included
+    release_stalled(proxy)
+    return took
+
+
+def release_stalled(proxy: Proxy) -> None:
+    """Close the stalled connections, server sides included: a statement that reached the server
+    before the stall may have left its transaction open (the commit never arrived), holding
+    locks that would block the caller's clean-up (a Postgres ``DROP SCHEMA`` waits for them)."""
+    proxy.cut()

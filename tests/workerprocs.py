@@ -89,8 +89,9 @@ class WorkerProcesses:
         return done.stdout.strip()
 
     def lines(self) -> list[str]:
-        """The job log's lines so far."""
-        return self.log.read_text().splitlines() if self.log.exists() else []
+        """The job log's complete lines so far: a read can meet a line a worker is still
+        appending, and what follows the last newline is left out until it is whole."""
+        return self.log.read_text().split("\n")[:-1] if self.log.exists() else []
 
     def logs(self) -> str:
         """Every worker's stderr so far."""
