@@ -1,10 +1,15 @@
 """The completer: sends outcomes back in batches, one broker round trip for many jobs.
 
-Failures are retried with backoff. A batch the broker keeps refusing (an error other than
-"unreachable", while the broker answers other calls) is split; an outcome refused on its own is
-replaced by a plain ``failed`` outcome naming the problem (no result, no spawned jobs), so one
-poison outcome never blocks its neighbours. When the worker stops, reporting gives up at the
-drain deadline: those jobs go back to the queue when their leases expire.
+Failures are retried with backoff, never more than ``max_delay`` (at most 5 s) apart: the worker
+passes its heartbeat interval, so outcomes held through a broker outage (their leases extended by
+the same heartbeat) are reported about as soon as the broker answers again, before another
+worker's maintenance can find those leases lapsed and run the jobs a second time.
+
+A batch the broker keeps refusing (an error other than "unreachable", while the broker answers
+other calls) is split; an outcome refused on its own is replaced by a plain ``failed`` outcome
+naming the problem (no result, no spawned jobs), so one poison outcome never blocks its
+neighbours. When the worker stops, reporting gives up at the drain deadline: those jobs go back to
+the queue when their leases expire.
 """
 
 from __future__ import annotations
@@ -34,9 +39,17 @@ _MAX_DELAY = 5.0
 
 class Completer:
     def __init__(
-        self, broker: Broker, *, slots: Slots, control: Control, stats: WorkerStats, timeout: float
+        self,
+        broker: Broker,
+        *,
+        slots: Slots,
+        control: Control,
+        stats: WorkerStats,
+        timeout: float,
+        max_delay: float = _MAX_DELAY,
     ) -> None:
         self.broker = broker
+        self.max_delay = min(max_delay, _MAX_DELAY)
         self.slots = slots
         self.control = control
         self.stats = stats
@@ -96,7 +109,7 @@ class Completer:
 
     async def _complete(self, batch: Sequence[Outcome]) -> list[bool] | None:
         """``broker.complete``, retried; ``None`` when the broker refuses this very batch."""
-        delay = 0.05
+        delay = min(0.05, self.max_delay)
         refusals = 0
         while True:
             try:
@@ -125,7 +138,7 @@ class Completer:
                     extra={"action": "complete_error"},
                 )
                 await anyio.sleep(delay)
-                delay = min(delay * 2, _MAX_DELAY)
+                delay = min(delay * 2, self.max_delay)
 
     async def _broker_answers(self, job_id: str, *, exists: bool = False) -> bool:
         """Whether the broker serves other calls (then a refusal is about the batch itself);

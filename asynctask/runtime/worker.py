@@ -270,7 +270,12 @@ class Worker:
             jobs: Handoff[Job] = Handoff()
             outcomes: Handoff[Outcome] = Handoff()
             completer = Completer(
-                broker, slots=slots, control=control, stats=self.stats, timeout=self.broker_timeout
+                broker,
+                slots=slots,
+                control=control,
+                stats=self.stats,
+                timeout=self.broker_timeout,
+                max_delay=self.heartbeat,
             )
             heartbeat = Heartbeat(
                 broker,
