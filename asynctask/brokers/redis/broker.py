@@ -349,9 +349,12 @@ class RedisBroker:
         return rescued
 
     async def prune(self, limit: int) -> int:
-        """Delete finished jobs past ``expires_at``; returns how many."""
+        """Delete finished jobs past ``expires_at``; returns how many. Also removes the Lua
+        libraries of asynctask versions gone for a day (:mod:`.libraries`)."""
         pruned = 0
         now = self.clock()
+        with translate(self._where):
+            await self._scripts.libraries.tend(now)
         for queue in await self._queues():
             if pruned >= limit:
                 break

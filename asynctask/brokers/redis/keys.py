@@ -98,6 +98,8 @@ class Keys:
         self.workers_expiry = f"{prefix}:workers:expiry"
         #: unique key -> job id.
         self.unique = f"{prefix}:unique"
+        #: Functions library -> when a worker last used it (see libraries.py).
+        self.libraries = f"{prefix}:libraries"
 
     def queue(self, queue: str) -> QueueKeys:
         """The keys of ``queue``, all sharing its hash tag."""

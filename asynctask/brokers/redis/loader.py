@@ -8,9 +8,9 @@ runs once (at ``FUNCTION LOAD``) and a call is a plain ``FCALL``.
 The library and its one function are named after a hash of the source
 (``asynctask_<sha1[:12]>``), so two asynctask versions sharing a server during a rolling upgrade
 each keep their own code instead of replacing the other's (the reason the scripts once avoided
-Functions). The price: a library stays on the server, and in its RDB/AOF, until someone deletes
-it (``FUNCTION DELETE asynctask_<hash>`` once no process of that version is left); each is
-about 60 KB of source and some 150 KB of compiled Lua in the server.
+Functions). The price: a library per version on the server, and in its RDB/AOF (about 60 KB of
+source and some 150 KB of compiled Lua each), until workers delete those of versions gone for a
+day (:mod:`.libraries`).
 
 :class:`Runner` falls back to ``EVALSHA`` (redis-py reloads the script on ``NOSCRIPT``) when the
 server refuses ``FUNCTION LOAD``: Redis < 7 (unknown command), an ACL without ``@scripting``

@@ -23,6 +23,7 @@ from redis.asyncio.client import Pipeline
 
 from asynctask.brokers.redis.codec import fmt, initial_status, new_job_row, pack, packed, pairs, time_key
 from asynctask.brokers.redis.keys import Keys
+from asynctask.brokers.redis.libraries import Libraries
 from asynctask.brokers.redis.loader import Runner
 from asynctask.flow import CLOCK_SLACK, RateLimit, TaskLimit
 from asynctask.models import LeaseState, NewJob, Outcome, OutcomeKind
@@ -87,6 +88,7 @@ class Scripts:
     def __init__(self, client: Redis, keys: Keys) -> None:
         self._run = Runner(client, SOURCE)
         self._keys = keys
+        self.libraries = Libraries(client, keys.libraries, self._run.function)
         # queue -> [its ready key] (KEYS of a call; the name validated once).
         self._slot_keys: dict[str, list[str]] = {}
 
