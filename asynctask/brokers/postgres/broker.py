@@ -24,6 +24,7 @@ from asynctask.brokers.postgres.errors import quiet_driver_logs, schema_outdated
 from asynctask.brokers.postgres.flow import FlowCalls, PostgresFlow
 from asynctask.brokers.postgres.listener import Listener, channel_for
 from asynctask.brokers.postgres.listing import list_rows
+from asynctask.brokers.postgres.outcomes import complete_args
 from asynctask.brokers.postgres.pool import CLOSE_LIMIT, Database, pool_options_for
 from asynctask.brokers.postgres.publishing import insert
 from asynctask.brokers.postgres.rows import lease_state, queue_stats_from_rows, to_job, to_jobs
@@ -291,19 +292,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         # Sent in id order so that two batches sharing jobs lock them in the same order.
         firsts = sorted(first.values(), key=lambda i: outcomes[i].job_id)
         unique = [outcomes[i] for i in firsts]
-        args = (
-            [o.job_id for o in unique],
-            [o.token for o in unique],
-            [o.kind.value for o in unique],
-            [o.result for o in unique],
-            [o.error for o in unique],
-            [o.run_at for o in unique],
-            [o.expires_at for o in unique],
-            self.clock(),
-            self._channel,
-            self.notify,
-            [o.meta for o in unique],
-        )
+        args = complete_args(unique, self.clock(), self._channel, self.notify)
         with self._translated():
             if any(o.spawn for o in unique):
                 ords = await self._complete_spawning(unique, args)

@@ -236,7 +236,8 @@ FROM (SELECT parent_id, count(*)::integer AS n FROM unnest($1::text[]) AS c(pare
 WHERE p.id = c.parent_id;
 
 -- name: complete
--- $1..$7, $11: outcomes as arrays, $8: now, $9: channel, $10: notify.
+-- $1..$7, $11: outcomes as arrays, $8: now, $9: channel, $10: notify. $4..$7 and $11 may be
+-- NULL (every value NULL: unnest pads them), which is cheaper to send than arrays of NULLs.
 -- Applies only while the job is running with the outcome's token; returns the ordinals
 -- (1-based input positions) of the outcomes applied. A success whose job still has pending
 -- children leaves it waiting. A job entering a finished status counts out of its parent,
