@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from asynctask.brokers.postgres.pool import Database
-from asynctask.brokers.postgres.rows import to_job, to_jobs
+from asynctask.brokers.postgres.rows import claimed_job, to_job
 from asynctask.flow import CLOCK_SLACK, Claimed, QueueSettings, RateLimit, TaskLimits, normalize_limits
 from asynctask.models import Job
 
@@ -60,7 +60,7 @@ class PostgresFlow:
         if queue not in self._diverted:
             rows = await self._db.fetch("claim", queue, limit, now, lease, worker, names)
             if not rows or not rows[-1]["diverted"]:
-                return to_jobs(rows)
+                return [claimed_job(row) for row in rows]
             self._diverted.add(queue)
         return await self._claim_flow(queue, limit, now, lease, worker, task_limits, names)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from asynctask.models import Outcome
+from asynctask.models import Outcome, OutcomeKind
 
 __all__ = ["complete_args"]
+
+_SUCCEEDED = OutcomeKind.SUCCEEDED
 
 
 def _column(values: list[Any]) -> list[Any] | None:
@@ -24,12 +26,20 @@ def _column(values: list[Any]) -> list[Any] | None:
     return None
 
 
+def _kinds(outcomes: Sequence[Outcome]) -> list[str] | None:
+    """The outcomes' kinds, or ``None`` when every one is a success (the statement's default)."""
+    for o in outcomes:
+        if o.kind is not _SUCCEEDED:
+            return [o.kind.value for o in outcomes]
+    return None
+
+
 def complete_args(outcomes: Sequence[Outcome], now: float, channel: str, notify: bool) -> tuple[Any, ...]:
     """``complete``'s ``$1..$11`` for ``outcomes`` (deduplicated, in id order)."""
     return (
         [o.job_id for o in outcomes],
         [o.token for o in outcomes],
-        [o.kind.value for o in outcomes],
+        _kinds(outcomes),
         _column([o.result for o in outcomes]),
         _column([o.error for o in outcomes]),
         _column([o.run_at for o in outcomes]),

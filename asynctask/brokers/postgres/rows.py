@@ -12,6 +12,7 @@ from asynctask.brokers.rules import corrupt
 from asynctask.models import Job, JobStatus, LeaseState, QueueStats, WorkerInfo, zero_counts
 
 __all__ = [
+    "claimed_job",
     "lease_state",
     "queue_stats_from_rows",
     "to_job",
@@ -35,13 +36,7 @@ def to_job(row: Any) -> Job:
     ``corrupt job record: ...`` (see :mod:`asynctask.brokers.rules`), logged as a warning;
     :meth:`PostgresBroker.claim` fails such a job for good instead of running it.
     """
-    headers: dict[str, str] = {}
-    problem = None
-    if row["headers"] is not None:
-        try:
-            headers = _HEADERS.decode(row["headers"])
-        except msgspec.DecodeError:
-            problem = "field headers is not a JSON object of strings"
+    headers, problem = _headers(row["headers"])
     job = Job(
         id=row["id"],
         task=row["task"],
@@ -67,12 +62,66 @@ def to_job(row: Any) -> Job:
         parent_id=row["parent_id"],
         pending=row["pending"],
         meta=row["meta"],
-        # jsonb arrives as its text; NULL (no headers) is the common case.
         headers=headers,
         unique_key=row["unique_key"],
     )
-    if problem is None:
-        return job
+    return job if problem is None else _corrupt(job, problem)
+
+
+def claimed_job(row: Any) -> Job:
+    """:func:`to_job` for a row of the ``claim`` query, whose columns are the fields of a
+    ``Job`` in order (then ``seq`` and ``diverted``): read by position, where 26 look-ups by
+    name cost about as much again as building the ``Job`` (the claim's client time per job)."""
+    (
+        id_, task, queue, payload, status, priority, attempts, max_retries, timeout, run_at,
+        created_at, started_at, finished_at, lease_expires_at, token, error, state, result,
+        expires_at, cancel_requested, pause_requested, parent_id, pending, meta, raw_headers,
+        unique_key, _seq, _diverted,
+    ) = row  # fmt: skip
+    headers, problem = _headers(raw_headers)
+    job = Job(
+        id=id_,
+        task=task,
+        queue=queue,
+        payload=payload,
+        status=_STATUSES.get(status) or JobStatus(status),
+        priority=priority,
+        attempts=attempts,
+        max_retries=max_retries,
+        timeout=timeout,
+        run_at=run_at,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        lease_expires_at=lease_expires_at,
+        token=token,
+        error=error,
+        state=state,
+        result=result,
+        expires_at=expires_at,
+        cancel_requested=cancel_requested,
+        pause_requested=pause_requested,
+        parent_id=parent_id,
+        pending=pending,
+        meta=meta,
+        headers=headers,
+        unique_key=unique_key,
+    )
+    return job if problem is None else _corrupt(job, problem)
+
+
+def _headers(raw: str | None) -> tuple[dict[str, str], str | None]:
+    """The headers from their jsonb text (NULL, no headers, is the common case), and what is
+    wrong with them (``None``: nothing)."""
+    if raw is None:
+        return {}, None
+    try:
+        return _HEADERS.decode(raw), None
+    except msgspec.DecodeError:
+        return {}, "field headers is not a JSON object of strings"
+
+
+def _corrupt(job: Job, problem: str) -> Job:
     logger.warning(
         "job %s has a corrupt record (%s); it reads as failed",
         job.id,
