@@ -249,6 +249,11 @@ class Index:
         entry = self._entries.get(job_id)
         return None if entry is None else entry.versioned()
 
+    def revision(self, job_id: str) -> int | None:
+        """The revision of the record as last seen, or ``None`` if the index never saw the key."""
+        entry = self._entries.get(job_id)
+        return None if entry is None else entry.rev
+
     def jobs(self) -> Iterator[Entry]:
         """Every entry holding a job, in no particular order."""
         return (e for e in self._entries.values() if e.job is not None)

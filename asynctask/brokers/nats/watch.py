@@ -214,8 +214,8 @@ class Watch:
         self._budget -= 1
         key = self.layout.key_of(msg.subject)
         job_id = self.layout.job_id(key) if key is not None else None
-        known = self.index.get(job_id) if job_id is not None else None
-        if job_id is not None and (known is None or known.revision < sseq):  # not one of our own writes
+        known = self.index.revision(job_id) if job_id is not None else None
+        if job_id is not None and (known is None or known < sseq):  # not one of our own writes
             if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
                 self.index.apply(job_id, None, sseq)
             else:
