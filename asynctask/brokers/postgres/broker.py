@@ -141,7 +141,8 @@ class PostgresBroker(FlowCalls, WorkerCalls):
 
     @property
     def listener(self) -> Listener:
-        """The dedicated LISTEN connection, for monitoring (``connected``, ``backend_pid``)."""
+        """The dedicated LISTEN connection, for monitoring (``connected``, ``backend_pid``);
+        opened by the first :meth:`wait_for_jobs`, never by a broker that only publishes."""
         return self._listener
 
     def __repr__(self) -> str:
@@ -197,8 +198,8 @@ class PostgresBroker(FlowCalls, WorkerCalls):
                 await self.migrate()
             else:
                 await self._check_schema()
-            if self.notify:
-                await self._listener.ensure()
+            # No LISTEN here: the first wait_for_jobs opens it. A process that only publishes
+            # would otherwise keep a connection, and a server backend, receiving its own NOTIFYs.
         except BaseException:
             await self._release_pool()
             raise
