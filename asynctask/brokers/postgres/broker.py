@@ -359,8 +359,11 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         return (flow control held them back); only a NOTIFY or the timeout end the wait.
         """
         # Everything happens inside the timeout (a listener connect is shielded, but bounded by
-        # it too): an unresponsive server makes this a plain timed-out wait.
+        # it too): an unresponsive server makes this a plain timed-out wait. Except the broker's
+        # first wait, which opens the LISTEN connection with the deadline open() used to give it.
         timeout = max(timeout, 0.0)
+        if self.notify and not self._listener.tried:  # the first wait connects as open() would
+            await self._listener.ensure(timeout=_LISTENER_CONNECT_TIMEOUT)
         with anyio.move_on_after(timeout):
             event = None
             if self.notify and await self._listener.ensure(timeout=min(timeout, _LISTENER_CONNECT_TIMEOUT)):
