@@ -121,7 +121,8 @@ async def test_enqueue_on_a_broker_built_around_a_pool(
         assert await pool.fetchval("SELECT 1") == 1, "a pool passed in stays open"
         with_url = PostgresBroker(URL, pool=pool, schema=pg.schema, clock=clock)
         await with_url.open()
-        assert with_url.listener.connected
+        assert not with_url.listener.connected, "opened by the first wait, not by open()"
+        assert await with_url.listener.ensure()
         await with_url.close()
     finally:
         await pool.close()

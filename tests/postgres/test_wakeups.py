@@ -60,10 +60,20 @@ async def registered(broker: PostgresBroker, queue: str = "q") -> None:
     await wait_until(check, timeout=WITHIN)
 
 
+async def test_only_a_wait_opens_the_listen_connection(pg: PostgresBroker, clock: FakeClock) -> None:
+    # A broker that only publishes receives no NOTIFYs: its own would reach it at every publish.
+    assert await pg.enqueue([new_job(clock, "a")]) == [True]
+    assert not pg.listener.connected and pg.listener.backend_pid is None
+    # The first wait connects whatever its own timeout (a worker's may be shorter than a connect).
+    await pg.wait_for_jobs("q", timeout=0)
+    assert pg.listener.connected and pg.listener.backend_pid is not None
+
+
 async def test_an_idle_waiter_is_woken_by_notify(pg: PostgresBroker, clock: FakeClock) -> None:
-    assert pg.capabilities.push_wakeups and pg.listener.connected
+    assert pg.capabilities.push_wakeups
     async with publisher(pg) as other, waiting(pg) as woke:
         await registered(pg)
+        assert pg.listener.connected and not other.listener.connected
         assert await other.enqueue([new_job(clock, "a")]) == [True]
         with anyio.fail_after(WITHIN):
             await woke.wait()
@@ -109,10 +119,10 @@ async def test_notify_is_sent_once_per_queue_per_batch(
 async def test_the_listener_reconnects_after_its_connection_is_killed(
     pg: PostgresBroker, admin: Any, clock: FakeClock
 ) -> None:
-    first_pid = pg.listener.backend_pid
-    assert first_pid is not None
     async with waiting(pg) as woke:
         await registered(pg)
+        first_pid = pg.listener.backend_pid
+        assert first_pid is not None
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", first_pid)
         # Losing the connection wakes the waiter so it can catch up on what it may have missed.
         with anyio.fail_after(WITHIN):
@@ -170,6 +180,7 @@ async def test_waits_fall_back_to_polling_while_the_listener_cannot_connect(cloc
 
 
 async def test_listener_connection_is_not_from_the_pool(pg: PostgresBroker, admin: Any) -> None:
+    assert await pg.listener.ensure()
     pid = pg.listener.backend_pid
     row = await admin.fetchrow("SELECT application_name, query FROM pg_stat_activity WHERE pid = $1", pid)
     assert row["application_name"] == "asynctask-listener"

@@ -142,7 +142,8 @@ class PostgresBroker(FlowCalls, WorkerCalls):
 
     @property
     def listener(self) -> Listener:
-        """The dedicated LISTEN connection, for monitoring (``connected``, ``backend_pid``)."""
+        """The dedicated LISTEN connection, for monitoring (``connected``, ``backend_pid``);
+        opened by the first :meth:`wait_for_jobs`, never by a broker that only publishes."""
         return self._listener
 
     def __repr__(self) -> str:
@@ -198,8 +199,8 @@ class PostgresBroker(FlowCalls, WorkerCalls):
                 await self.migrate()
             else:
                 await self._check_schema()
-            if self.notify:
-                await self._listener.ensure()
+            # No LISTEN here: the first wait_for_jobs opens it. A process that only publishes
+            # would otherwise keep a connection, and a server backend, receiving its own NOTIFYs.
         except BaseException:
             await self._release_pool()
             raise
@@ -347,8 +348,11 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         return (flow control held them back); only a NOTIFY or the timeout end the wait.
         """
         # Everything happens inside the timeout (a listener connect is shielded, but bounded by
-        # it too): an unresponsive server makes this a plain timed-out wait.
+        # it too): an unresponsive server makes this a plain timed-out wait. Except the broker's
+        # first wait, which opens the LISTEN connection with the deadline open() used to give it.
         timeout = max(timeout, 0.0)
+        if self.notify and not self._listener.tried:  # the first wait connects as open() would
+            await self._listener.ensure(timeout=_LISTENER_CONNECT_TIMEOUT)
         with anyio.move_on_after(timeout):
             event = None
             if self.notify and await self._listener.ensure(timeout=min(timeout, _LISTENER_CONNECT_TIMEOUT)):

@@ -51,6 +51,7 @@ class Listener:
         self._lock: anyio.Lock | None = None
         self._retry_at = float("-inf")
         self._closed = False
+        self._tried = False
         #: How many times the connection was lost; for tests and metrics.
         self.losses = 0
 
@@ -62,6 +63,11 @@ class Listener:
     def connected(self) -> bool:
         """Whether notifications are being received right now."""
         return self._alive()
+
+    @property
+    def tried(self) -> bool:
+        """Whether :meth:`ensure` has tried to connect yet (a broker listens from its first wait)."""
+        return self._tried
 
     @property
     def waiting(self) -> frozenset[str]:
@@ -93,18 +99,28 @@ class Listener:
         async with self._lock:
             if self._alive():  # another waiter connected while this one queued for the lock
                 return True
-            try:
-                conn = await self._connect(timeout)
-            except _CONNECT_ERRORS as exc:
-                return self._failed(exc)
-            try:
+            self._tried = True
+            # Shielded as a whole, each step bounded by ``timeout``: a waiter cancelled between
+            # the connect and the LISTEN would leave the connection open and unused.
+            with anyio.CancelScope(shield=True):
+                await self._listen(timeout)
+            return self._alive()
+
+    async def _listen(self, timeout: float) -> None:
+        try:
+            conn = await self._connect(timeout)
+        except _CONNECT_ERRORS as exc:
+            self._failed(exc)
+            return
+        try:
+            with anyio.fail_after(max(timeout, 0.1)):
                 await conn.add_listener(self.channel, self._on_notification)
-                conn.add_termination_listener(self._on_lost)
-            except _CONNECT_ERRORS as exc:
-                conn.terminate()
-                return self._failed(exc)
-            self._conn = conn
-            return True
+            conn.add_termination_listener(self._on_lost)
+        except _CONNECT_ERRORS as exc:
+            conn.terminate()
+            self._failed(exc)
+            return
+        self._conn = conn
 
     def _failed(self, exc: BaseException) -> bool:
         self._retry_at = anyio.current_time() + self._retry_interval
