@@ -39,7 +39,7 @@ local function queue_keys(queue)
   local base = ROOT .. ':{' .. queue .. '}:'
   return {
     name = queue, ready = base .. 'ready', scheduled = base .. 'scheduled',
-    leased = base .. 'leased', finished = base .. 'finished', all = base .. 'all',
+    leased = base .. 'leased', finished = base .. 'finished', all = base .. 'all', -- (legacy)
     wake = base .. 'wake', seq = base .. 'seq', flow = base .. 'flow', job = base .. 'job:',
   }
 end
@@ -60,10 +60,12 @@ end
 
 -- Members of the ordered sets are fixed-width hex prefixes (16 digits each), then the job id:
 --   ready:           priority key .. time key .. sequence .. id   (see make_ready, codec.py)
---   all, finished:   creation sequence .. id                      (see all_member)
+--   finished:        creation sequence .. id                      (see all_member)
+-- (`all` held the same members as `finished` for every job; nothing ever read it, so new jobs
+-- no longer enter it. Entries written by older versions are still removed with their job.)
 local HEX = 16
 local READY_ID_AT = 3 * HEX + 1   -- where the id starts in a `ready` member
-local ALL_ID_AT = HEX + 1         -- where the id starts in an `all` / `finished` member
+local ALL_ID_AT = HEX + 1         -- where the id starts in a `finished` member
 local function ready_id(member) return string.sub(member, READY_ID_AT) end
 local function all_id(member) return string.sub(member, ALL_ID_AT) end
 
@@ -77,7 +79,7 @@ local function wake(K, n)
   end
 end
 
--- The member of the `all` and `finished` zsets: creation sequence, then id.
+-- The member of the `finished` zset (and of the legacy `all`): creation sequence, then id.
 local function all_member(key, id)
   -- A corrupt cseq (see `corrupt`) must not stop the record from being deleted.
   return hex(tonumber(redis.call('HGET', key, 'cseq')) or 0) .. id
@@ -146,7 +148,7 @@ local function make_ready(K, key, id)
   local seq = redis.call('INCR', K.seq)
   local f = redis.call('HMGET', key, 'pkey', 'tkey')
   local member = f[1] .. f[2] .. hex(seq) .. id
-  redis.call('ZADD', K.ready, 0, member)
+  redis.call('ZADD', K.ready, '0', member)
   redis.call('HSET', key, 'status', 'queued', 'rmember', member)
 end
 
@@ -164,7 +166,7 @@ local function unlink(K, key, id)
   redis.call('ZREM', K.leased, id)
   local member = all_member(key, id)
   redis.call('ZREM', K.finished, member)
-  redis.call('ZREM', K.all, member)
+  redis.call('ZREM', K.all, member) -- (legacy entry, if any)
   forget(K, id)
 end
 
@@ -410,10 +412,10 @@ local BULK = 2000 -- arguments per deferred command (Lua's unpack has a limit)
 
 local function new_batch(K, n)
   local top = redis.call('INCRBY', K.seq, n)
-  -- n: how many jobs the lists hold (all and created hold 2 entries per job, ids too; ready
-  -- holds nr entries).
+  -- n: how many jobs the lists hold (created holds 2 entries per job, ids too; ready holds
+  -- nr entries).
   return {K = K, seq = top - n, fields = new_fields(), n = 0, nr = 0,
-    all = {}, created = {}, ready = {}, ids = {}}
+    created = {}, ready = {}, ids = {}}
 end
 
 -- `command key args...` in chunks; n: how many of args (default #args).
@@ -425,11 +427,10 @@ local function bulk(command, key, args, n)
 end
 
 local function flush(b)
-  bulk('ZADD', b.K.all, b.all, 2 * b.n)
   bulk('ZADD', created_key(b.K), b.created, 2 * b.n)
   bulk('ZADD', b.K.ready, b.ready, b.nr)
   bulk('HSET', IDS, b.ids, 2 * b.n)
-  b.all, b.created, b.ready, b.ids, b.n, b.nr = {}, {}, {}, {}, 0, 0
+  b.created, b.ready, b.ids, b.n, b.nr = {}, {}, {}, 0, 0
 end
 
 local function push(list, a, b)
@@ -464,29 +465,27 @@ local function create(K, j, batch, absent)
   else
     cseq, fields = redis.call('INCR', K.seq), new_fields()
   end
-  local member = hex(cseq) .. id
   -- A queued job goes straight to ready (as make_ready would put it, its creation sequence
   -- standing for the ready sequence: both come from K.seq).
-  local rmember = status == 'queued' and j[9] .. j[10] .. member
-  local n = job_fields(fields, j, cseq, rmember)
+  local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
+  -- ('%d': Lua's own number-to-text conversion formats a float, several times dearer.)
+  local n = job_fields(fields, j, string.format('%d', cseq), rmember)
   fields[24] = old_token or '0'
   redis.call('HSET', key, unpack(fields, 1, n))
   if batch then
     local i = 2 * batch.n
     batch.n = batch.n + 1
-    local all, created, ids = batch.all, batch.created, batch.ids
-    all[i + 1], all[i + 2] = NOW, member
+    local created, ids = batch.created, batch.ids
     created[i + 1], created[i + 2] = NOW, id
     ids[i + 1], ids[i + 2] = id, K.name
     if rmember then
       local r = batch.nr
-      batch.ready[r + 1], batch.ready[r + 2] = 0, rmember
+      batch.ready[r + 1], batch.ready[r + 2] = '0', rmember
       batch.nr = r + 2
     end
   else
-    redis.call('ZADD', K.all, NOW, member)
     redis.call('ZADD', created_key(K), NOW, id)
-    if rmember then redis.call('ZADD', K.ready, 0, rmember) end
+    if rmember then redis.call('ZADD', K.ready, '0', rmember) end
   end
   if status ~= 'queued' then
     if TRACKED[status] then redis.call('ZADD', status_key(K, status), NOW, id) end
@@ -842,7 +841,7 @@ commands.prune = want('prune') and function()
     local key = Q.job .. id
     -- The record may already be gone through its TTL; the index entries go either way.
     redis.call('ZREM', Q.finished, member)
-    redis.call('ZREM', Q.all, member)
+    redis.call('ZREM', Q.all, member) -- (legacy entry, if any)
     forget(Q, id)
     if redis.call('EXISTS', key) == 1 then
       release_unique(key, id)
