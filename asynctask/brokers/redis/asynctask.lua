@@ -469,9 +469,18 @@ local function create(K, j, batch, absent)
   -- standing for the ready sequence: both come from K.seq).
   local rmember = status == 'queued' and j[9] .. j[10] .. hex(cseq) .. id
   -- ('%d': Lua's own number-to-text conversion formats a float, several times dearer.)
-  local n = job_fields(fields, j, string.format('%d', cseq), rmember)
-  fields[24] = old_token or '0'
-  redis.call('HSET', key, unpack(fields, 1, n))
+  local decimal = string.format('%d', cseq)
+  if rmember and not (old_token or j[11] or j[12] or j[13] or j[14] or j[15] or ukey) then
+    -- The common job (queued, no optional field), its fields written straight from j: what
+    -- job_fields would write, without the copies.
+    redis.call('HSET', key, 'id', id, 'status', status, 'run_at', j[3], 'task', j[4], 'queue', j[5],
+      'payload', j[6], 'priority', j[7], 'max_retries', j[8], 'pkey', j[9], 'tkey', j[10],
+      'attempts', '0', 'token', '0', 'created_at', NOW, 'cseq', decimal, 'rmember', rmember)
+  else
+    local n = job_fields(fields, j, decimal, rmember)
+    fields[24] = old_token or '0'
+    redis.call('HSET', key, unpack(fields, 1, n))
+  end
   if batch then
     local i = 2 * batch.n
     batch.n = batch.n + 1
