@@ -42,7 +42,6 @@ _HEADERS = msgspec.json.Decoder(dict[str, str])
 _STATUS_OF = {status.value.encode(): status for status in JobStatus}
 logger = logging.getLogger("asynctask.brokers.redis")
 _I64 = 1 << 63
-_U64_MASK = (1 << 64) - 1
 
 
 def fmt(value: float) -> str:
@@ -66,15 +65,20 @@ def priority_key(priority: int) -> str:
 _CACHED_PRIORITIES = 1000
 _PRIORITY_KEYS: dict[int, str] = {}
 _DOUBLE = struct.Struct(">d")
-_U64 = struct.Struct(">Q")
 
 
 def time_key(when: float) -> str:
     """16 hex digits that sort ascending by ``when`` (IEEE-754 bits made order-preserving)."""
-    (bits,) = _U64.unpack(_DOUBLE.pack(when))
-    # Positive floats sort like their bits once the sign bit is set; negative ones reversed.
-    bits = bits ^ _U64_MASK if bits >> 63 else bits | _I64
-    return f"{bits:016x}"
+    # Positive floats sort like their bits once the sign bit is set; negative ones reversed:
+    # on the hex digits, the first one plus 8, or every one complemented (half the time of
+    # the same on an int; a bulk publish makes one per job).
+    digits = _DOUBLE.pack(when).hex()
+    first = _SIGN_SET.get(digits[0])
+    return digits.translate(_COMPLEMENT) if first is None else first + digits[1:]
+
+
+_SIGN_SET = {digit: "89abcdef"[int(digit, 16)] for digit in "01234567"}
+_COMPLEMENT = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
 
 def initial_status(job: NewJob, now: float) -> JobStatus:
@@ -120,8 +124,30 @@ def new_job_row(job: NewJob, status: JobStatus) -> tuple[Any, ...]:
         timeout, parent_id, pending, meta, headers, unique_key
 
     ``pkey``/``tkey`` are kept in the hash so the scripts can rebuild the ready member without
-    float formatting in Lua.
+    float formatting in Lua. A job without optional fields (the common one) leaves them out: the
+    row ends at ``tkey``, and the Lua reads the missing ones as nil.
     """
+    run_at = job.run_at
+    if (
+        job.timeout is None
+        and job.parent_id is None
+        and not job.pending
+        and job.meta is None
+        and not job.headers
+        and job.unique_key is None
+    ):
+        return (
+            job.id,
+            status,
+            repr(float(run_at)),  # fmt()
+            job.task,
+            job.queue,
+            packed(job.payload),
+            str(job.priority),
+            str(job.max_retries),
+            priority_key(job.priority),
+            time_key(run_at),
+        )
     return (
         job.id,
         status,  # (msgspec writes a JobStatus as its value)
