@@ -9,7 +9,9 @@ Layout, for prefix ``P`` and queue ``q``::
     P:{q}:scheduled    zset   delayed jobs, scored by ``run_at``
     P:{q}:leased       zset   running jobs, scored by ``lease_expires_at``
     P:{q}:finished     zset   finished jobs that expire, scored by ``expires_at``
-    P:{q}:all          zset   every job of the queue, scored by ``created_at`` (for listing)
+    P:{q}:all          zset   legacy: written by versions before issue #18's bulk-enqueue work
+                              (every job, scored by ``created_at``, never read); new jobs no
+                              longer enter it, old entries are removed with their jobs
     P:{q}:wake         list   wake-up signals for idle workers (``BLPOP``), trimmed
     P:{q}:seq          string counter behind publish order
     P:{q}:created      zset   every job of the queue, scored by ``created_at``, member = id
