@@ -161,3 +161,21 @@ async def test_batches_past_luas_unpack_limit_and_arbitrary_bytes_round_trip(pre
     finally:
         await client.aclose()
         await broker.close()
+
+
+async def test_a_claim_returns_the_record_as_stored(prefix: str) -> None:
+    # The claim builds its reply from the fields it read and wrote (no second read): it must
+    # match what a reader of the stored record (HGETALL) gets, optional fields included.
+    clock = FakeClock()
+    broker, client = await _open(prefix, clock)
+    try:
+        extras = {"timeout": 2.5, "meta": b"m\xff", "headers": {"h": "v"}, "unique_key": "u1", "priority": 3}
+        await broker.enqueue([job("a", clock(), **extras), job("b", clock())])
+        claimed = await broker.claim("q", 10, lease=30, worker="w")
+        assert [j.id for j in claimed] == ["a", "b"]
+        for j in claimed:
+            assert j == await broker.get(j.id)
+        assert claimed[0].headers == {"h": "v"} and claimed[0].meta == b"m\xff" and claimed[0].attempts == 1
+    finally:
+        await client.aclose()
+        await broker.close()

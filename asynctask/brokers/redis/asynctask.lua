@@ -538,12 +538,37 @@ end
 
 -- Add field = v + 1 to `set`, for a count that passed check(): computed here while a double
 -- holds it exactly, by HINCRBY (at once) beyond.
+-- Returns the new value as text, or false when HINCRBY made it.
 local function plus_one(key, field, v, set)
   if #v <= 15 then
-    push(set, field, string.format('%d', tonumber(v) + 1))
-  else
-    redis.call('HINCRBY', key, field, 1)
+    local text = string.format('%d', tonumber(v) + 1)
+    push(set, field, text)
+    return text
   end
+  redis.call('HINCRBY', key, field, 1)
+  return false
+end
+
+-- Every field codec.py decodes, CHECKED first: a claim reads them in one HMGET and returns the
+-- claimed record built from it (with what it wrote) rather than reading it again (HGETALL).
+local RECORD = {}
+for i = 1, #CHECKED do RECORD[i] = CHECKED[i] end
+local UNCHECKED = {'error', 'state', 'result', 'cancel_requested', 'pause_requested', 'parent_id',
+  'meta', 'unique_key', 'worker'}
+for i = 1, #UNCHECKED do RECORD[#CHECKED + i] = UNCHECKED[i] end -- (a library's load sees no ipairs)
+local STARTED_AT, LEASE_EXPIRES_AT, WORKER = 17, 19, #RECORD -- (positions in RECORD)
+
+-- The fields f (HMGET of RECORD) as HGETALL would return them: name, value, ...
+local function record_pairs(f)
+  local out, n = {}, 0
+  for i = 1, #RECORD do
+    local v = f[i]
+    if v then
+      out[n + 1], out[n + 2] = RECORD[i], v
+      n = n + 2
+    end
+  end
+  return out
 end
 
 local flow_claim -- defined with the flow-control commands below
@@ -570,8 +595,8 @@ commands.claim = want('claim') and function()
   for _, member in ipairs(members) do
     local id = ready_id(member)
     local key = Q.job .. id
-    -- One read for the status and the checks (the hot path of every claim).
-    local f = redis.call('HMGET', key, unpack(CHECKED))
+    -- One read for the status, the checks and the reply (the hot path of every claim).
+    local f = redis.call('HMGET', key, unpack(RECORD))
     local status = f[5]
     if status == 'queued' then
       local reason = check(f)
@@ -580,12 +605,18 @@ commands.claim = want('claim') and function()
       else
         -- lease_job(), in one HSET (and one ZADD to leased for the whole claim)
         local set = {'status', 'running', 'started_at', NOW, 'lease_expires_at', lease, 'worker', worker}
-        plus_one(key, 'attempts', f[6], set)
-        plus_one(key, 'token', f[8], set)
+        local attempts = plus_one(key, 'attempts', f[6], set)
+        local token = plus_one(key, 'token', f[8], set)
         redis.call('HSET', key, unpack(set))
         redis.call('HDEL', key, 'rmember')
         push(leased, lease, id)
-        out[#out + 1] = redis.call('HGETALL', key)
+        if attempts and token then
+          f[5], f[6], f[8] = 'running', attempts, token
+          f[STARTED_AT], f[LEASE_EXPIRES_AT], f[WORKER] = NOW, lease, worker
+          out[#out + 1] = record_pairs(f)
+        else -- (a count HINCRBY made: read back as text)
+          out[#out + 1] = redis.call('HGETALL', key)
+        end
       end
     else
       stray(Q, key, id, status)
