@@ -128,6 +128,18 @@ def new_job_row(job: NewJob, status: JobStatus) -> tuple[Any, ...]:
     row ends at ``tkey``, and the Lua reads the missing ones as nil.
     """
     run_at = job.run_at
+    head = (
+        job.id,
+        status,  # (msgspec writes a JobStatus as its value)
+        repr(float(run_at)),  # fmt(), inlined
+        job.task,
+        job.queue,
+        packed(job.payload),
+        str(job.priority),
+        str(job.max_retries),
+        priority_key(job.priority),
+        time_key(run_at),
+    )
     if (
         job.timeout is None
         and job.parent_id is None
@@ -136,29 +148,9 @@ def new_job_row(job: NewJob, status: JobStatus) -> tuple[Any, ...]:
         and not job.headers
         and job.unique_key is None
     ):
-        return (
-            job.id,
-            status,
-            repr(float(run_at)),  # fmt()
-            job.task,
-            job.queue,
-            packed(job.payload),
-            str(job.priority),
-            str(job.max_retries),
-            priority_key(job.priority),
-            time_key(run_at),
-        )
+        return head
     return (
-        job.id,
-        status,  # (msgspec writes a JobStatus as its value)
-        fmt(job.run_at),
-        job.task,
-        job.queue,
-        packed(job.payload),
-        str(job.priority),
-        str(job.max_retries),
-        priority_key(job.priority),
-        time_key(job.run_at),
+        *head,
         None if job.timeout is None else fmt(job.timeout),
         job.parent_id,
         str(job.pending) if job.pending else None,
