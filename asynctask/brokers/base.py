@@ -100,12 +100,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
 
+import anyio
 import msgspec
 
 from asynctask.flow import QueueSettings, RateLimit, TaskLimits
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
-__all__ = ["Broker", "Capabilities", "Clock", "Migratable", "Migration"]
+__all__ = ["Broker", "Capabilities", "ClaimsOnWake", "Clock", "Migratable", "Migration"]
 
 #: A zero-argument callable returning the current time as POSIX seconds.
 Clock = Callable[[], float]
@@ -118,6 +119,8 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     transactional_publish: bool = False
     #: Idle workers are woken by the broker instead of polling.
     push_wakeups: bool = False
+    #: The broker has :meth:`ClaimsOnWake.wait_and_claim`: a wait whose wake-up claims at once.
+    claim_on_wake: bool = False
 
 
 class Migration(msgspec.Struct, frozen=True):
@@ -141,6 +144,31 @@ class Migratable(Protocol):
 
     async def migrate(self) -> Migration:
         """Create or upgrade the schema; safe to run from many processes at once."""
+        ...
+
+
+class ClaimsOnWake(Protocol):
+    """A broker whose idle worker's wake-up claims at once (``Capabilities.claim_on_wake``).
+
+    Optional: the fetcher uses it where a broker has it, else :meth:`Broker.wait_for_jobs` then
+    :meth:`Broker.claim`.
+    """
+
+    async def wait_and_claim(
+        self,
+        queue: str,
+        timeout: float,
+        limit: int,
+        *,
+        lease: float,
+        worker: str,
+        limits: TaskLimits | None = None,
+        stop: anyio.Event | None = None,
+    ) -> list[Job]:
+        """``wait_for_jobs(queue, timeout)`` then ``claim(queue, limit, ...)``, with the claim made
+        by the broker as the wait ends (it may return nothing: a timeout, or nothing claimable).
+        Once ``stop`` is set the wait ends and claims nothing; cancelling it instead may leave
+        jobs leased to ``worker`` unseen until their lease expires."""
         ...
 
 

@@ -6,6 +6,14 @@ is not retried at once, which would spin on jobs that are ready but not claimabl
 waits for the first of a broker wake-up (a publish, a resume, a settings change), one of its own
 worker's outcomes being written (a concurrency slot may be free), the time the broker said a
 rate limit has tokens again, or ``poll_interval`` (another worker may have freed a slot).
+
+On a broker with ``Capabilities.claim_on_wake``, a claim that found too few jobs is followed by
+:meth:`~asynctask.brokers.base.ClaimsOnWake.wait_and_claim` instead of a wait and a claim: the
+broker claims as the wake-up arrives. The slots it may fill stay reserved while it waits, so a
+worker of several queues reserves at most ``batch_size`` / its number of queues per waiting
+fetcher (at least one), leaving the others room; a wait that fills them is followed by a full
+claim at once. A stop does not cancel it (a claim may be under way in the broker): it sets the
+event the broker watches, and shortens the call's deadline to ``timeout``.
 """
 
 from __future__ import annotations
@@ -14,10 +22,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any, cast
 
 import anyio
 
-from asynctask.brokers.base import Broker, Clock
+from asynctask.brokers.base import Broker, ClaimsOnWake, Clock
 from asynctask.flow import Claimed, TaskLimits
 from asynctask.models import Job, Lease
 from asynctask.runtime.control import Control, Slots, WorkerStats
@@ -62,6 +71,9 @@ class Fetcher:
         self.timeout = timeout
         self.limits = limits or None
         self.clock = clock
+        self.claim_on_wake = broker.capabilities.claim_on_wake
+        self._stop: anyio.Event | None = None
+        self._wait_scope: anyio.CancelScope | None = None
         #: Claims sent and answered so far, and whether the last answer had fewer jobs than asked.
         self.claims_sent = 0
         self.claims = 0
@@ -70,17 +82,26 @@ class Fetcher:
     async def run(self, send: Sender[Job]) -> None:
         backoff = _MIN_BACKOFF
         control, slots, queue = self.control, self.slots, self.queue
+        if self.claim_on_wake:
+            self._stop = anyio.Event()
+            control.on_stop(self._stopping)
+        wait_claim = False  # the next claim waits for a wake-up first (claim_on_wake)
+        wait_batch = max(1, self.batch_size // len(slots.queue_free))
         with send:
             while not control.stopping:
-                n = slots.reserve(queue, self.batch_size)
+                n = slots.reserve(queue, wait_batch if wait_claim else self.batch_size)
                 if n == 0:
                     await control.unless_stopping(partial(slots.wait, queue))
                     continue
                 self.claims_sent += 1
                 try:
                     # A claim in flight is not cut short by stop(): it may already hold jobs.
-                    with anyio.fail_after(self.timeout):
-                        jobs = await self._claim(n)
+                    if wait_claim:
+                        wait_claim = False
+                        jobs = await self._wait_and_claim(n)
+                    else:
+                        with anyio.fail_after(self.timeout):
+                            jobs = await self._claim(n)
                 except Exception as exc:
                     slots.release(queue, n)
                     log.warning(
@@ -106,6 +127,8 @@ class Fetcher:
                 if len(jobs) < n:
                     if isinstance(jobs, Claimed) and jobs.held_back:
                         await self._wait_for_jobs(self._held_back(jobs.retry_at))
+                    elif self.claim_on_wake:
+                        wait_claim = True
                     else:
                         await self._wait_for_jobs(
                             partial(self.broker.wait_for_jobs, queue, self.poll_interval)
@@ -118,6 +141,26 @@ class Fetcher:
         return await self.broker.claim(
             self.queue, n, lease=self.lease, worker=self.worker_id, limits=self.limits
         )
+
+    async def _wait_and_claim(self, n: int) -> list[Job]:
+        broker = cast(ClaimsOnWake, self.broker)
+        options: dict[str, Any] = {"lease": self.lease, "worker": self.worker_id, "stop": self._stop}
+        if self.limits is not None:
+            options["limits"] = self.limits
+        with anyio.fail_after(self.poll_interval + self.timeout) as scope:
+            self._wait_scope = scope
+            try:
+                return await broker.wait_and_claim(self.queue, self.poll_interval, n, **options)
+            finally:
+                self._wait_scope = None
+
+    def _stopping(self) -> None:
+        """stop(): end a wait_and_claim by its event, and within ``timeout`` at most."""
+        if self._stop is not None:
+            self._stop.set()
+        scope = self._wait_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, anyio.current_time() + self.timeout)
 
     def _held_back(self, retry_at: float | None) -> Callable[[], Awaitable[None]]:
         """The wait after a claim that flow control held back; see the module docstring."""

@@ -31,7 +31,7 @@ from asynctask.runtime.worker import Worker
 __all__ = ["Health", "Verdict"]
 
 #: Broker calls that are the fetchers asking for work.
-_CLAIM_LOOP = frozenset({"claim", "wait_for_jobs"})
+_CLAIM_LOOP = frozenset({"claim", "wait_for_jobs", "wait_and_claim"})
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -76,6 +76,19 @@ class _Instrumented:
             events.jobs_claimed(queue, jobs)
         return jobs
 
+    async def wait_and_claim(self, queue: str, timeout: float, limit: int, **options: Any) -> list[Job]:
+        events = self._events
+        started = time.perf_counter()
+        try:
+            jobs: list[Job] = await self._broker.wait_and_claim(queue, timeout, limit, **options)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            _report_failure(events, "wait_and_claim", started, exc)
+            raise
+        events.broker_call("wait_and_claim", time.perf_counter() - started, None)
+        if jobs:
+            events.jobs_claimed(queue, jobs)
+        return jobs
+
     async def complete(self, outcomes: Sequence[Outcome]) -> list[bool]:
         events = self._events
         started = time.perf_counter()

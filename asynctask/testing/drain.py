@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from typing import Any, Unpack
 
 import anyio
+import msgspec
 
 from asynctask.app import App
+from asynctask.brokers.base import Capabilities
 from asynctask.models import Job, JobStatus
 from asynctask.registry import Registry
 from asynctask.runtime.options import WorkerOptions
@@ -196,6 +198,12 @@ class _ClaimLog:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._broker, name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        # A wait that claims would be a claim this log does not see: plain waits and claims.
+        capabilities: Capabilities = self._broker.capabilities
+        return msgspec.structs.replace(capabilities, claim_on_wake=False)
 
     async def claim(self, queue: str, limit: int, *, lease: float, worker: str, **flow: Any) -> list[Job]:
         # ``flow``: the task limits, passed on only when the worker gives them (asynctask.flow).

@@ -895,12 +895,37 @@ end
 
 -- promote cap. Returns {1 if a job is ready else 0, next run_at or ''}.
 -- With nothing ready, stale wake signals are dropped so the next BLPOP really blocks.
+-- The third value is the server's clock (microseconds), which a wake_claim sent after this
+-- peek counts its wait from.
 commands.peek = want('peek') and function()
   promote(tonumber(take()))
   if redis.call('ZCARD', Q.ready) > 0 then return {1, ''} end
   redis.call('DEL', Q.wake)
   local nxt = redis.call('ZRANGE', Q.scheduled, 0, 0, 'WITHSCORES')
-  return {0, nxt[2] or ''}
+  local t = redis.call('TIME')
+  return {0, nxt[2] or '', t[1] .. string.format('%06d', tonumber(t[2]))}
+end
+
+-- A claim queued behind a worker's BLPOP on the wake list (waiting.py), run by the server as
+-- soon as the pop returns. Its arguments were written when the wait began, so the time and the
+-- lease's expiry move on by the wait, as the server's clock measured it from the peek's.
+-- Arguments: stop key, the peek's server time (microseconds; 0: the time stays), then claim's. A stop key that
+-- still holds an entry (the worker is stopping: it pushed two, the pop took one) claims nothing.
+-- Library only (not under EVAL: the client never pipelines it there).
+commands.wake_claim = not ONLY and function()
+  local stop, since = take(), tonumber(take())
+  if redis.call('EXISTS', stop) == 1 then
+    redis.call('DEL', stop)
+    return {{}, 0, ''}
+  end
+  local t = redis.call('TIME')
+  local waited = since > 0 and (tonumber(t[1]) * 1000000 + tonumber(t[2]) - since) / 1000000 or 0
+  if waited > 0 then
+    now = now + waited
+    NOW = string.format('%.17g', now)
+    ARGV[pos + 1] = string.format('%.17g', tonumber(ARGV[pos + 1]) + waited) -- lease_expires_at
+  end
+  return commands.claim()
 end
 
 -- The commands below this line (and set_flow) are defined only when one of them is called:

@@ -33,8 +33,8 @@ import msgspec
 from redis.asyncio import Redis
 
 from asynctask.brokers.base import Capabilities, Clock
-from asynctask.brokers.redis import listing
-from asynctask.brokers.redis.codec import decode_job, decode_record
+from asynctask.brokers.redis import listing, waiting
+from asynctask.brokers.redis.codec import decode_job
 from asynctask.brokers.redis.connection import (
     Timeouts,
     blocking_client,
@@ -51,16 +51,13 @@ from asynctask.brokers.redis.keys import DEFAULT_PREFIX, Keys
 from asynctask.brokers.redis.scripts import Scripts
 from asynctask.brokers.refcount import OpenCount
 from asynctask.errors import ConfigurationError
-from asynctask.flow import Claimed, QueueSettings, RateLimit, TaskLimits, normalize_limits
+from asynctask.flow import QueueSettings, RateLimit, TaskLimits, normalize_limits
 from asynctask.models import Job, JobStatus, Lease, LeaseState, NewJob, Outcome, QueueStats, WorkerInfo
 
 __all__ = ["RedisBroker"]
 
 logger = logging.getLogger("asynctask.brokers.redis")
-#: Extra time a wait may take beyond its timeout before we stop trusting the socket.
-_WAIT_GRACE = 5.0
 _WORKER = msgspec.json.Decoder(WorkerInfo)
-_MAX_BLOCK = 3600.0
 
 
 class RedisBroker:
@@ -111,7 +108,7 @@ class RedisBroker:
             )
         self.clock = clock
         self.keys = Keys(prefix)
-        self.capabilities = Capabilities(push_wakeups=True)
+        self.capabilities = Capabilities(push_wakeups=True, claim_on_wake=True)
         self._client = client
         self._blocking: Redis | None = None
         self._open = OpenCount(self._connect, self._disconnect)
@@ -228,15 +225,7 @@ class RedisBroker:
             rows, held, retry_at = await self._scripts.claim(
                 queue, now, limit, now + lease, worker, normalize_limits(limits)
             )
-        claimed = []
-        for row in rows:
-            job, problem = decode_record(row)
-            if problem is None:
-                claimed.append(job)
-                self._queue_of[job.id] = queue
-            else:  # the script checked it, but Python could not read it: it runs no further
-                await self._quarantine(queue, row, problem)
-        return Claimed(claimed, held_back=True, retry_at=retry_at) if held else claimed
+        return await waiting.claimed(self, queue, rows, held, retry_at)
 
     async def _quarantine(self, queue: str, row: dict[bytes, bytes], problem: str) -> None:
         logger.warning(
@@ -304,25 +293,25 @@ class RedisBroker:
         and block for a new one or the timeout. A publish between the claim and this wait may
         lose its signal; the timeout (at most the poll interval) bounds that delay.
         """
-        qk = self.keys.queue(queue)
-        now = self.clock()
-        with translate(self._where):
-            if held:
-                await self._client.delete(qk.wake)
-            else:
-                ready, next_run = await self._scripts.peek(queue, now)
-                if ready:
-                    return
-                if next_run is not None:
-                    timeout = min(timeout, next_run - now)
-        if timeout <= 0:
-            return
-        blocking = self._blocking or self._client
-        # BLPOP takes seconds with millisecond resolution; 0 would mean "forever", and a
-        # waiter may return early anyway ("a job *may* be ready"), so very long waits are cut.
-        block = min(max(timeout, 0.01), _MAX_BLOCK)
-        with anyio.move_on_after(block + _WAIT_GRACE), translate(self._where):
-            await blocking.blpop([qk.wake], timeout=block)
+        await waiting.wait_for_jobs(self, queue, timeout, held=held)
+
+    async def wait_and_claim(
+        self,
+        queue: str,
+        timeout: float,
+        limit: int,
+        *,
+        lease: float,
+        worker: str,
+        limits: TaskLimits | None = None,
+        stop: anyio.Event | None = None,
+    ) -> list[Job]:
+        """:meth:`wait_for_jobs`, then :meth:`claim`, the claim run by the server right after the
+        wake-up (no round trip between them); ``stop`` ends the wait claiming nothing. See
+        :mod:`.waiting`."""
+        return await waiting.wait_and_claim(
+            self, queue, timeout, limit, lease=lease, worker=worker, limits=limits, stop=stop
+        )
 
     # --- maintenance -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Layout, for prefix ``P`` and queue ``q``::
                               (every job, scored by ``created_at``, never read); new jobs no
                               longer enter it, old entries are removed with their jobs
     P:{q}:wake         list   wake-up signals for idle workers (``BLPOP``), trimmed
+    P:{q}:wake:<w>     list   the stop signal of one worker's wait (``waiting.py``); a minute's TTL
     P:{q}:seq          string counter behind publish order
     P:{q}:created      zset   every job of the queue, scored by ``created_at``, member = id
     P:{q}:status:<s>   zset   waiting, paused and finished jobs by status, like ``created``

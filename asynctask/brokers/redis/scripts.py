@@ -28,7 +28,7 @@ from asynctask.brokers.redis.loader import Runner
 from asynctask.flow import CLOCK_SLACK, RateLimit, TaskLimit
 from asynctask.models import LeaseState, NewJob, Outcome, OutcomeKind
 
-__all__ = ["SOURCE", "TTL_MARGIN", "Scripts", "ttl_ms"]
+__all__ = ["SOURCE", "TTL_MARGIN", "Scripts", "claim_args", "claim_reply", "ttl_ms"]
 
 #: The Lua source, shipped as package data.
 SOURCE = files("asynctask.brokers.redis").joinpath("asynctask.lua").read_text(encoding="utf-8")
@@ -82,6 +82,24 @@ def _outcome(o: Outcome, now: float) -> tuple[Any, ...]:
     )
 
 
+def claim_args(
+    limit: int, lease_expires_at: float, worker: str, limits: Mapping[str, TaskLimit]
+) -> list[Any]:
+    """The arguments of ``claim`` (and the tail of ``wake_claim``'s)."""
+    args: list[Any] = [limit, fmt(lease_expires_at), worker, PROMOTE_CAP, fmt(CLOCK_SLACK), len(limits)]
+    for name, lim in limits.items():
+        rate = lim.rate
+        args += [name, "" if lim.concurrency is None else str(lim.concurrency)]
+        args += ["", ""] if rate is None else [fmt(rate.per_second), str(rate.burst)]
+    return args
+
+
+def claim_reply(reply: Any) -> tuple[list[dict[bytes, bytes]], bool, float | None]:
+    """``claim``'s reply: the claimed rows, whether flow control held jobs back, when tokens return."""
+    rows, held, retry_at = reply
+    return [pairs(row) for row in rows], bool(held), float(retry_at) if retry_at else None
+
+
 class Scripts:
     """The Lua commands, bound to one client and key prefix."""
 
@@ -92,16 +110,31 @@ class Scripts:
         # queue -> [its ready key] (KEYS of a call; the name validated once).
         self._slot_keys: dict[str, list[str]] = {}
 
-    async def _call(
-        self, queue: str, command: str, now: float, *args: Any, client: _Client | None = None
-    ) -> Any:
+    def command(self, queue: str, command: str, now: float, *args: Any) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of one command on ``queue``."""
         keys = self._slot_keys.get(queue)
         if keys is None:
             if len(self._slot_keys) >= _SLOT_KEYS_CACHED:
                 self._slot_keys.clear()
             keys = self._slot_keys[queue] = [self._keys.queue(queue).ready]
-        head = [command, self._keys.prefix, fmt(now), time_key(now), queue]
-        return await self._run(keys, [*head, *args], client=client)
+        return keys, [command, self._keys.prefix, fmt(now), time_key(now), queue, *args]
+
+    async def _call(
+        self, queue: str, command: str, now: float, *args: Any, client: _Client | None = None
+    ) -> Any:
+        keys, argv = self.command(queue, command, now, *args)
+        return await self._run(keys, argv, client=client)
+
+    async def function(self) -> str | None:
+        """The library's function name, loading it first if needed; ``None`` where calls go by
+        ``EVALSHA`` (no Functions on the server)."""
+        if self._run.functions is None:
+            await self._run.load()
+        return self._run.function if self._run.functions else None
+
+    async def reload(self) -> None:
+        """Load the library again (a pipelined ``FCALL`` found it gone)."""
+        await self._run.load()
 
     async def enqueue(
         self, queue: str, now: float, jobs: Sequence[NewJob], *, client: _Client | None = None
@@ -120,13 +153,8 @@ class Scripts:
         limits: Mapping[str, TaskLimit],
     ) -> tuple[list[dict[bytes, bytes]], bool, float | None]:
         """The claimed rows, whether flow control held jobs back, and when tokens return."""
-        args: list[Any] = [limit, fmt(lease_expires_at), worker, PROMOTE_CAP, fmt(CLOCK_SLACK), len(limits)]
-        for name, lim in limits.items():
-            rate = lim.rate
-            args += [name, "" if lim.concurrency is None else str(lim.concurrency)]
-            args += ["", ""] if rate is None else [fmt(rate.per_second), str(rate.burst)]
-        rows, held, retry_at = await self._call(queue, "claim", now, *args)
-        return [pairs(row) for row in rows], bool(held), float(retry_at) if retry_at else None
+        args = claim_args(limit, lease_expires_at, worker, limits)
+        return claim_reply(await self._call(queue, "claim", now, *args))
 
     async def set_flow(
         self,
@@ -181,10 +209,11 @@ class Scripts:
     async def prune(self, queue: str, now: float, limit: int) -> list[str]:
         return [x.decode() for x in await self._call(queue, "prune", now, limit)]
 
-    async def peek(self, queue: str, now: float) -> tuple[bool, float | None]:
-        """Whether a job is ready, and else when the next scheduled one is due."""
-        ready, next_run = await self._call(queue, "peek", now, PROMOTE_CAP)
-        return bool(ready), float(next_run) if next_run else None
+    async def peek(self, queue: str, now: float) -> tuple[bool, float | None, int]:
+        """Whether a job is ready, else when the next scheduled one is due and the server's
+        clock (microseconds; 0 when a job is ready)."""
+        ready, next_run, *server = await self._call(queue, "peek", now, PROMOTE_CAP)
+        return bool(ready), float(next_run) if next_run else None, int(server[0]) if server else 0
 
     async def cancel(
         self, queue: str, now: float, job_id: str, expires_at: float | None

@@ -1,0 +1,177 @@
+"""wait_and_claim: the claim queued behind the wake-up's BLPOP (asynctask.brokers.redis.waiting).
+
+Each test runs its own server, so "the wait is blocked" can be read from ``INFO clients``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from asynctask.brokers.redis import RedisBroker, waiting
+from asynctask.models import Job, JobStatus
+from asynctask.testing.clock import wait_until
+from tests.redis.helpers import broker_for, job
+from tests.redis.server import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 30.0
+
+
+async def _blocked(raw: Redis) -> bool:
+    info = await raw.info("clients")
+    return int(info["blocked_clients"]) >= 1
+
+
+async def _waiting(
+    broker: RedisBroker, raw: Redis, got: list[Job], stop: anyio.Event | None = None, timeout: float = 60
+) -> Callable[[], object]:
+    async def wait() -> None:
+        got.extend(await broker.wait_and_claim("q", timeout, 10, lease=LEASE, worker="w", stop=stop))
+
+    return wait
+
+
+async def test_a_job_published_while_the_worker_waits_is_claimed_by_the_wait(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    server = own_server()
+    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
+    raw = Redis.from_url(server.url)
+    await broker.open()
+    await publisher.open()
+    try:
+        assert broker.capabilities.claim_on_wake
+        got: list[Job] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(await _waiting(broker, raw, got))
+                await wait_until(lambda: _blocked(raw))
+                published = time.time()
+                await publisher.enqueue([job("a", published)])
+        [claimed] = got
+        assert claimed.id == "a" and claimed.status is JobStatus.RUNNING and claimed.attempts == 1
+        # Time moved on by the wait: the claim is dated after the publish, the lease runs from it.
+        assert claimed.started_at is not None and claimed.started_at >= published
+        assert claimed.lease_expires_at is not None and claimed.lease_expires_at >= published + LEASE
+        stored = await publisher.get("a")
+        assert stored is not None and stored.token == claimed.token and stored.status is JobStatus.RUNNING
+        # The claim cache knows the job: its completion needs no index look-up.
+        assert broker._queue_of["a"] == "q"
+    finally:
+        await raw.aclose()
+        await broker.close()
+        await publisher.close()
+
+
+async def test_a_ready_job_is_claimed_without_waiting(prefix: str) -> None:
+    broker = broker_for(prefix)
+    await broker.open()
+    try:
+        await broker.enqueue([job("a", time.time())])
+        with anyio.fail_after(5):
+            jobs = await broker.wait_and_claim("q", 60, 5, lease=LEASE, worker="w")
+        assert [j.id for j in jobs] == ["a"]
+    finally:
+        await broker.close()
+
+
+async def test_the_wait_ends_by_its_timeout_claiming_nothing(prefix: str) -> None:
+    broker = broker_for(prefix)
+    await broker.open()
+    try:
+        with anyio.fail_after(5):
+            assert await broker.wait_and_claim("q", 0.05, 5, lease=LEASE, worker="w") == []
+    finally:
+        await broker.close()
+
+
+async def test_a_stopped_wait_claims_nothing_even_with_a_job_ready(
+    own_server: Callable[..., RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop and a wake-up reach the waiting worker at once (one transaction): the pop takes
+    the wake-up, and the claim behind it sees the stop and leaves the job queued, not leased to
+    a worker that would never see it."""
+    server = own_server()
+    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
+    raw = Redis.from_url(server.url)
+    fixed = uuid.uuid4()
+    monkeypatch.setattr(waiting.uuid, "uuid4", lambda: fixed)
+    stop_key = f"{broker.keys.queue('q').wake}:{fixed.hex}"
+    await broker.open()
+    await publisher.open()
+    try:
+        got: list[Job] = []
+        stop = anyio.Event()
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(await _waiting(broker, raw, got, stop))
+                await wait_until(lambda: _blocked(raw))
+                now = time.time()
+                async with publisher._client.pipeline(transaction=True) as pipe:
+                    await publisher._scripts.enqueue("q", now, [job("a", now)], client=pipe)
+                    pipe.lpush(stop_key, "1", "1")
+                    await pipe.execute()
+                stop.set()
+        assert got == []
+        stored = await publisher.get("a")
+        assert stored is not None and stored.status is JobStatus.QUEUED and stored.attempts == 0
+        assert await raw.exists(stop_key) in (0, 1)  # the late stop's entries expire
+        assert 0 < await raw.pttl(stop_key) <= 60_000 or not await raw.exists(stop_key)
+    finally:
+        await raw.aclose()
+        await broker.close()
+        await publisher.close()
+
+
+async def test_setting_stop_ends_a_blocked_wait(own_server: Callable[..., RedisServer]) -> None:
+    server = own_server()
+    broker = broker_for("p", url=server.url)
+    raw = Redis.from_url(server.url)
+    await broker.open()
+    try:
+        got: list[Job] = []
+        stop = anyio.Event()
+        with anyio.fail_after(10):  # the wait's own timeout is 60 s
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(await _waiting(broker, raw, got, stop))
+                await wait_until(lambda: _blocked(raw))
+                stop.set()
+        assert got == []
+        assert not await _blocked(raw)
+        await broker.enqueue([job("a", time.time())])
+        assert [j.id for j in await broker.claim("q", 5, lease=LEASE, worker="w")] == ["a"]
+    finally:
+        await raw.aclose()
+        await broker.close()
+
+
+async def test_an_injected_clock_does_not_move_during_the_wait(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    server = own_server()
+    now = 1_800_000_000.0
+    broker = broker_for("p", url=server.url, clock=lambda: now)
+    publisher = broker_for("p", url=server.url, clock=lambda: now)
+    raw = Redis.from_url(server.url)
+    await broker.open()
+    await publisher.open()
+    try:
+        got: list[Job] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(await _waiting(broker, raw, got))
+                await wait_until(lambda: _blocked(raw))
+                await publisher.enqueue([job("a", now)])
+        [claimed] = got
+        assert claimed.started_at == now and claimed.lease_expires_at == now + LEASE
+    finally:
+        await raw.aclose()
+        await broker.close()
+        await publisher.close()
