@@ -7,6 +7,7 @@ This is the boundary: redis-py exceptions never leave the broker; they become
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -17,6 +18,12 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, u
 
 import redis.exceptions as rexc
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
@@ -135,7 +142,7 @@ def client_from_url(url: str, **timeouts: Unpack[Timeouts]) -> Redis:
     try:
         # retry_on_error said explicitly: before redis-py 6 a timeout was not retried by default.
         errors = [rexc.ConnectionError, rexc.TimeoutError]
-        return Redis.from_url(url, retry=_retry(), retry_on_error=errors, **options)
+        client = Redis.from_url(url, retry=_retry(), retry_on_error=errors, **options)
     except ValueError as exc:
         # redis-py's messages may quote parts of the URL: name the redacted URL, not them.
         reason = str(exc)
@@ -143,6 +150,67 @@ def client_from_url(url: str, **timeouts: Unpack[Timeouts]) -> Redis:
         if any(piece in reason for piece in re.split(r"[/?#]", password) if piece):
             reason = "cannot parse it (percent-encode a '/', '?', '#' or '@' in the password)"
         raise ConfigurationError(f"invalid Redis URL {display!r}: {reason}") from None
+    pool = client.connection_pool
+    pool.connection_class = _WRITE_NOW.get(pool.connection_class, pool.connection_class)
+    return client
+
+
+class _WriteNow(AbstractConnection):
+    """Sends a command the socket takes at once without redis-py's write deadline.
+
+    redis-py bounds every write by ``socket_timeout`` with ``asyncio.wait_for``, which on Python
+    3.11 runs the write as a task of its own: about 55 us of a single-job publish's ~290 us of
+    client CPU. A write can only outlive a deadline when the kernel's socket buffer is full; so
+    the bytes are handed to the transport, and only what the socket did not take at once (the
+    transport buffers it) is drained under the deadline, with redis-py's errors. A connection
+    that is not yet open, or checks its health, takes redis-py's own path.
+    """
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        writer = self._writer
+        if (
+            writer is None
+            or not self.socket_timeout
+            or self.health_check_interval
+            or not isinstance(command, list)
+            or writer.transport.is_closing()
+            or writer.transport.get_write_buffer_size()
+        ):
+            await super().send_packed_command(command, check_health)
+            return
+        writer.writelines(command)
+        if not writer.transport.get_write_buffer_size():
+            return
+        try:
+            await asyncio.wait_for(writer.drain(), self.socket_timeout)
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise rexc.TimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise rexc.ConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:
+            await self.disconnect(nowait=True)
+            raise
+
+
+class _WriteNowTCP(_WriteNow, Connection):
+    pass
+
+
+class _WriteNowSSL(_WriteNow, SSLConnection):
+    pass
+
+
+class _WriteNowUnix(_WriteNow, UnixDomainSocketConnection):
+    pass
+
+
+_WRITE_NOW: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _WriteNowTCP,
+    SSLConnection: _WriteNowSSL,
+    UnixDomainSocketConnection: _WriteNowUnix,
+}
 
 
 def blocking_client(client: Redis) -> Redis:
