@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 import pytest
 from redis.asyncio import Redis
 
+from asynctask import App, JobCtx, Worker
 from asynctask.brokers.redis import RedisBroker, waiting
+from asynctask.events import Observer
 from asynctask.models import Job, JobStatus
 from asynctask.testing.clock import wait_until
 from tests.redis.helpers import broker_for, job
@@ -175,3 +177,48 @@ async def test_an_injected_clock_does_not_move_during_the_wait(
         await raw.aclose()
         await broker.close()
         await publisher.close()
+
+
+class _Seen(Observer):
+    def __init__(self) -> None:
+        self.claimed: list[str] = []
+        self.operations: set[str] = set()
+
+    def jobs_claimed(self, queue: str, jobs: Sequence[Job]) -> None:
+        self.claimed += [j.id for j in jobs]
+
+    def broker_call(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        self.operations.add(operation)
+
+
+async def test_an_idle_worker_claims_on_wake_and_stops_without_waiting_out_its_poll(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    """poll_interval and broker_timeout are long: only the stop key can end the idle wait soon,
+    and the job published while the worker waits reaches it through the wait's claim."""
+    server = own_server()
+    raw = Redis.from_url(server.url)
+    app = App(broker=f"{server.url}?prefix=p")
+    ran: list[int] = []
+
+    @app.task(queue="q")
+    async def note(ctx: JobCtx, n: int) -> None:
+        ran.append(n)
+
+    worker = Worker(app, concurrency=2, poll_interval=60.0, broker_timeout=30.0, shutdown_grace=0)
+    seen = _Seen()
+    worker.events.subscribe(seen)
+    try:
+        with anyio.fail_after(10):
+            async with app, anyio.create_task_group() as tg:
+                await tg.start(worker.run)
+                await wait_until(lambda: _blocked(raw))
+                handle = await note.publish(1)
+                await wait_until(lambda: ran == [1])
+                assert (await handle.result(timeout=5)) is None
+                await wait_until(lambda: _blocked(raw))
+                worker.stop()
+        assert handle.id in seen.claimed and "wait_and_claim" in seen.operations
+        assert await raw.zcard(app.broker.keys.queue("q").leased) == 0  # type: ignore[attr-defined]
+    finally:
+        await raw.aclose()
