@@ -222,3 +222,39 @@ async def test_an_idle_worker_claims_on_wake_and_stops_without_waiting_out_its_p
         assert await raw.zcard(app.broker.keys.queue("q").leased) == 0  # type: ignore[attr-defined]
     finally:
         await raw.aclose()
+
+
+async def test_a_library_gone_from_the_server_falls_back_to_a_plain_claim(
+    own_server: Callable[..., RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipelined FCALL names a function the server does not have (as after FUNCTION FLUSH
+    between the peek and the pop): the library is loaded again and the job claimed plainly."""
+    server = own_server()
+    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
+    raw = Redis.from_url(server.url)
+    await broker.open()
+    await publisher.open()
+    reloads: list[None] = []
+    real_reload = broker._scripts.reload
+
+    async def gone() -> str:
+        return "asynctask_gone"
+
+    async def reload() -> None:
+        reloads.append(None)
+        await real_reload()
+
+    monkeypatch.setattr(broker._scripts, "function", gone)
+    monkeypatch.setattr(broker._scripts, "reload", reload)
+    try:
+        got: list[Job] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(await _waiting(broker, raw, got))
+                await wait_until(lambda: _blocked(raw))
+                await publisher.enqueue([job("a", time.time())])
+        assert [j.id for j in got] == ["a"] and reloads == [None]
+    finally:
+        await raw.aclose()
+        await broker.close()
+        await publisher.close()
