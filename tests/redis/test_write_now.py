@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.connection import AbstractConnection, SSLConnection, UnixDomainSocketConnection
 
 from asynctask.brokers.redis.connection import _WriteNow, blocking_client, client_from_url
 from tests.backend_redis import REDIS_URL
@@ -38,4 +38,22 @@ async def test_commands_small_and_larger_than_the_socket_buffer_arrive(prefix: s
         assert await blocking.get(f"{prefix}:small") == b"1"  # (no deadline there: redis-py's path)
     finally:
         await blocking.aclose()
+        await client.aclose()
+
+
+async def test_a_small_command_on_an_open_connection_skips_redis_pys_path(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if redis-py's internals moved (the fallback then works, but the saving is gone)."""
+    client = client_from_url(REDIS_URL)
+    try:
+        await client.set(f"{prefix}:k", b"1")  # opens the connection (redis-py's path)
+
+        async def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("redis-py's send_packed_command was used")
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", refuse)
+        assert await client.get(f"{prefix}:k") == b"1"
+    finally:
+        monkeypatch.undo()
         await client.aclose()

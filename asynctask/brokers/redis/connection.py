@@ -167,7 +167,8 @@ class _WriteNow(AbstractConnection):
     """
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        writer = self._writer
+        # getattr: should redis-py rename its private writer, its own path is taken.
+        writer = getattr(self, "_writer", None)
         if (
             writer is None
             or not self.socket_timeout
