@@ -18,6 +18,7 @@ event the broker watches, and shortens the call's deadline to ``timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -125,6 +126,11 @@ class Fetcher:
                     held[job.id] = Lease(job.id, job.token)
                     send.put(job)
                 if len(jobs) < n:
+                    if jobs:
+                        # Let the executors start these jobs before the wait's own work (a
+                        # look for ready jobs, for one): they were woken first, so one turn of
+                        # the loop runs them up to their handlers' first awaits.
+                        await asyncio.sleep(0)
                     if isinstance(jobs, Claimed) and jobs.held_back:
                         await self._wait_for_jobs(self._held_back(jobs.retry_at))
                     elif self.claim_on_wake:

@@ -181,6 +181,13 @@ FROM created;
 -- Flow control (issue #13): a queue with settings (a row in queues), or a picked job of a
 -- limited task, diverts the claim to the flow path (flow_lock, flow_claim): nothing is claimed,
 -- and one row of NULLs with diverted = true says so. Otherwise this is the whole claim.
+-- Its commit does not wait for the WAL flush (synchronous_commit = off for this transaction
+-- only, set by the statement itself; the session keeps its setting): the claim's round trip is
+-- then the statement alone (about 1.2 -> 0.4 ms at the median). A server crash can forget a
+-- claim made in the last moments (3 x wal_writer_delay at most) if nothing durable was committed
+-- after it: the job is queued again with its previous token and runs again (at least once). The
+-- next claim's token cannot repeat the forgotten one, see the token column below. Any later
+-- durable commit (the job's heartbeat, completion, saved state, a publish) flushes the claim too.
 WITH picked AS (
     SELECT id, task
     FROM __schema__.jobs
@@ -195,18 +202,30 @@ flow AS (
     SELECT EXISTS (SELECT 1 FROM __schema__.queues WHERE name = $1::text)
         OR EXISTS (SELECT 1 FROM picked WHERE task = ANY ($6::text[])) AS diverted
 ),
+-- Every row updated below passed this test, so the setting is in place before the commit.
+async_commit AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
+),
 claimed AS (
     UPDATE __schema__.jobs AS j SET
         status = 'running',
         -- Kept within 1..ATTEMPTS_LIMIT whatever the row says (asynctask/brokers/rules.py).
         attempts = greatest(least(j.attempts, 2147483646), 0) + 1,
+        -- The server's clock in microseconds, or the previous token + 1 if that is larger: a
+        -- claim the server forgot in a crash (see above) left the previous token in the row, and
+        -- the claim after the restart reads a later clock, so its token differs from the
+        -- forgotten one (the same token twice would let two live workers write to the job).
         -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
-        token = least(j.token, 9223372036854775806) + 1,
+        token = greatest(
+            least(j.token, 9223372036854775806) + 1,
+            (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
+        ),
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text
     -- = ANY(ARRAY(...)): probe the primary key for each picked id, never a scan-and-hash.
     WHERE j.id = ANY (ARRAY(SELECT id FROM picked)) AND NOT (SELECT diverted FROM flow)
+      AND (SELECT setting FROM async_commit) IS NOT NULL
     -- The fields of a Job, in its order (rows.claimed_job reads them by position), then seq.
     RETURNING j.id, j.task, j.queue, j.payload, j.status, j.priority, j.attempts, j.max_retries,
               j.timeout, j.run_at, j.created_at, j.started_at, j.finished_at, j.lease_expires_at,
@@ -756,8 +775,11 @@ claimed AS (
         status = 'running',
         -- Kept within 1..ATTEMPTS_LIMIT whatever the row says (asynctask/brokers/rules.py).
         attempts = greatest(least(j.attempts, 2147483646), 0) + 1,
-        -- Saturates too: only a corrupt row gets near it (fencing then stops for that job).
-        token = least(j.token, 9223372036854775806) + 1,
+        -- As in claim, whichever path claims the job (this commit is durable: it writes buckets).
+        token = greatest(
+            least(j.token, 9223372036854775806) + 1,
+            (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
+        ),
         started_at = $3::double precision,
         lease_expires_at = $3::double precision + $4::double precision,
         worker = $5::text

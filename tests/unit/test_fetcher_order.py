@@ -1,0 +1,51 @@
+"""A fetcher lets the executors start the jobs it just claimed before it waits for more."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from asynctask import App, JobCtx, MemoryBroker, Worker
+from asynctask.models import Job
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingBroker(MemoryBroker):
+    """A memory broker that writes its claims and waits into a shared event list."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
+        jobs = await super().claim(queue, limit, lease=lease, worker=worker)
+        self.events.extend(f"claimed {job.id}" for job in jobs)
+        return jobs
+
+    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+        self.events.append("wait")
+        await super().wait_for_jobs(queue, timeout)
+
+
+async def test_claimed_jobs_start_before_the_fetcher_waits_again() -> None:
+    events: list[str] = []
+    app = App(RecordingBroker(events))
+
+    @app.task
+    async def work(ctx: JobCtx, n: int) -> int:
+        events.append(f"started {ctx.job.id}")
+        return n
+
+    async with app:
+        worker = Worker(app, concurrency=4, poll_interval=0.05)
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            handles = []
+            for n in range(3):  # one at a time: each claim takes fewer jobs than it asked for
+                handles.append(await work.publish(n))
+                assert await handles[-1].result(timeout=20) == n
+            worker.stop()
+    for handle in handles:
+        claimed = events.index(f"claimed {handle.id}")
+        assert events[claimed + 1] == f"started {handle.id}", events[claimed:]
