@@ -65,8 +65,14 @@ class Control:
 class Slots:
     """How many more jobs the worker may hold, in all and per queue (prefetched ones included)."""
 
-    def __init__(self, total: int, queues: Iterable[str], limits: Mapping[str, int]) -> None:
+    def __init__(
+        self, total: int, queues: Iterable[str], limits: Mapping[str, int], *, spare: int | None = None
+    ) -> None:
         self.free = total
+        #: How many slots waits (``wait_and_claim``) may still hold, in all: ``spare`` (the
+        #: worker's prefetch), so that idle queues' waits never take the executors' slots from a
+        #: busy queue; all of them when ``spare`` is None.
+        self.wait_free = total if spare is None else spare
         self.queue_free: dict[str, float] = {q: limits.get(q, math.inf) for q in queues}
         self._changed = anyio.Event()
         self._settled = anyio.Event()
@@ -78,6 +84,16 @@ class Slots:
         self.free -= n
         self.queue_free[queue] -= n
         return n
+
+    def reserve_wait(self, queue: str, most: int) -> int:
+        """:meth:`reserve` for a wait that claims as it wakes, out of ``wait_free``; give the
+        budget back with :meth:`end_wait` (the slots themselves with :meth:`release`)."""
+        n = self.reserve(queue, min(most, self.wait_free))
+        self.wait_free -= n
+        return n
+
+    def end_wait(self, n: int) -> None:
+        self.wait_free += n
 
     def release(self, queue: str, n: int = 1) -> None:
         if n:

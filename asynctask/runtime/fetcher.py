@@ -11,8 +11,9 @@ On a broker with ``Capabilities.claim_on_wake``, a claim that found too few jobs
 :meth:`~asynctask.brokers.base.ClaimsOnWake.wait_and_claim` instead of a wait and a claim: the
 broker claims as the wake-up arrives. The slots it may fill stay reserved while it waits, so a
 worker of several queues reserves at most ``batch_size`` / its number of queues per waiting
-fetcher (at least one), leaving the others room; a wait that fills them is followed by a full
-claim at once. A stop does not cancel it (a claim may be under way in the broker): it sets the
+fetcher (at least one), and its waits together no more than its ``prefetch``: idle queues never
+hold the slots a busy queue's jobs would run in (a fetcher finding that budget spent waits the
+plain way). A wait that fills its slots is followed by a full claim at once. A stop does not cancel it (a claim may be under way in the broker): it sets the
 event the broker watches, and shortens the call's deadline to ``timeout``.
 """
 
@@ -90,16 +91,28 @@ class Fetcher:
         wait_batch = max(1, self.batch_size // len(slots.queue_free))
         with send:
             while not control.stopping:
-                n = slots.reserve(queue, wait_batch if wait_claim else self.batch_size)
-                if n == 0:
-                    await control.unless_stopping(partial(slots.wait, queue))
-                    continue
+                waiting = 0
+                if wait_claim:
+                    wait_claim = False
+                    n = waiting = slots.reserve_wait(queue, wait_batch)
+                    if not waiting:  # other queues' waits hold the slots waits may: a plain wait
+                        await self._wait_for_jobs(
+                            partial(self.broker.wait_for_jobs, queue, self.poll_interval)
+                        )
+                        continue
+                else:
+                    n = slots.reserve(queue, self.batch_size)
+                    if n == 0:
+                        await control.unless_stopping(partial(slots.wait, queue))
+                        continue
                 self.claims_sent += 1
                 try:
                     # A claim in flight is not cut short by stop(): it may already hold jobs.
-                    if wait_claim:
-                        wait_claim = False
-                        jobs = await self._wait_and_claim(n)
+                    if waiting:
+                        try:
+                            jobs = await self._wait_and_claim(n)
+                        finally:
+                            slots.end_wait(n)
                     else:
                         with anyio.fail_after(self.timeout):
                             jobs = await self._claim(n)

@@ -239,7 +239,11 @@ class Worker:
         bind_worker(self.id)
         self._running = True
         self.started_at = self.registry.clock()
-        slots = self._slots = Slots(self.concurrency + self.prefetch, self.queues, self.queue_limits)
+        # Waits of idle queues hold slots out of the prefetch only, unless there is one queue.
+        spare = self.prefetch if len(self.queues) > 1 else None
+        slots = self._slots = Slots(
+            self.concurrency + self.prefetch, self.queues, self.queue_limits, spare=spare
+        )
         self._changed = None
         control.on_stop(slots.poke)
         control.on_stop(self._wake)

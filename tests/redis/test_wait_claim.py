@@ -26,9 +26,9 @@ pytestmark = pytest.mark.anyio
 LEASE = 30.0
 
 
-async def _blocked(raw: Redis) -> bool:
+async def _blocked(raw: Redis, clients: int = 1) -> bool:
     info = await raw.info("clients")
-    return int(info["blocked_clients"]) >= 1
+    return int(info["blocked_clients"]) >= clients
 
 
 async def _waiting(
@@ -258,3 +258,42 @@ async def test_a_library_gone_from_the_server_falls_back_to_a_plain_claim(
         await raw.aclose()
         await broker.close()
         await publisher.close()
+
+
+async def test_idle_queues_waits_leave_a_busy_queue_all_its_executors(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    """Waits that claim as they wake hold their slots: together no more than the prefetch (1
+    here), so three idle queues cannot keep the busy one below its concurrency of 4."""
+    server = own_server()
+    raw = Redis.from_url(server.url)
+    app = App(broker=f"{server.url}?prefix=p")
+    running = 0
+    all_in = anyio.Event()
+
+    @app.task(queue="busy")
+    async def hold(ctx: JobCtx, n: int) -> None:
+        nonlocal running
+        running += 1
+        if running == 4:
+            all_in.set()
+        await all_in.wait()
+
+    for name in ("i1", "i2", "i3"):
+        app.task(queue=name, name=f"idle_{name}")(_idle)
+
+    worker = Worker(app, concurrency=4, prefetch=1, poll_interval=60.0, shutdown_grace=0)
+    try:
+        with anyio.fail_after(15):
+            async with app, anyio.create_task_group() as tg:
+                await tg.start(worker.run)
+                await wait_until(lambda: _blocked(raw, 4))  # every queue's fetcher waits
+                await app.publish_many([hold.spec(i) for i in range(4)])
+                await all_in.wait()
+                worker.stop()
+    finally:
+        await raw.aclose()
+
+
+async def _idle(ctx: JobCtx) -> None:
+    pass
