@@ -13,8 +13,9 @@ broker claims as the wake-up arrives. The slots it may fill stay reserved while 
 worker of several queues reserves at most ``batch_size`` / its number of queues per waiting
 fetcher (at least one), and its waits together no more than its ``prefetch``: idle queues never
 hold the slots a busy queue's jobs would run in (a fetcher finding that budget spent waits the
-plain way). A wait that fills its slots is followed by a full claim at once. A stop does not cancel it (a claim may be under way in the broker): it sets the
-event the broker watches, and shortens the call's deadline to ``timeout``.
+plain way). A wait that fills its slots is followed by a full claim at once. A stop does not
+cancel it (a claim may be under way in the broker): it sets the event the broker watches, and
+shortens the call's deadline to ``timeout``.
 """
 
 from __future__ import annotations
