@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 import anyio
@@ -64,27 +65,24 @@ class _Instrumented:
         return timed
 
     async def claim(self, queue: str, limit: int, **options: Any) -> list[Job]:
-        events = self._events
-        started = time.perf_counter()
-        try:
-            jobs = await self._broker.claim(queue, limit, **options)
-        except BaseException as exc:
-            _report_failure(events, "claim", started, exc)
-            raise
-        events.broker_call("claim", time.perf_counter() - started, None)
-        if jobs:
-            events.jobs_claimed(queue, jobs)
-        return jobs
+        return await self._claiming("claim", queue, partial(self._broker.claim, queue, limit, **options))
 
     async def wait_and_claim(self, queue: str, timeout: float, limit: int, **options: Any) -> list[Job]:
+        call = partial(self._broker.wait_and_claim, queue, timeout, limit, **options)  # type: ignore[attr-defined]
+        return await self._claiming("wait_and_claim", queue, call)
+
+    async def _claiming(
+        self, operation: str, queue: str, call: Callable[[], Awaitable[list[Job]]]
+    ) -> list[Job]:
+        """A claim's call, timed and reported, with the jobs it claimed."""
         events = self._events
         started = time.perf_counter()
         try:
-            jobs: list[Job] = await self._broker.wait_and_claim(queue, timeout, limit, **options)  # type: ignore[attr-defined]
+            jobs = await call()
         except BaseException as exc:
-            _report_failure(events, "wait_and_claim", started, exc)
+            _report_failure(events, operation, started, exc)
             raise
-        events.broker_call("wait_and_claim", time.perf_counter() - started, None)
+        events.broker_call(operation, time.perf_counter() - started, None)
         if jobs:
             events.jobs_claimed(queue, jobs)
         return jobs
