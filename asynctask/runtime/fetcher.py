@@ -122,7 +122,7 @@ class Fetcher:
                     log.warning(
                         "claiming from %s failed (%s); retrying in %.2fs",
                         queue,
-                        _describe(exc, self.timeout),
+                        _describe(exc, self.poll_interval + self.timeout if waiting else self.timeout),
                         backoff,
                         extra={"action": "claim_error"},
                     )
