@@ -190,6 +190,22 @@ def test_the_single_and_the_batch_statement_share_one_conflict_rule() -> None:
 
     assert "WHERE j.expires_at <=" in clause(q["enqueue"])
     assert clause(q["enqueue_one"]) == clause(q["enqueue"])
+    # The batch of new ids a plain insert: the batch statement without the clause, nothing else.
+    assert "ON CONFLICT (id)" not in q["enqueue_fresh"]
+    assert q["enqueue"].replace(clause(q["enqueue"]), "") == q["enqueue_fresh"]
+
+
+async def test_a_batch_repeating_a_live_id_inside_the_callers_transaction_keeps_it_usable(
+    pg: PostgresBroker, admin: Any, clock: FakeClock
+) -> None:
+    await pg.enqueue([new_job(clock, "old", payload=b'"first"')])
+    async with admin.transaction():
+        created = await pg.enqueue([new_job(clock, "old"), new_job(clock, "new")], connection=admin)
+        assert created == [False, True]
+        assert await admin.fetchval("SELECT 1") == 1, "the transaction is not aborted"
+    old = await pg.get("old")
+    assert old is not None and old.payload == b'"first"'
+    assert await pg.get("new") is not None
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["enqueue_one", "enqueue"])

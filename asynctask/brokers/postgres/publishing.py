@@ -1,7 +1,8 @@
 """Publishing on Postgres: the ``enqueue`` statements' parameters, and running them.
 
 A publish is one statement, one round trip: ``enqueue_one`` for a single job (the common call,
-its columns as scalars), ``enqueue`` for a batch (its columns as arrays, unnested server-side).
+its columns as scalars), ``enqueue`` for a batch (its columns as arrays, unnested server-side;
+outside a transaction ``enqueue_fresh`` first, see :func:`_insert_batch`).
 Both follow the same rules (see ``queries.sql``): an existing live id is kept, an expired record
 is replaced, a live unique key keeps a job out, and the queues of the jobs written are notified.
 """
@@ -51,7 +52,7 @@ async def insert(
     unique = jobs if len(first) == len(jobs) else [jobs[i] for i in first.values()]
     cols = enqueue_columns(unique)
     args = (*cols[:8], now, channel, notify, *cols[8:])
-    row = await insert_jobs(runner, queries["enqueue"], args, unique=bool(keys))
+    row = await _insert_batch(runner, queries, args, unique=bool(keys))
     parents: list[str] = row["parent_ids"] or []
     if row["ids"] is None:  # every job of ``unique`` was created
         if unique is jobs:
@@ -59,6 +60,23 @@ async def insert(
         return [first.get(job.id) == i for i, job in enumerate(jobs)], parents
     created = set(row["ids"])
     return [first.get(job.id) == i and job.id in created for i, job in enumerate(jobs)], parents
+
+
+async def _insert_batch(
+    runner: Any, queries: Mapping[str, str], args: tuple[Any, ...], *, unique: bool
+) -> Any:
+    """Run the batch statement. Outside a transaction a plain insert goes first: new ids, the
+    common batch, then skip the speculative insertion ``ON CONFLICT`` costs (server time of a
+    10,000-job batch 70 -> 59 ms). A batch holding an id that exists fails it as a whole (nothing
+    written) and runs again with the conflict rule. Inside the caller's transaction the failure
+    would abort it, so the batch takes the conflict rule at once."""
+    if not runner.is_in_transaction():
+        try:
+            return await insert_jobs(runner, queries["enqueue_fresh"], args, unique=unique)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "jobs_pkey":
+                raise
+    return await insert_jobs(runner, queries["enqueue"], args, unique=unique)
 
 
 async def insert_jobs(runner: Any, query: str, args: tuple[Any, ...], *, unique: bool) -> Any:

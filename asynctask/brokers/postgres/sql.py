@@ -4,6 +4,10 @@ Query text lives in ``sql/*.sql`` files, never in f-strings. The one thing subst
 is the schema name, validated against :data:`SCHEMA_NAME` and double-quoted, once, when the
 files are loaded: every other value travels as a ``$n`` parameter.
 
+``queries.sql`` also holds fragments (``-- fragment: x``), clauses that several queries share:
+a line holding only ``__x__`` in a query stands for fragment ``x``, indented as that line.
+:data:`VARIANTS` are queries loaded a second time without one of their fragments.
+
 >>> queries("asynctask")["get"].splitlines()[0]
 'SELECT * FROM "asynctask".jobs'
 """
@@ -17,14 +21,27 @@ from importlib import resources
 
 from asynctask.errors import InvalidName
 
-__all__ = ["SCHEMA_NAME", "Migration", "migrations", "queries", "reference_schema", "validate_schema"]
+__all__ = [
+    "SCHEMA_NAME",
+    "VARIANTS",
+    "Migration",
+    "migrations",
+    "queries",
+    "reference_schema",
+    "validate_schema",
+]
 
 #: What a schema name may look like: an unquoted Postgres identifier, lower case, ≤ 63 bytes.
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _PACKAGE = "asynctask.brokers.postgres"
 _PLACEHOLDER = "__schema__"
-_HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
+_HEADER = re.compile(r"^-- (name|fragment): ([a-z_]+)\s*$", re.MULTILINE)
+_USE = re.compile(r"^( *)__([a-z_]+)__\n", re.MULTILINE)
+
+#: {variant: (query, fragment)}: ``query`` without ``fragment``, under the variant's name.
+#: ``enqueue_fresh``: a plain insert, for a batch whose ids are all new (see publishing.py).
+VARIANTS = {"enqueue_fresh": ("enqueue", "on_conflict")}
 _MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -57,15 +74,36 @@ def _read(*parts: str) -> str:
 
 
 def parse_queries(text: str) -> dict[str, str]:
-    """Split a ``queries.sql`` text into ``{name: sql}`` on its ``-- name: x`` headers."""
+    """Split a ``queries.sql`` text into ``{name: sql}`` on its ``-- name: x`` headers, with the
+    fragments written in, plus the :data:`VARIANTS`."""
     chunks = _HEADER.split(text)
-    # chunks = [preamble, name1, body1, name2, body2, ...]
+    # chunks = [preamble, kind1, name1, body1, kind2, name2, body2, ...]
     found: dict[str, str] = {}
-    for name, body in zip(chunks[1::2], chunks[2::2], strict=True):
-        if name in found:
-            raise ValueError(f"query {name!r} is defined twice")
-        found[name] = body.strip()
-    return found
+    fragments: dict[str, str] = {}
+    for kind, name, body in zip(chunks[1::3], chunks[2::3], chunks[3::3], strict=True):
+        into = found if kind == "name" else fragments
+        if name in into:
+            raise ValueError(f"{kind} {name!r} is defined twice")
+        into[name] = body.strip()
+
+    def write(sql: str, leave_out: str | None = None) -> str:
+        def use(match: re.Match[str]) -> str:
+            indent, name = match[1], match[2]
+            if name == leave_out:
+                return ""
+            if name not in fragments:
+                raise ValueError(f"no fragment {name!r}")
+            body = fragments[name].splitlines()
+            return "".join(
+                f"{indent}{line}\n" if line else "\n" for line in body if not line.startswith("--")
+            )
+
+        return _USE.sub(use, sql + "\n").strip()
+
+    queries = {name: write(sql) for name, sql in found.items()}
+    for variant, (query, fragment) in VARIANTS.items():
+        queries[variant] = write(found[query], leave_out=fragment)
+    return queries
 
 
 @cache

@@ -33,14 +33,47 @@ SELECT CASE
     ELSE (SELECT coalesce(max(version), 0) FROM __schema__.migrations)
 END AS version;
 
+-- fragment: on_conflict
+-- What enqueue and enqueue_one do with an id that exists (written where ``__on_conflict__``
+-- stands): the record is kept, unless it has expired, in which case the new job replaces it.
+ON CONFLICT (id) DO UPDATE SET
+    seq = EXCLUDED.seq,
+    task = EXCLUDED.task,
+    queue = EXCLUDED.queue,
+    payload = EXCLUDED.payload,
+    status = EXCLUDED.status,
+    priority = EXCLUDED.priority,
+    attempts = 0,
+    max_retries = EXCLUDED.max_retries,
+    timeout = EXCLUDED.timeout,
+    run_at = EXCLUDED.run_at,
+    created_at = EXCLUDED.created_at,
+    started_at = NULL,
+    finished_at = NULL,
+    lease_expires_at = NULL,
+    worker = NULL,
+    cancel_requested = false,
+    pause_requested = false,
+    expires_at = NULL,
+    error = NULL,
+    state = NULL,
+    result = NULL,
+    parent_id = EXCLUDED.parent_id,
+    pending = EXCLUDED.pending,
+    meta = EXCLUDED.meta,
+    unique_key = EXCLUDED.unique_key,
+    headers = EXCLUDED.headers
+WHERE j.expires_at <= $9::double precision
+
 -- name: enqueue
 -- $1..$8, $12..$16: columns as arrays, $9: now, $10: channel, $11: notify.
 -- A job with pending children is stored as waiting. Enqueue never counts a child into its
 -- parent's pending (spawning does: see add_pending).
 -- A job whose unique_key an unfinished job holds is left out (flow control, issue #13); two
 -- publishes racing for one key meet at jobs_unique_idx, and the loser runs again.
--- An existing id is kept (ON CONFLICT) unless its record has expired, in which case the new
--- job replaces it. Returns the ids written, or NULL when every row sent was written (the common
+-- An existing id is kept (ON CONFLICT, the on_conflict fragment) unless its record has expired,
+-- in which case the new job replaces it. enqueue_fresh is this statement without the fragment:
+-- a plain insert, which a batch of new ids takes first (see publishing.py). Returns the ids written, or NULL when every row sent was written (the common
 -- case: no array of every id to send back); the caller maps them back to input order. Only the
 -- non-NULL parent ids of the jobs written come back.
 -- Columns a batch leaves empty come as NULL arrays (unnest pads them with NULLs): priority,
@@ -84,34 +117,7 @@ created AS (
            unique_key, headers
     FROM numbered
     ORDER BY id
-    ON CONFLICT (id) DO UPDATE SET
-        seq = EXCLUDED.seq,
-        task = EXCLUDED.task,
-        queue = EXCLUDED.queue,
-        payload = EXCLUDED.payload,
-        status = EXCLUDED.status,
-        priority = EXCLUDED.priority,
-        attempts = 0,
-        max_retries = EXCLUDED.max_retries,
-        timeout = EXCLUDED.timeout,
-        run_at = EXCLUDED.run_at,
-        created_at = EXCLUDED.created_at,
-        started_at = NULL,
-        finished_at = NULL,
-        lease_expires_at = NULL,
-        worker = NULL,
-        cancel_requested = false,
-        pause_requested = false,
-        expires_at = NULL,
-        error = NULL,
-        state = NULL,
-        result = NULL,
-        parent_id = EXCLUDED.parent_id,
-        pending = EXCLUDED.pending,
-        meta = EXCLUDED.meta,
-        unique_key = EXCLUDED.unique_key,
-        headers = EXCLUDED.headers
-    WHERE j.expires_at <= $9::double precision
+    __on_conflict__
     RETURNING j.id, j.queue, j.parent_id
 )
 SELECT
@@ -124,9 +130,8 @@ FROM created;
 
 -- name: enqueue_one
 -- enqueue for a batch of one job (the common publish), its columns as scalars, with the same
--- parameter numbers, rules and ON CONFLICT clause (tests/postgres/test_publish.py keeps the two
--- clauses identical). The batch statement's unnest, numbering, sort and aggregates cost the
--- server more than the row itself. seq comes from the column's default, in the INSERT.
+-- parameter numbers, rules and ON CONFLICT clause (the on_conflict fragment). The batch
+-- statement's unnest, numbering, sort and aggregates cost the server more than the row itself. seq comes from the column's default, in the INSERT.
 -- One row (the job's parent_id) when the job was written, none when it was not.
 WITH created AS (
     INSERT INTO __schema__.jobs AS j
@@ -143,34 +148,7 @@ WITH created AS (
         WHERE a.unique_key = $15::text
           AND a.status IN ('scheduled', 'queued', 'running', 'waiting', 'paused')
     )
-    ON CONFLICT (id) DO UPDATE SET
-        seq = EXCLUDED.seq,
-        task = EXCLUDED.task,
-        queue = EXCLUDED.queue,
-        payload = EXCLUDED.payload,
-        status = EXCLUDED.status,
-        priority = EXCLUDED.priority,
-        attempts = 0,
-        max_retries = EXCLUDED.max_retries,
-        timeout = EXCLUDED.timeout,
-        run_at = EXCLUDED.run_at,
-        created_at = EXCLUDED.created_at,
-        started_at = NULL,
-        finished_at = NULL,
-        lease_expires_at = NULL,
-        worker = NULL,
-        cancel_requested = false,
-        pause_requested = false,
-        expires_at = NULL,
-        error = NULL,
-        state = NULL,
-        result = NULL,
-        parent_id = EXCLUDED.parent_id,
-        pending = EXCLUDED.pending,
-        meta = EXCLUDED.meta,
-        unique_key = EXCLUDED.unique_key,
-        headers = EXCLUDED.headers
-    WHERE j.expires_at <= $9::double precision
+    __on_conflict__
     RETURNING j.queue, j.parent_id
 )
 SELECT parent_id, CASE WHEN $11::boolean THEN pg_notify($10::text, queue) IS NOT NULL END AS woken
