@@ -9,7 +9,6 @@ registry and a broker can be run.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from asynctask.errors import ConfigurationError, PayloadTooLarge, UnknownTask
 from asynctask.events import Events
 from asynctask.flow import TaskLimit, check_unique, unique_key
 from asynctask.handle import Publisher
+from asynctask.ids import new_job_id
 from asynctask.lifespan import LifespanFactory, as_factory
 from asynctask.models import Job, JobStatus, NewJob
 from asynctask.names import validate_job_id, validate_queue
@@ -391,14 +391,6 @@ class Registry:
             headers=check_headers(headers) if headers is not None else {},
             unique_key=unique_key(task.name, key, payload) if key is not None or unique else None,
         )
-
-
-def new_job_id() -> str:
-    """A new job's id: 32 random hex digits (128 bits from ``os.urandom``).
-
-    The shape of ``uuid.uuid4().hex`` without its fixed version digits, at a sixth of the cost.
-    """
-    return os.urandom(16).hex()
 
 
 class WorkerHost(Protocol):
