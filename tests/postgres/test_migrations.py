@@ -149,3 +149,19 @@ def test_query_file_parses_into_named_queries() -> None:
     assert "__schema__" not in "".join(queries.values())
     with pytest.raises(ValueError, match="twice"):
         pgsql.parse_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;\n")
+
+
+def test_a_fragment_is_written_in_at_its_indent_and_left_out_of_its_variant() -> None:
+    text = (
+        "-- fragment: on_conflict\n-- what it does\nON CONFLICT (id)\nDO NOTHING\n\n"
+        "-- name: enqueue\nINSERT INTO t\n    SELECT 1\n    __on_conflict__\n    RETURNING id;\n"
+        "-- name: other\nSELECT 2;\n"
+    )
+    parsed = pgsql.parse_queries(text)
+    assert parsed["enqueue"] == (
+        "INSERT INTO t\n    SELECT 1\n    ON CONFLICT (id)\n    DO NOTHING\n    RETURNING id;"
+    )
+    assert parsed["enqueue_fresh"] == "INSERT INTO t\n    SELECT 1\n    RETURNING id;"
+    assert pgsql.parse_queries("-- name: a\nSELECT 1;\n") == {"a": "SELECT 1;"}
+    with pytest.raises(ValueError, match="no fragment 'missing'"):
+        pgsql.parse_queries("-- name: enqueue\nSELECT 1\n__missing__\n")

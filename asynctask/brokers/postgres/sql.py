@@ -102,7 +102,8 @@ def parse_queries(text: str) -> dict[str, str]:
 
     queries = {name: write(sql) for name, sql in found.items()}
     for variant, (query, fragment) in VARIANTS.items():
-        queries[variant] = write(found[query], leave_out=fragment)
+        if query in found:
+            queries[variant] = write(found[query], leave_out=fragment)
     return queries
 
 
