@@ -280,7 +280,9 @@ class Run:
 class Verdict:
     """Duplicated: jobs run more than once. Explained: every earlier run of such a job was in a
     process SIGKILLed after that run started, and the run had not ended, or had ended less than
-    ``unreported`` seconds before the kill (its outcome was still on its way to the broker)."""
+    ``unreported`` seconds before the kill (its outcome was still on its way to the broker); or
+    its claim came less than ``forgotten`` seconds before a server crash that may forget it (a
+    PostgreSQL claim commits without waiting for its WAL flush: README, Delivery guarantees)."""
 
     duplicated: int
     explained: int
@@ -318,7 +320,14 @@ class Ledger:
                     first[run.pid] = run.start
         return first
 
-    def verdict(self, kills: dict[int, float], *, unreported: float) -> Verdict:
+    def verdict(
+        self,
+        kills: dict[int, float],
+        *,
+        unreported: float,
+        crashes: Sequence[float] = (),
+        forgotten: float = 0.0,
+    ) -> Verdict:
         duplicated = explained = 0
         unexplained: list[str] = []
         unfinished: list[str] = []
@@ -330,9 +339,12 @@ class Ledger:
                 continue
             duplicated += 1
             ok = all(
-                run.pid in kills
-                and kills[run.pid] >= run.start
-                and (run.end is None or kills[run.pid] - run.end < unreported)
+                (
+                    run.pid in kills
+                    and kills[run.pid] >= run.start
+                    and (run.end is None or kills[run.pid] - run.end < unreported)
+                )
+                or any(0 <= crash - run.claimed < forgotten for crash in crashes)
                 for run in runs[:-1]
             )
             if ok:
@@ -401,6 +413,8 @@ def judge(
     report: Callable[[Figures], None],
     workers: Workers,
     unreported: float = 2.0,
+    crashes: Sequence[float] = (),
+    forgotten: float = 0.0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Figures, dict[str, Job]]:
     """Read the outcome back, write the figures, then assert: nothing lost, no unexplained
@@ -409,7 +423,9 @@ def judge(
     succeeded = {job_id for job_id, job in stored.items() if job.status is JobStatus.SUCCEEDED}
     lost = sorted(set(published) - succeeded)
     kills = workers.kills
-    verdict = ledger.verdict({**workers.stops, **kills}, unreported=unreported)
+    verdict = ledger.verdict(
+        {**workers.stops, **kills}, unreported=unreported, crashes=crashes, forgotten=forgotten
+    )
     figures = Figures(
         test=test,
         broker=broker,
@@ -426,7 +442,8 @@ def judge(
     report(figures)
     statuses = {job_id: stored[job_id].status for job_id in lost if job_id in stored}
     assert not lost, f"{len(lost)} jobs lost, e.g. {lost[:5]} (status {statuses if statuses else 'missing'})"
-    assert not verdict.unexplained, f"duplicates not explained by a kill: {verdict.unexplained[:10]}"
+    unexplained = verdict.unexplained[:10]
+    assert not unexplained, f"duplicates not explained by a kill or a crash: {unexplained}"
     runs = ledger.runs()
     unended = [job for job in succeeded if not any(run.end is not None for run in runs.get(job, []))]
     assert not unended, f"succeeded without a finished run in the ledger: {unended[:10]}"
