@@ -42,10 +42,9 @@ CLOSE_LIMIT = 2.0
 #: empty table, so their statistics say "no rows" until the first ANALYZE: a claim planned then
 #: sorted every ready job at every run, and a backlog of 100,000 jobs drained at 2,100 jobs/s
 #: instead of 30,000.) Listing and counting jobs (:meth:`Database.fetch_planned`) keep Postgres's
-#: own choice of plan. JIT is off: a
-#: disabled scan's cost is huge by design, and would have JIT-compiled, at every run, the
-#: statements with no other way to read a table (the small ``queues`` and ``workers`` tables);
-#: none of the broker's statements gains from it anyway.
+#: own choice of plan. JIT is off: a disabled scan's cost is huge by design, and would have
+#: JIT-compiled, at every run, the statements with no other way to read a table (the small
+#: ``queues`` and ``workers`` tables); none of the broker's statements gains from it anyway.
 POOL_SETTINGS = {
     "plan_cache_mode": "force_generic_plan",
     "enable_seqscan": "off",
