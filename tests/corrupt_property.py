@@ -37,8 +37,8 @@ async def run_with_damage(
     ends: set[JobStatus] = FINISHED,
 ) -> tuple[Job, Counter[int]]:
     """Publish job 0 (first in claim order) and ``good`` more to a fresh queue, ``damage(queue,
-    id of job 0)``, run a worker until job 0 is in one of ``ends`` and every other job is
-    finished; returns job 0 and the run counts."""
+    id of job 0)``, run a worker until job 0 is in one of ``ends`` (see :func:`ends_for`) and
+    every other job is finished; returns job 0 and the run counts."""
     queue = f"q{uuid.uuid4().hex[:10]}"
     runs: Counter[int] = Counter()
     app = App(broker)
@@ -69,6 +69,9 @@ async def run_with_damage(
             worker.stop()
         job = await broker.get(bad.id)
         assert job is not None
+        assert job.status in ends
+        if job.status is JobStatus.WAITING:
+            assert runs[0] == 1, "a job waits for its children only after its run"
         for n in range(1, good + 1):
             assert runs[n] == 1, f"good job {n} ran {runs[n]} times"
         for job_id in ids[1:]:
