@@ -78,7 +78,7 @@ def render(data: dict[str, Any], profiles: list[Path]) -> str:
     meta, summary = data["meta"], data["summary"]
     sizes = {**_OLD_SIZES, **meta["sizes"]}
     systems = [s["name"] for s in data["systems"]]
-    smoke = sizes["w1_jobs"] != 10_000
+    smoke = sizes["w1_jobs"] < 10_000
     out = [
         *_header(meta, sizes),
         "",
