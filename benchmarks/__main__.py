@@ -1,6 +1,6 @@
 """``python -m benchmarks``: asynctask and its peers, each at its documented best settings, one run.
 
-    python -m benchmarks                          # the full suite (~32 min on a quiet 2-core box)
+    python -m benchmarks                          # the full suite (25-45 min on a quiet 2-core box)
     python -m benchmarks --quick                  # a smoke run (~6 min; 7 at load 8 before NATS)
     python -m benchmarks --systems asynctask-redis,arq,saq --workloads w1,sweep
     python -m benchmarks --profile                # + a py-spy profile of the asynctask worker in W1
@@ -30,15 +30,17 @@ from benchmarks.tuning import TUNING
 
 RESULTS = services.ROOT / "results"
 
-#: Rough seconds per cell on a quiet 2-core machine (full, quick), for the estimate printed first:
-#: measured at load 8 and scaled down; slow systems hit W1's drain budget (20 s, quick 10 s).
+#: Rough seconds per cell (full, quick), for the estimate printed first: the full figures are the
+#: means of the 2026-11-28 11:35 run (30,000-job W1, an Intel 2-core machine on which the full run
+#: took 45 min; an AMD one ran everything about twice as fast); slow systems hit W1's drain budget
+#: (20 s, quick 10 s).
 CELL_SECONDS = {
-    "w1": (15, 8),
-    "sweep": (10, 5),
-    "w2": (4.5, 3.5),
+    "w1": (20, 8),
+    "sweep": (16, 5),
+    "w2": (5, 3.5),
     "w3": (4.5, 3.5),
-    "w4": (7, 2.5),
-    "w5": (7, 4.5),
+    "w4": (5.5, 2.5),
+    "w5": (5, 4.5),
 }
 
 
