@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import msgspec
@@ -60,7 +60,7 @@ class MemoryBroker(FlowCalls, WorkerCalls):
         self._flow = MemoryFlow()
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time) -> MemoryBroker:
+    def from_url(cls, url: str, *, clock: Clock = time.time) -> Self:
         rest = url.removeprefix("memory://")
         if rest.startswith("/") or rest == "":
             return cls(path=rest or None, clock=clock)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pydantic
 
-from asynctask import App, JobCtx, JobHandle
+from asynctask import App, JobCtx, JobHandle, MemoryBroker
 from asynctask.testing import drain, perform
 
 app = App("memory://")
@@ -56,3 +56,12 @@ async def wrong() -> None:
     await perform(fulfil, {"sku": "x"})  # type: ignore[misc]
     await drain(app, concurrency="2")  # type: ignore[arg-type]
     del text
+
+
+# A subclass of a broker (a test double) is still a Broker: every from_url returns Self.
+class CountingBroker(MemoryBroker):
+    claims = 0
+
+
+counted = App(CountingBroker())
+same_kind: CountingBroker = CountingBroker.from_url("memory://")

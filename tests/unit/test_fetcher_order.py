@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from asynctask import App, JobCtx, MemoryBroker, Worker
+from asynctask.flow import TaskLimits
 from asynctask.models import Job
 from asynctask.testing import wait_until
 
@@ -23,14 +24,16 @@ class RecordingBroker(MemoryBroker):
         super().__init__()
         self.events = events
 
-    async def claim(self, queue: str, limit: int, *, lease: float, worker: str) -> list[Job]:
-        jobs = await super().claim(queue, limit, lease=lease, worker=worker)
+    async def claim(
+        self, queue: str, limit: int, *, lease: float, worker: str, limits: TaskLimits | None = None
+    ) -> list[Job]:
+        jobs = await super().claim(queue, limit, lease=lease, worker=worker, limits=limits)
         self.events.extend(f"claimed {job.id}" for job in jobs)
         return jobs
 
-    async def wait_for_jobs(self, queue: str, timeout: float) -> None:
+    async def wait_for_jobs(self, queue: str, timeout: float, *, held: bool = False) -> None:
         self.events.append("wait")
-        await super().wait_for_jobs(queue, timeout)
+        await super().wait_for_jobs(queue, timeout, held=held)
 
 
 async def test_claimed_jobs_start_before_the_fetcher_waits_again() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from pymongo import DESCENDING, ReturnDocument
 
@@ -123,7 +123,7 @@ class MongoBroker(FlowCalls, WorkerCalls):
         self.capabilities = Capabilities()
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time) -> MongoBroker:
+    def from_url(cls, url: str, *, clock: Clock = time.time) -> Self:
         """The broker for a ``mongodb://`` or ``mongodb+srv://`` URL."""
         return cls(url, clock=clock)
 

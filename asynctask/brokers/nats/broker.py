@@ -12,7 +12,7 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode
 
 import anyio
@@ -88,7 +88,7 @@ class NatsBroker:
         self._display_url = _display(config)
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time) -> NatsBroker:
+    def from_url(cls, url: str, *, clock: Clock = time.time) -> Self:
         """A broker for ``nats://`` / ``tls://`` URLs (see :mod:`asynctask.brokers.nats.config`)."""
         return cls(url, clock=clock)
 

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import asyncpg
@@ -124,9 +124,7 @@ class PostgresBroker(FlowCalls, WorkerCalls):
         self._flow = PostgresFlow(self._db, self.schema, self._channel, lambda: self.notify)
 
     @classmethod
-    def from_url(
-        cls, url: str, *, clock: Clock = time.time, command_timeout: float | None = None
-    ) -> PostgresBroker:
+    def from_url(cls, url: str, *, clock: Clock = time.time, command_timeout: float | None = None) -> Self:
         """The broker for a ``postgresql://`` or ``postgres://`` URL."""
         return cls(url, clock=clock, command_timeout=command_timeout)
 

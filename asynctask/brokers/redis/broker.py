@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 import anyio
 import msgspec
@@ -120,7 +120,7 @@ class RedisBroker:
         self._queue_of: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time, **timeouts: Unpack[Timeouts]) -> RedisBroker:
+    def from_url(cls, url: str, *, clock: Clock = time.time, **timeouts: Unpack[Timeouts]) -> Self:
         """A broker for ``redis://`` / ``rediss://`` URLs; ``?prefix=`` sets the key prefix.
         ``timeouts``: ``socket_timeout`` and ``socket_connect_timeout`` (see the class)."""
         stripped, prefix = split_prefix(url)
