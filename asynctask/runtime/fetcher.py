@@ -122,7 +122,7 @@ class Fetcher:
                     log.warning(
                         "claiming from %s failed (%s); retrying in %.2fs",
                         queue,
-                        _describe(exc, self.poll_interval + self.timeout if waiting else self.timeout),
+                        _describe(exc, self._wait_deadline if waiting else self.timeout),
                         backoff,
                         extra={"action": "claim_error"},
                     )
@@ -154,6 +154,11 @@ class Fetcher:
                             partial(self.broker.wait_for_jobs, queue, self.poll_interval)
                         )
 
+    @property
+    def _wait_deadline(self) -> float:
+        """How long a wait for jobs (or a wait-and-claim) may take: its own time, then a reply."""
+        return self.poll_interval + self.timeout
+
     async def _claim(self, n: int) -> list[Job]:
         if self.limits is None:
             # Brokers see the limits argument only when there are limits to pass.
@@ -167,7 +172,7 @@ class Fetcher:
         options: dict[str, Any] = {"lease": self.lease, "worker": self.worker_id, "stop": self._stop}
         if self.limits is not None:
             options["limits"] = self.limits
-        with anyio.fail_after(self.poll_interval + self.timeout) as scope:
+        with anyio.fail_after(self._wait_deadline) as scope:
             self._wait_scope = scope
             try:
                 return await broker.wait_and_claim(self.queue, self.poll_interval, n, **options)
@@ -202,14 +207,14 @@ class Fetcher:
 
     async def _wait_for_jobs(self, wait: Callable[[], Awaitable[None]]) -> None:
         try:
-            with anyio.fail_after(self.poll_interval + self.timeout):
+            with anyio.fail_after(self._wait_deadline):
                 await self.control.unless_stopping(wait)
         except Exception as exc:
             # The next claim will tell whether the broker is really gone.
             log.warning(
                 "waiting for jobs on %s failed (%s)",
                 self.queue,
-                _describe(exc, self.poll_interval + self.timeout),
+                _describe(exc, self._wait_deadline),
                 extra={"action": "wait_error"},
             )
             await self.control.unless_stopping(partial(anyio.sleep, min(self.poll_interval, 1.0)))

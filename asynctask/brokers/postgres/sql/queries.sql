@@ -73,9 +73,10 @@ WHERE j.expires_at <= $9::double precision
 -- publishes racing for one key meet at jobs_unique_idx, and the loser runs again.
 -- An existing id is kept (ON CONFLICT, the on_conflict fragment) unless its record has expired,
 -- in which case the new job replaces it. enqueue_fresh is this statement without the fragment:
--- a plain insert, which a batch of new ids takes first (see publishing.py). Returns the ids written, or NULL when every row sent was written (the common
--- case: no array of every id to send back); the caller maps them back to input order. Only the
--- non-NULL parent ids of the jobs written come back.
+-- a plain insert, which a batch of new ids takes first (see publishing.py).
+-- Returns the ids written, or NULL when every row sent was written (the common case: no array of
+-- every id to send back); the caller maps them back to input order. Only the non-NULL parent ids
+-- of the jobs written come back.
 -- Columns a batch leaves empty come as NULL arrays (unnest pads them with NULLs): priority,
 -- max_retries and pending then read as 0.
 -- Publish order (seq) follows the input, but rows are inserted in id order: two batches that
@@ -131,7 +132,8 @@ FROM created;
 -- name: enqueue_one
 -- enqueue for a batch of one job (the common publish), its columns as scalars, with the same
 -- parameter numbers, rules and ON CONFLICT clause (the on_conflict fragment). The batch
--- statement's unnest, numbering, sort and aggregates cost the server more than the row itself. seq comes from the column's default, in the INSERT.
+-- statement's unnest, numbering, sort and aggregates cost the server more than the row itself.
+-- seq comes from the column's default, in the INSERT.
 -- One row (the job's parent_id) when the job was written, none when it was not.
 WITH created AS (
     INSERT INTO __schema__.jobs AS j
