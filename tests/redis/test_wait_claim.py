@@ -154,6 +154,41 @@ async def test_setting_stop_ends_a_blocked_wait(own_server: Callable[..., RedisS
         await broker.close()
 
 
+async def test_a_waits_stop_watcher_ends_with_the_wait(
+    own_server: Callable[..., RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher that would push the stop is cancelled when the wait returns (not awaited:
+    the jobs go to their handlers first), and is gone by the next turn of the loop: a stop set
+    after the wait ended pushes nothing, and watchers do not pile up wait after wait."""
+    server = own_server()
+    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
+    raw = Redis.from_url(server.url)
+    fixed = uuid.uuid4()
+    monkeypatch.setattr(waiting.uuid, "uuid4", lambda: fixed)
+    stop_key = f"{broker.keys.queue('q').wake}:{fixed.hex}"
+    await broker.open()
+    await publisher.open()
+    try:
+        stop = anyio.Event()
+        for i in range(3):
+            got: list[Job] = []
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(await _waiting(broker, raw, got, stop))
+                    await wait_until(lambda: _blocked(raw))
+                    await publisher.enqueue([job(f"j{i}", time.time())])
+            assert [j.id for j in got] == [f"j{i}"]
+            await anyio.sleep(0)
+            assert not waiting._WATCHERS
+        stop.set()
+        await anyio.sleep(0)
+        assert not await raw.exists(stop_key)
+    finally:
+        await raw.aclose()
+        await broker.close()
+        await publisher.close()
+
+
 async def test_an_injected_clock_does_not_move_during_the_wait(
     own_server: Callable[..., RedisServer],
 ) -> None:
