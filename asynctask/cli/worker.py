@@ -22,6 +22,7 @@ from asynctask import log as log_setup
 from asynctask.brokers import MemoryBroker
 from asynctask.cli.common import LOG_LEVELS, CliError, friendly, load_app, run_async
 from asynctask.cli.supervisor import SLOT_ENV
+from asynctask.errors import BrokerUnavailable
 from asynctask.lifecycle import with_signal_notify
 from asynctask.runtime.logs import JobContextFilter
 
@@ -49,6 +50,13 @@ log = logging.getLogger("asynctask.worker")
 )
 @click.option(
     "--broker-timeout", default=10.0, show_default=True, help="Deadline of each broker round trip, seconds."
+)
+@click.option(
+    "--wait-for-broker",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep trying an unreachable broker at start-up (0: exit at once).",
 )
 @click.option("--burst", is_flag=True, help="Run until no job is left to claim, then exit 0.")
 @click.option(
@@ -110,6 +118,7 @@ def worker(
     poll_interval: float,
     maintenance_interval: float,
     broker_timeout: float,
+    wait_for_broker: float,
     burst: bool,
     workers: int,
     reload: bool,
@@ -155,6 +164,7 @@ def worker(
         poll_interval=poll_interval,
         maintenance_interval=maintenance_interval,
         broker_timeout=broker_timeout,
+        wait_for_broker=wait_for_broker,
         burst=burst,
     )
     run: Callable[[], Awaitable[None]] = w.run
@@ -177,7 +187,12 @@ def worker(
         run = monitored
     # The process's one signal handling: the first SIGTERM/SIGINT cancels the worker's task, which
     # is its graceful stop; a second one stops it at once.
-    run_async(with_signal_notify(run))
+    try:
+        run_async(with_signal_notify(run))
+    except BrokerUnavailable as exc:
+        if wait_for_broker:
+            raise
+        raise CliError(f"{exc} (--wait-for-broker SECONDS keeps trying at start-up)") from None
     _exit_past_abandoned_threads()
 
 

@@ -29,6 +29,10 @@ class WorkerOptions(TypedDict, total=False):
       heartbeat, maintenance) in seconds (10): a call that takes longer is abandoned and retried,
       so a stalled connection cannot freeze the worker; shutdown waits at most
       ``shutdown_grace + broker_timeout`` plus a second;
+    * ``wait_for_broker``: seconds to keep trying, at start-up, a broker that cannot be reached
+      (0: fail at once), for a worker that may start before its broker (containers, ``docker
+      compose up``); arq's ``conn_retries``, Celery's ``broker_connection_retry_on_startup``.
+      Only an unreachable broker is waited for: a schema to migrate or a bad URL fails at once;
     * ``handle_signals``: stop gracefully on SIGINT/SIGTERM, at once on a second one (the CLI
       does; an embedded worker leaves signals to its server);
     * ``scheduler``: publish the ticks of periodic tasks (safe to leave on in every worker);
@@ -47,6 +51,7 @@ class WorkerOptions(TypedDict, total=False):
     shutdown_grace: float
     maintenance_interval: float
     broker_timeout: float
+    wait_for_broker: float
     handle_signals: bool
     scheduler: bool
     worker_id: str | None
@@ -65,6 +70,7 @@ DEFAULTS: WorkerOptions = {
     "shutdown_grace": 30.0,
     "maintenance_interval": 5.0,
     "broker_timeout": 10.0,
+    "wait_for_broker": 0.0,
     "handle_signals": False,
     "scheduler": True,
     "worker_id": None,

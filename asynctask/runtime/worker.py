@@ -45,6 +45,7 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from asynctask.brokers.base import Broker
+from asynctask.errors import BrokerUnavailable
 from asynctask.events import BROKER_HOOKS, Events
 from asynctask.lifecycle import concurrence, forced_stop, unwrap_single, watch_signals
 from asynctask.models import Job, Outcome, OutcomeKind, WorkerInfo
@@ -77,6 +78,8 @@ _STOP_MARGIN = 1.0
 _FAREWELL = 0.5
 #: The worker registry needs no record fresher than this, however short the heartbeat.
 _PRESENCE_MIN_INTERVAL = 1.0
+#: Waiting for the broker at start-up (``wait_for_broker``): the first delay, and the longest.
+_OPEN_BACKOFF = (0.1, 2.0)
 
 
 class Worker:
@@ -100,6 +103,8 @@ class Worker:
             raise ValueError("prefetch must be >= 0")
         if opts["lease"] <= 0 or opts["poll_interval"] <= 0 or opts["broker_timeout"] <= 0:
             raise ValueError("lease, poll_interval and broker_timeout must be > 0")
+        if opts["wait_for_broker"] < 0:
+            raise ValueError("wait_for_broker must be >= 0")
         if opts["shutdown_grace"] < 0:
             raise ValueError("shutdown_grace must be >= 0")
         self.host = app
@@ -117,6 +122,7 @@ class Worker:
         self.maintenance_interval = opts["maintenance_interval"]
         self.broker_timeout = opts["broker_timeout"]
         self.handle_signals = opts["handle_signals"]
+        self.wait_for_broker = opts["wait_for_broker"]
         self.scheduler = opts["scheduler"]
         self.burst = opts["burst"]
         self.id = opts["worker_id"] or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -255,7 +261,13 @@ class Worker:
         announced = False
         # Cluster-wide limits travel with each claim; the broker enforces them (asynctask.flow).
         limits = self.registry.task_limits()
-        await self.host.open()
+        opened = False
+        try:
+            opened = await self._open_host(control)
+        finally:
+            self._running = opened
+        if not opened:  # stopped while it waited for the broker
+            return
         try:
             # Before the first claim; a stop while it starts ends the run here (nothing claimed).
             await self._lifespan.enter(control)
@@ -358,6 +370,37 @@ class Worker:
             await self._lifespan.exit()  # after the drain: no handler sees a closed resource
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.broker_timeout):
                 await self.host.close()
+
+    async def _open_host(self, control: Control) -> bool:
+        """Open the app's broker; ``False`` if the worker was stopped first.
+
+        A broker that cannot be reached (:class:`~asynctask.errors.BrokerUnavailable`) is tried
+        again for ``wait_for_broker`` seconds, backing off from 0.1 s to 2 s; anything else (an
+        outdated schema, a bad URL) fails at once.
+        """
+        deadline = anyio.current_time() + self.wait_for_broker
+        delay = _OPEN_BACKOFF[0]
+        while True:
+            try:
+                await self.host.open()
+                return True
+            except BrokerUnavailable as exc:
+                left = deadline - anyio.current_time()
+                if left <= 0:
+                    raise
+                delay = min(delay, left)
+                log.warning(
+                    "worker %s waits for its broker (%s): trying again in %.1fs, for %.0fs more",
+                    self.id,
+                    exc,
+                    delay,
+                    left,
+                    extra={"action": "broker_wait", "worker": self.id},
+                )
+            await control.unless_stopping(partial(anyio.sleep, delay))
+            if control.stopping:
+                return False
+            delay = min(delay * 2, _OPEN_BACKOFF[1])
 
     # --- executing -------------------------------------------------------------------------
 

@@ -253,6 +253,17 @@ def test_unusable_broker_is_one_line_and_exit_2(project: Path, broker: str, mess
     assert message in res.stderr
     assert "hunter2" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # An unreachable broker names the option that waits for it; a schema to migrate does not.
+    assert ("--wait-for-broker SECONDS" in res.stderr) == ("cannot reach" in message), res.stderr
+
+
+def test_a_worker_given_time_waits_for_its_broker_then_gives_up(project: Path) -> None:
+    unreachable = "redis://127.0.0.1:1/0"
+    res = run(project, "worker", "jobsapp:app", "--broker", unreachable, "--wait-for-broker", "0.5")
+    assert res.returncode == 2, res.stderr
+    assert "waits for its broker" in res.stderr  # the warning of each try, then the one-line error
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("asynctask: error: cannot reach Redis at 127.0.0.1:1"), res.stderr
 
 
 def test_migrate_creates_the_schema(project: Path) -> None:
