@@ -5,9 +5,10 @@ Each test runs its own server, so "the wait is blocked" can be read from ``INFO 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 import pytest
@@ -38,6 +39,27 @@ async def _waiting(
         got.extend(await broker.wait_and_claim("q", timeout, 10, lease=LEASE, worker="w", stop=stop))
 
     return wait
+
+
+@contextlib.asynccontextmanager
+async def _known_stop_key(
+    own_server: Callable[..., RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[RedisBroker, RedisBroker, Redis, str]]:
+    """A waiting broker, a publisher and a raw client on a private server, and the stop key
+    the broker's next wait will use (its uuid fixed)."""
+    server = own_server()
+    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
+    raw = Redis.from_url(server.url)
+    fixed = uuid.uuid4()
+    monkeypatch.setattr(waiting.uuid, "uuid4", lambda: fixed)
+    await broker.open()
+    await publisher.open()
+    try:
+        yield broker, publisher, raw, f"{broker.keys.queue('q').wake}:{fixed.hex}"
+    finally:
+        await raw.aclose()
+        await broker.close()
+        await publisher.close()
 
 
 async def test_a_job_published_while_the_worker_waits_is_claimed_by_the_wait(
@@ -100,15 +122,7 @@ async def test_a_stopped_wait_claims_nothing_even_with_a_job_ready(
     """The stop and a wake-up reach the waiting worker at once (one transaction): the pop takes
     the wake-up, and the claim behind it sees the stop and leaves the job queued, not leased to
     a worker that would never see it."""
-    server = own_server()
-    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
-    raw = Redis.from_url(server.url)
-    fixed = uuid.uuid4()
-    monkeypatch.setattr(waiting.uuid, "uuid4", lambda: fixed)
-    stop_key = f"{broker.keys.queue('q').wake}:{fixed.hex}"
-    await broker.open()
-    await publisher.open()
-    try:
+    async with _known_stop_key(own_server, monkeypatch) as (broker, publisher, raw, stop_key):
         got: list[Job] = []
         stop = anyio.Event()
         with anyio.fail_after(10):
@@ -126,10 +140,6 @@ async def test_a_stopped_wait_claims_nothing_even_with_a_job_ready(
         assert stored is not None and stored.status is JobStatus.QUEUED and stored.attempts == 0
         assert await raw.exists(stop_key) in (0, 1)  # the late stop's entries expire
         assert 0 < await raw.pttl(stop_key) <= 60_000 or not await raw.exists(stop_key)
-    finally:
-        await raw.aclose()
-        await broker.close()
-        await publisher.close()
 
 
 async def test_setting_stop_ends_a_blocked_wait(own_server: Callable[..., RedisServer]) -> None:
@@ -160,15 +170,7 @@ async def test_a_waits_stop_watcher_ends_with_the_wait(
     """The watcher that would push the stop is cancelled when the wait returns (not awaited:
     the jobs go to their handlers first), and is gone by the next turn of the loop: a stop set
     after the wait ended pushes nothing, and watchers do not pile up wait after wait."""
-    server = own_server()
-    broker, publisher = broker_for("p", url=server.url), broker_for("p", url=server.url)
-    raw = Redis.from_url(server.url)
-    fixed = uuid.uuid4()
-    monkeypatch.setattr(waiting.uuid, "uuid4", lambda: fixed)
-    stop_key = f"{broker.keys.queue('q').wake}:{fixed.hex}"
-    await broker.open()
-    await publisher.open()
-    try:
+    async with _known_stop_key(own_server, monkeypatch) as (broker, publisher, raw, stop_key):
         stop = anyio.Event()
         for i in range(3):
             got: list[Job] = []
@@ -183,10 +185,6 @@ async def test_a_waits_stop_watcher_ends_with_the_wait(
         stop.set()
         await anyio.sleep(0)
         assert not await raw.exists(stop_key)
-    finally:
-        await raw.aclose()
-        await broker.close()
-        await publisher.close()
 
 
 async def test_an_injected_clock_does_not_move_during_the_wait(
