@@ -12,11 +12,13 @@ pytest_plugins = ["asynctask.testing.contract"]
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_servers() -> Iterator[None]:
-    """Stop the servers this test process started on demand (the mongoeco one), by PID."""
+    """Stop the servers this test process started on demand (mongoeco, nats-server), by PID."""
     yield
+    from tests import backend_nats
     from tests.mongo import server
 
     server.stop()
+    backend_nats.stop()
 
 
 #: PyMongo's async client can leave a monitor's socket to the garbage collector when it is closed
