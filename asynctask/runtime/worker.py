@@ -243,7 +243,6 @@ class Worker:
         broker = self._broker = instrumented(self.broker, events) if observed else self.broker
         control = self._control
         bind_worker(self.id)
-        self._running = True
         self.started_at = self.registry.clock()
         # Waits of idle queues hold slots out of the prefetch only, unless there is one queue.
         spare = self.prefetch if len(self.queues) > 1 else None
@@ -261,13 +260,9 @@ class Worker:
         announced = False
         # Cluster-wide limits travel with each claim; the broker enforces them (asynctask.flow).
         limits = self.registry.task_limits()
-        opened = False
-        try:
-            opened = await self._open_host(control)
-        finally:
-            self._running = opened
-        if not opened:  # stopped while it waited for the broker
-            return
+        if not await self._open_host(control):
+            return  # stopped while it waited for the broker
+        self._running = True
         try:
             # Before the first claim; a stop while it starts ends the run here (nothing claimed).
             await self._lifespan.enter(control)
